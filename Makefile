@@ -1,0 +1,37 @@
+# shoprank's entry points. Every target is idempotent: run any of them again and it only redoes what changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup export demo test test-unit proto bench clean
+
+## setup: create .venv with shoprank and everything its tests, export and benchmarks need
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[export,train,test,loadtest,dev]'
+	touch $@
+
+## export: export the models to ONNX (parity-checked) and fill model_repository/{cpu,gpu}
+export: setup
+	$(BIN)/shoprank export
+
+## demo: the main job: start Triton and the orchestrator, index the demo catalog, answer queries, stop
+demo: export
+	$(BIN)/shoprank demo
+
+## test: the whole suite, unit and integration (real tritonserver, real gRPC server)
+test: export
+	$(BIN)/python -m pytest
+
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+## proto: regenerate orchestrator/_proto from proto/
+proto: setup
+	PYTHON=$(BIN)/python scripts/gen_proto.sh
+
+clean:
+	rm -rf .shoprank model_repository/*/*/[0-9]* model_repository/*/*/tokenizer.json model_repository/*/*/export.json

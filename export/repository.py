@@ -1,0 +1,88 @@
+"""Writing Triton model repositories: model_repository/<target>/<model>/{config.pbtxt, <version>/...}.
+
+Exports are idempotent: each model folder keeps an `export.json` stamp (base weights digest, spec, parity
+results); when the stamp matches, nothing is exported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .specs import BI_ENCODER, ModelSpec
+from .triton_config import TARGETS, render
+
+PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "ort_model.py"
+VERSION = "1"
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def source_stamp(model_dir: Path, spec: ModelSpec) -> dict[str, str]:
+    """What an export depends on: the base weights and the spec."""
+    return {"base_model_sha256": _digest(model_dir / "model.safetensors"), "spec": repr(spec)}
+
+
+def is_current(root: Path, spec: ModelSpec, stamp: dict[str, str]) -> bool:
+    """True when every target already holds an export made from the same sources."""
+    for target in TARGETS:
+        folder = root / target / spec.name
+        stamp_file = folder / "export.json"
+        if not stamp_file.is_file() or not (folder / VERSION / "model.onnx").is_file():
+            return False
+        if json.loads(stamp_file.read_text()).get("source") != stamp:
+            return False
+    return True
+
+
+def write_model(root: Path, target: str, spec: ModelSpec, onnx_file: Path, tokenizer_file: Path, record: dict) -> Path:
+    """Lay out one model for one target; returns the model folder."""
+    folder = root / target / spec.name
+    version_dir = folder / VERSION
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(render(spec, target))
+    shutil.copyfile(onnx_file, version_dir / "model.onnx")
+    if target == "cpu":
+        shutil.copyfile(PYTHON_BACKEND_MODEL, version_dir / "model.py")
+    shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
+    (folder / "export.json").write_text(json.dumps(record, indent=2) + "\n")
+    return folder
+
+
+def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> None:
+    """Export the bi-encoder into every target of the repository at `root`, unless already current."""
+    from .onnx import base_model_path, export_bi_encoder  # noqa: PLC0415 - imports torch
+
+    spec = BI_ENCODER
+    model_dir = base_model_path()
+    stamp = source_stamp(model_dir, spec)
+    if not force and is_current(root, spec, stamp):
+        log(f"{spec.name}: up to date in {root}")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_file = Path(scratch) / "model.onnx"
+        log(f"{spec.name}: exporting {model_dir.name} to ONNX (opset {spec.onnx_opset})")
+        parity = export_bi_encoder(model_dir, onnx_file, spec)
+        for item in parity:
+            log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
+        record = {
+            "model": spec.name,
+            "version": VERSION,
+            "source": stamp,
+            "parity": [asdict(item) for item in parity],
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        for target in TARGETS:
+            folder = write_model(root, target, spec, onnx_file, model_dir / "tokenizer.json", record)
+            log(f"{spec.name}: wrote {folder} ({target})")

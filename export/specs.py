@@ -1,0 +1,87 @@
+"""The single source of truth for every served model: tensor names, shapes, dtypes, batching and tolerances.
+
+The ONNX exporter, the generated config.pbtxt and the orchestrator's Triton client all read these specs,
+so a tensor is named exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# numpy dtype name -> Triton data type
+TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_FP32", "float16": "TYPE_FP16"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output. Axes are named when dynamic (a string) and sized when fixed (an int)."""
+
+    name: str
+    dtype: str
+    axes: tuple[str | int, ...]
+
+    @property
+    def triton_dims(self) -> list[int]:
+        """Triton's dims: without the batch axis, -1 for every dynamic axis."""
+        return [axis if isinstance(axis, int) else -1 for axis in self.axes[1:]]
+
+    @property
+    def triton_dtype(self) -> str:
+        return TRITON_DTYPES[self.dtype]
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A served model: its tensors, how Triton batches it, and how close an export must stay to PyTorch."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    max_queue_delay_us: int
+    # Largest absolute difference allowed between PyTorch and the exported model, per precision.
+    atol: dict[str, float]
+    # (min, opt, max) sequence lengths: the TensorRT optimization profile and the export's sample shapes.
+    sequence_lengths: tuple[int, int, int]
+    onnx_opset: int = 17
+
+    @property
+    def input_names(self) -> list[str]:
+        return [tensor.name for tensor in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [tensor.name for tensor in self.outputs]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """The ONNX exporter's `dynamic_axes` argument."""
+        return {
+            tensor.name: {i: axis for i, axis in enumerate(tensor.axes) if isinstance(axis, str)}
+            for tensor in (*self.inputs, *self.outputs)
+        }
+
+
+EMBEDDING_DIM = 384
+
+BI_ENCODER = ModelSpec(
+    name="bi_encoder",
+    inputs=(
+        TensorSpec("input_ids", "int64", ("batch", "sequence")),
+        TensorSpec("attention_mask", "int64", ("batch", "sequence")),
+    ),
+    outputs=(TensorSpec("embedding", "float32", ("batch", EMBEDDING_DIM)),),
+    max_batch_size=64,
+    preferred_batch_sizes=(8, 16, 32, 64),
+    max_queue_delay_us=2000,
+    atol={"fp32": 1e-4, "fp16": 5e-3},
+    sequence_lengths=(1, 32, 128),
+)
+
+MODELS = {spec.name: spec for spec in (BI_ENCODER,)}

@@ -1,0 +1,294 @@
+"""The `shoprank` command: export, index, serve, search, eval, demo.
+
+Every user error ends as one line on stderr ("shoprank: error: ...") and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from ._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from .errors import ShoprankError
+
+DEMO_CATALOG = Path("data/demo/catalog.csv")
+DEMO_QUERIES = [
+    ("cordless drill", []),
+    ("bluetooth headphnes", []),
+    ("手机推荐", []),
+    ("something to keep coffee hot", []),
+    ("phone", [ranking_pb2.Filter(field="category", any_of=["Phones"]), ranking_pb2.Filter(field="price", max=400)]),
+]
+
+
+def _settings(args: argparse.Namespace, **extra):
+    from .settings import Settings  # noqa: PLC0415
+
+    return Settings.from_env(
+        index_dir=getattr(args, "index", None),
+        model_repository=getattr(args, "model_repository", None),
+        triton_url=getattr(args, "triton_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        fusion=getattr(args, "fusion", None),
+        **extra,
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from export.repository import export_bi_encoder_repository  # noqa: PLC0415 - imports torch
+
+    export_bi_encoder_repository(Path(args.model_repository or "model_repository"), force=args.force)
+
+
+async def _build_and_save(settings, catalog: Path, out: Path, url: str) -> None:
+    from export.specs import BI_ENCODER  # noqa: PLC0415
+
+    from .catalog import load_catalog  # noqa: PLC0415
+    from .index import build_index  # noqa: PLC0415
+    from .tokenization import TextEncoder  # noqa: PLC0415
+    from .triton import TritonClient  # noqa: PLC0415
+
+    products = load_catalog(catalog)
+    encoder = TextEncoder(settings.tokenizer_file, settings.max_product_tokens)
+    client = TritonClient(url, timeout_s=60.0)
+    try:
+        await client.wait_until_ready([BI_ENCODER], settings.triton_start_timeout_s)
+        index = await build_index(catalog, products, client, encoder)
+    finally:
+        await client.close()
+    index.save(out)
+    manifest = index.manifest
+    print(
+        f"indexed {manifest['products']} products into {out} in {manifest['build_seconds']:.1f}s "
+        f"(embedding {manifest['products'] / manifest['embed_seconds']:.0f} products/s through Triton)",
+        flush=True,
+    )
+
+
+def _index_is_current(directory: Path, catalog: Path) -> bool:
+    from .catalog import catalog_digest  # noqa: PLC0415
+    from .index import FORMAT_VERSION  # noqa: PLC0415
+
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return False
+    data = json.loads(manifest.read_text())
+    return data.get("format_version") == FORMAT_VERSION and data.get("catalog_sha256") == catalog_digest(catalog)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from .catalog import load_catalog  # noqa: PLC0415
+    from .triton_process import triton_endpoint  # noqa: PLC0415
+
+    settings = _settings(args)
+    load_catalog(args.catalog)  # fail on a bad catalog before starting anything
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        asyncio.run(_build_and_save(settings, Path(args.catalog), Path(args.out), url))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .server import serve  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(_settings(args)))
+
+
+def _parse_filter(text: str) -> ranking_pb2.Filter:
+    """'brand=Voltra,Kestrel' or 'price=10..500' (either bound may be empty)."""
+    field, _, value = text.partition("=")
+    if not field or not value:
+        raise ShoprankError(f"--filter {text!r}: expected FIELD=VALUE[,VALUE...] or FIELD=MIN..MAX")
+    if ".." in value:
+        low, _, high = value.partition("..")
+        item = ranking_pb2.Filter(field=field)
+        try:
+            if low:
+                item.min = float(low)
+            if high:
+                item.max = float(high)
+        except ValueError:
+            raise ShoprankError(f"--filter {text!r}: bounds must be numbers") from None
+        return item
+    return ranking_pb2.Filter(field=field, any_of=value.split(","))
+
+
+def format_response(query: str, response: ranking_pb2.SearchResponse, explain: bool) -> str:
+    """A human-readable ranking with each item's score breakdown."""
+    lines = [f"\nquery {query!r}: {len(response.items)} items in {response.took_ms:.1f} ms "
+             f"(models: {', '.join(f'{k}={v}' for k, v in sorted(response.model_versions.items()))})"]
+    if response.degraded:
+        lines.append(f"  DEGRADED: {response.degraded_reason}")
+    for position, item in enumerate(response.items, start=1):
+        lines.append(f"  {position:2d}. {item.score:8.4f}  {item.product_id:<10} {item.title}")
+        if explain:
+            parts = [
+                f"{c.name}: raw {c.raw:.3f}, rank {c.rank or '-'}, +{c.contribution:.4f}" for c in item.components
+            ]
+            lines.append("                 " + " | ".join(parts))
+    return "\n".join(lines)
+
+
+async def _search(address: str, request: ranking_pb2.SearchRequest) -> ranking_pb2.SearchResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await ranking_pb2_grpc.RankingStub(channel).Search(request, timeout=30)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    request = ranking_pb2.SearchRequest(
+        query=args.query,
+        user_id=args.user_id or "",
+        filters=[_parse_filter(text) for text in args.filter or []],
+        candidate_ids=args.candidates.split(",") if args.candidates else [],
+        explain=args.explain,
+    )
+    if args.top_k is not None:
+        request.top_k = args.top_k
+    response = asyncio.run(_search(args.server, request))
+    print(format_response(args.query, response, args.explain))
+
+
+async def _with_service(settings, work):
+    """Start a Service (port 0), run `work(stub)`, stop the service."""
+    from .server import Service  # noqa: PLC0415
+
+    service = await Service(dataclasses.replace(settings, port=0)).start()
+    try:
+        async with grpc.aio.insecure_channel(f"{settings.host}:{service.port}") as channel:
+            return await work(ranking_pb2_grpc.RankingStub(channel))
+    finally:
+        await service.stop()
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from training.data import load_judgments  # noqa: PLC0415
+    from training.evaluate import evaluate  # noqa: PLC0415
+
+    from .catalog import catalog_digest, load_catalog  # noqa: PLC0415
+    from .triton_process import triton_endpoint  # noqa: PLC0415
+
+    catalog = Path(args.catalog)
+    judgments = load_judgments(args.judgments)
+    catalog_ids = {product.product_id for product in load_catalog(catalog)}
+    index_dir = Path(args.index) if args.index else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
+    settings = _settings(args)
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        if not _index_is_current(index_dir, catalog):
+            asyncio.run(_build_and_save(settings, catalog, index_dir, url))
+
+        async def work(stub):
+            return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
+                                  show_progress=not args.json)
+
+        result = asyncio.run(_with_service(settings, work))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .triton_process import triton_endpoint  # noqa: PLC0415
+
+    settings = _settings(args)
+    index_dir = Path(".shoprank/demo-index")
+    started = time.perf_counter()
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        print(f"Triton ready at {url} ({time.perf_counter() - started:.1f}s)", flush=True)
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        if not _index_is_current(index_dir, DEMO_CATALOG):
+            asyncio.run(_build_and_save(settings, DEMO_CATALOG, index_dir, url))
+
+        async def work(stub):
+            for query, filters in DEMO_QUERIES:
+                request = ranking_pb2.SearchRequest(query=query, top_k=5, explain=True, filters=filters)
+                response = await stub.Search(request, timeout=30)
+                shown = query + "".join(f" [{f.field}: {', '.join(f.any_of) or f'max {f.max:g}'}]" for f in filters)
+                print(format_response(shown, response, explain=True), flush=True)
+
+        asyncio.run(_with_service(settings, work))
+    print("\ndemo finished: orchestrator and Triton stopped cleanly")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shoprank", description="E-commerce search ranking served by NVIDIA Triton.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def triton_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
+        sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
+
+    sub = commands.add_parser("export", help="export the models to ONNX and write the Triton model repository")
+    sub.add_argument("--model-repository", help="repository root holding the cpu/ and gpu/ targets (default: model_repository)")
+    sub.add_argument("--force", action="store_true", help="export even when the repository is up to date")
+    sub.set_defaults(func=cmd_export)
+
+    sub = commands.add_parser("index", help="embed a catalog through Triton and build the ANN and BM25 indexes")
+    sub.add_argument("--catalog", required=True, help="catalog file, CSV or JSON Lines")
+    sub.add_argument("--out", required=True, help="index directory to write")
+    triton_options(sub)
+    sub.set_defaults(func=cmd_index)
+
+    sub = commands.add_parser("serve", help="run the gRPC ranking service")
+    sub.add_argument("--index", help="index directory (default: .shoprank/index)")
+    sub.add_argument("--host")
+    sub.add_argument("--port", type=int)
+    sub.add_argument("--fusion", choices=("rrf", "blend"))
+    triton_options(sub)
+    sub.set_defaults(func=cmd_serve)
+
+    sub = commands.add_parser("search", help="send one Search call to a running service and print the ranking")
+    sub.add_argument("query")
+    sub.add_argument("--server", default="127.0.0.1:50051")
+    sub.add_argument("--top-k", type=int)
+    sub.add_argument("--user-id")
+    sub.add_argument("--filter", action="append", help="FIELD=V1,V2 or price=MIN..MAX; repeatable")
+    sub.add_argument("--candidates", help="comma-separated product ids to rank instead of the whole catalog")
+    sub.add_argument("--explain", action="store_true")
+    sub.set_defaults(func=cmd_search)
+
+    sub = commands.add_parser("eval", help="evaluate judged queries through the serving path")
+    sub.add_argument("task", choices=("rerank", "search"))
+    sub.add_argument("--catalog", required=True)
+    sub.add_argument("--judgments", required=True)
+    sub.add_argument("--retrieval", choices=("hybrid", "lexical", "dense"), default="hybrid")
+    sub.add_argument("--fusion", choices=("rrf", "blend"))
+    sub.add_argument("--index", help="prebuilt index of the catalog (default: built once and cached under .shoprank/indexes)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    triton_options(sub)
+    sub.set_defaults(func=cmd_eval)
+
+    sub = commands.add_parser("demo", help="index the demo catalog, serve it, answer a few queries, stop")
+    triton_options(sub)
+    sub.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ShoprankError as error:
+        print(f"shoprank: error: {error}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as error:
+        print(f"shoprank: error: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

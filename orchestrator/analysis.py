@@ -1,0 +1,53 @@
+"""Text analysis for the lexical index: the same function turns products and queries into terms.
+
+Latin-script text splits into words, lower-cased, with plural endings removed (Harman's S-stemmer)
+and mixed letter-digit words also split ("20v" -> "20v", "20", "v"). Chinese, Japanese and Korean
+text has no spaces, so each run of those characters yields its characters and their bigrams:
+"手机推荐" -> 手, 机, 推, 荐, 手机, 机推, 推荐, which lets "手机推荐" match a title with "手机".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# CJK Unified Ideographs (with extension A), Hiragana, Katakana and Hangul syllables.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\u3040-\u309f\u30a0-\u30ff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:[.,][0-9]+)*")
+_LETTERS_DIGITS = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+")
+_CJK_RUN = re.compile(rf"[{_CJK}]")
+
+STOPWORDS = frozenset("a an and are as at by for from in is of on or the to with".split())
+
+
+def analyze(text: str) -> list[str]:
+    """Split text into index terms."""
+    terms: list[str] = []
+    for token in _TOKEN.findall(unicodedata.normalize("NFKC", text).lower()):
+        if _CJK_RUN.match(token):
+            terms.extend(token)
+            terms.extend(token[i : i + 2] for i in range(len(token) - 1))
+            continue
+        if token in STOPWORDS:
+            continue
+        stemmed = _stem(token)
+        terms.append(stemmed)
+        pieces = _LETTERS_DIGITS.findall(token)
+        if len(pieces) > 1:
+            terms.extend(_stem(piece) for piece in pieces if piece not in STOPWORDS)
+    return terms
+
+
+def _stem(word: str) -> str:
+    """Harman's S-stemmer, plus "-xes/-ches/-shes/-sses/-zes" -> stem: strips English plural endings only."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and not word.endswith(("eies", "aies")):
+        return word[:-3] + "y"
+    if word.endswith(("xes", "ches", "shes", "sses", "zes")):
+        return word[:-2]
+    if word.endswith("es") and not word.endswith(("aes", "ees", "oes")):
+        return word[:-1]
+    if word.endswith("s") and not word.endswith(("us", "ss")):
+        return word[:-1]
+    return word

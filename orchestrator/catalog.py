@@ -1,0 +1,190 @@
+"""Reading catalogs in the shared format (CSV or JSON Lines), with errors that name the offending row."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import DataError
+
+REQUIRED_COLUMNS = ("product_id", "title")
+KNOWN_COLUMNS = ("product_id", "title", "description", "brand", "category", "department", "price", "image_url")
+
+
+@dataclass(frozen=True)
+class Product:
+    """One catalog row. Unknown columns are kept in `attributes`."""
+
+    product_id: str
+    title: str
+    description: str = ""
+    brand: str = ""
+    category: str = ""
+    department: str = ""
+    price: float | None = None
+    image_url: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def search_text(self) -> str:
+        """The text both retrievers see: the title, then brand and category where they add something."""
+        parts = [self.title]
+        lowered = self.title.lower()
+        for extra in (self.brand, self.category):
+            if extra and extra.lower() not in lowered:
+                parts.append(extra)
+        return " | ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for the index's products file."""
+        return {
+            "product_id": self.product_id,
+            "title": self.title,
+            "description": self.description,
+            "brand": self.brand,
+            "category": self.category,
+            "department": self.department,
+            "price": self.price,
+            "image_url": self.image_url,
+            "attributes": self.attributes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Product":
+        """The inverse of `to_json`."""
+        return cls(**data)
+
+
+def load_catalog(path: str | Path) -> list[Product]:
+    """Read a catalog file; `.jsonl`/`.json` are JSON Lines, everything else is CSV.
+
+    Raises DataError naming the file and row for a missing file, missing required columns,
+    broken UTF-8, an empty id or title, a duplicate id, or a price that is not a number.
+    """
+    path = Path(path)
+    products: list[Product] = []
+    first_row_of: dict[str, int] = {}
+    for line_number, row in read_table(path, REQUIRED_COLUMNS, "catalog"):
+        product = _product(row, path, line_number)
+        if product.product_id in first_row_of:
+            raise DataError(
+                f"catalog {path} line {line_number}: duplicate product_id {product.product_id!r} "
+                f"(first seen on line {first_row_of[product.product_id]})"
+            )
+        first_row_of[product.product_id] = line_number
+        products.append(product)
+    if not products:
+        raise DataError(f"catalog {path}: no products")
+    return products
+
+
+def catalog_digest(path: str | Path) -> str:
+    """SHA-256 of the catalog file's bytes: identifies which catalog an index was built from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_table(path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a CSV or JSON Lines file (by suffix), after checking it exists, is UTF-8 and has `required`."""
+    if not path.is_file():
+        raise DataError(f"{what} {path}: no such file")
+    text = _decode(path.read_bytes(), path, what)
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        return _json_lines(text, path, required, what)
+    return _csv_rows(text, path, required, what)
+
+
+def _decode(raw: bytes, path: Path, what: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise DataError(
+            f"{what} {path} line {line}, column {column}: not valid UTF-8 "
+            f"(byte 0x{raw[error.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _csv_rows(text: str, path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise DataError(
+            f"{what} {path}: missing required column(s) {', '.join(missing)}; found {', '.join(header) or 'no header'}"
+        )
+    reader.fieldnames = header
+    try:
+        for row in reader:
+            # The physical line where the record ends; the header is line 1.
+            line_number = reader.line_num
+            if None in row:
+                raise DataError(f"{what} {path} line {line_number}: more fields than the header has columns")
+            yield line_number, {key: (value or "") for key, value in row.items()}
+    except csv.Error as error:
+        raise DataError(f"{what} {path} line {reader.line_num}: {error}") from None
+
+
+def _json_lines(text: str, path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{what} {path} line {line_number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{what} {path} line {line_number}: expected a JSON object")
+        missing = [name for name in required if name not in row]
+        if missing:
+            raise DataError(f"{what} {path} line {line_number}: missing required field(s) {', '.join(missing)}")
+        yield line_number, row
+
+
+def _product(row: dict[str, Any], path: Path, line_number: int) -> Product:
+    def text(name: str) -> str:
+        value = row.get(name)
+        if value is None:
+            return ""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value).strip()
+
+    product_id = text("product_id")
+    title = text("title")
+    if not product_id:
+        raise DataError(f"catalog {path} line {line_number}: empty product_id")
+    if not title:
+        raise DataError(f"catalog {path} line {line_number}: product {product_id!r} has an empty title")
+    price = None
+    raw_price = text("price")
+    if raw_price:
+        try:
+            price = float(raw_price)
+        except ValueError:
+            raise DataError(
+                f"catalog {path} line {line_number}: price {raw_price!r} of product {product_id!r} is not a number"
+            ) from None
+        if not math.isfinite(price) or price < 0:
+            raise DataError(f"catalog {path} line {line_number}: price {raw_price!r} of product {product_id!r} is invalid")
+    attributes = {key: text(key) for key in row if key not in KNOWN_COLUMNS and text(key)}
+    return Product(
+        product_id=product_id,
+        title=title,
+        description=text("description"),
+        brand=text("brand"),
+        category=text("category"),
+        department=text("department"),
+        price=price,
+        image_url=text("image_url"),
+        attributes=attributes,
+    )

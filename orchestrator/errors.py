@@ -1,0 +1,38 @@
+"""The orchestrator's errors. Only the servicer turns them into gRPC status codes.
+
+    ShoprankError
+    ├── InvalidRequest        the caller asked for something malformed (empty query, unknown filter field...)
+    ├── ConfigError           a setting or command-line value is out of range
+    ├── DataError             a data file (catalog, judgments) is missing, unreadable or malformed; names the line
+    ├── IndexError_           an index directory is missing or does not match what is asked of it
+    └── TritonError           Triton is unreachable, a model is not ready, or an inference failed
+        └── TritonUnavailable     nothing answers at the Triton URL
+"""
+
+
+class ShoprankError(Exception):
+    """Base of every error shoprank raises on purpose."""
+
+
+class InvalidRequest(ShoprankError):
+    """The request cannot be answered as asked."""
+
+
+class ConfigError(ShoprankError):
+    """A setting cannot be used."""
+
+
+class DataError(ShoprankError):
+    """A data file cannot be used."""
+
+
+class IndexError_(ShoprankError):  # noqa: N801 - trailing underscore: the builtin IndexError is another thing
+    """An index directory cannot be used."""
+
+
+class TritonError(ShoprankError):
+    """A call to Triton failed."""
+
+
+class TritonUnavailable(TritonError):
+    """Triton does not answer at all."""

@@ -1,0 +1,69 @@
+"""Filters on product fields: validated once, then applied as boolean masks over the catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalog import Product
+from .errors import InvalidRequest
+
+TEXT_FIELDS = ("brand", "category", "department")
+NUMERIC_FIELDS = ("price",)
+FIELDS = TEXT_FIELDS + NUMERIC_FIELDS
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Keep products whose `field` is one of `any_of` (text fields) or lies in [min, max] (numeric fields)."""
+
+    field: str
+    any_of: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    def validate(self) -> None:
+        """Raise InvalidRequest when the filter cannot be applied as written."""
+        if self.field not in FIELDS:
+            raise InvalidRequest(f"unknown filter field {self.field!r}; known fields: {', '.join(FIELDS)}")
+        if self.field in TEXT_FIELDS:
+            if not self.any_of:
+                raise InvalidRequest(f"filter on {self.field!r} needs at least one value in any_of")
+            if self.min is not None or self.max is not None:
+                raise InvalidRequest(f"filter on {self.field!r} takes any_of, not min/max")
+        else:
+            if self.any_of:
+                raise InvalidRequest(f"filter on {self.field!r} takes min/max, not any_of")
+            if self.min is None and self.max is None:
+                raise InvalidRequest(f"filter on {self.field!r} needs min, max or both")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise InvalidRequest(f"filter on {self.field!r}: min {self.min} is above max {self.max}")
+
+
+class FilterColumns:
+    """The catalog's filterable fields as arrays, built once per index."""
+
+    def __init__(self, products: list[Product]) -> None:
+        self._text = {
+            name: np.array([getattr(product, name).casefold() for product in products], dtype=object)
+            for name in TEXT_FIELDS
+        }
+        self._price = np.array([p.price if p.price is not None else np.nan for p in products], dtype=np.float64)
+
+    def mask(self, filters: list[Filter]) -> np.ndarray | None:
+        """Rows that pass every filter; None when there are no filters."""
+        if not filters:
+            return None
+        keep = np.ones(len(self._price), dtype=bool)
+        for item in filters:
+            if item.field in TEXT_FIELDS:
+                keep &= np.isin(self._text[item.field], [value.casefold() for value in item.any_of])
+            else:
+                # NaN (no price) fails every comparison, so products without a price never pass a price filter.
+                values = self._price
+                if item.min is not None:
+                    keep &= values >= item.min
+                if item.max is not None:
+                    keep &= values <= item.max
+        return keep

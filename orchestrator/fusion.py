@@ -1,0 +1,71 @@
+"""Fusing the retrievers' scores into one ranking, with every item's components kept for explanations.
+
+Both retrievers score every candidate exactly (BM25 from its full score array, the bi-encoder by a dot
+product), so fusion sees complete scores. Two methods, compared in benchmarks/fusion.py:
+- rrf: reciprocal rank fusion, sum of 1 / (k + rank) over retrievers; a product BM25 does not match at all
+  has no lexical rank and gets nothing from it.
+- blend: w * bm25 / max(bm25) + (1 - w) * cosine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Component:
+    """One retriever's view of the candidates, aligned with `Fused.rows`."""
+
+    name: str
+    raw: np.ndarray
+    rank: np.ndarray  # 1-based among the candidates; 0 = not retrieved by this retriever
+    contribution: np.ndarray
+
+
+@dataclass(frozen=True)
+class Fused:
+    """Candidates sorted by final score, best first."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    components: tuple[Component, ...]
+
+
+def ranks(raw: np.ndarray, matched: np.ndarray) -> np.ndarray:
+    """1-based rank of each candidate by descending score among the matched ones; 0 for the unmatched."""
+    order = np.lexsort((np.arange(len(raw)), -raw))
+    order = order[matched[order]]
+    result = np.zeros(len(raw), dtype=np.int64)
+    result[order] = np.arange(1, len(order) + 1)
+    return result
+
+
+def fuse(rows: np.ndarray, raw_scores: dict[str, np.ndarray], method: str, rrf_k: int = 60,
+         lexical_weight: float = 0.3) -> Fused:
+    """Fuse the scores of `rows`; `raw_scores` maps a retriever name ("bm25", "dense") to scores aligned with rows.
+
+    With one retriever, its raw score is the final score.
+    """
+    matched = {name: (raw > 0) if name == "bm25" else np.ones(len(raw), dtype=bool) for name, raw in raw_scores.items()}
+    rank = {name: ranks(raw, matched[name]) for name, raw in raw_scores.items()}
+    if len(raw_scores) == 1:
+        contribution = {name: raw.astype(np.float64) for name, raw in raw_scores.items()}
+    elif method == "rrf":
+        contribution = {name: np.where(rank[name] > 0, 1.0 / (rrf_k + rank[name]), 0.0) for name in raw_scores}
+    elif method == "blend":
+        bm25 = raw_scores["bm25"].astype(np.float64)
+        top = bm25.max(initial=0.0)
+        contribution = {
+            "bm25": lexical_weight * (bm25 / top if top > 0 else np.zeros_like(bm25)),
+            "dense": (1.0 - lexical_weight) * raw_scores["dense"].astype(np.float64),
+        }
+    else:
+        raise ValueError(f"unknown fusion method {method!r}")
+    total = np.sum(list(contribution.values()), axis=0)
+    order = np.lexsort((rows, -total))
+    components = tuple(
+        Component(name, raw_scores[name][order], rank[name][order], contribution[name][order]) for name in raw_scores
+    )
+    return Fused(rows[order], total[order], components)

@@ -1,0 +1,144 @@
+"""The catalog index: products, their embeddings (computed through Triton), the HNSW graph and BM25.
+
+On disk, one directory:
+    manifest.json      format, catalog digest, encoder model and version, counts, build time
+    products.jsonl     the catalog as loaded, in row order
+    embeddings.npy     float32 [products, dim], L2-normalized
+    hnsw.faiss         the ANN graph
+    bm25/              the bm25s index
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from export.specs import BI_ENCODER
+
+from .catalog import Product, catalog_digest
+from .errors import IndexError_
+from .filters import FilterColumns
+from .retrieval import DenseIndex, LexicalIndex
+from .tokenization import TextEncoder
+from .triton import TritonClient
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CatalogIndex:
+    """Everything the pipeline searches, loaded in memory."""
+
+    products: list[Product]
+    lexical: LexicalIndex
+    dense: DenseIndex
+    manifest: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.row_of = {product.product_id: row for row, product in enumerate(self.products)}
+        self.filter_columns = FilterColumns(self.products)
+
+    @property
+    def version(self) -> str:
+        """Short identifier of what was indexed: the catalog digest's first 12 hex digits."""
+        return self.manifest["catalog_sha256"][:12]
+
+    def save(self, directory: Path) -> None:
+        """Write the index atomically: into a sibling folder, then renamed over `directory`."""
+        directory = Path(directory)
+        staging = directory.with_name(directory.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "bm25").mkdir(parents=True)
+        with open(staging / "products.jsonl", "w", encoding="utf-8") as handle:
+            for product in self.products:
+                handle.write(json.dumps(product.to_json(), ensure_ascii=False) + "\n")
+        self.dense.save(staging)
+        self.lexical.save(staging / "bm25")
+        (staging / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> "CatalogIndex":
+        """Read an index written by `save`; IndexError_ when it is missing or from another format."""
+        directory = Path(directory)
+        manifest_path = directory / "manifest.json"
+        if not manifest_path.is_file():
+            raise IndexError_(f"no index at {directory}: build one with `shoprank index --catalog FILE --out {directory}`")
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexError_(
+                f"index at {directory} has format {manifest.get('format_version')}, this shoprank reads {FORMAT_VERSION}; rebuild it"
+            )
+        with open(directory / "products.jsonl", encoding="utf-8") as handle:
+            products = [Product.from_json(json.loads(line)) for line in handle]
+        dense = DenseIndex.load(directory)
+        if len(dense.embeddings) != len(products):
+            raise IndexError_(f"index at {directory} is inconsistent: {len(products)} products, {len(dense.embeddings)} embeddings")
+        return cls(products, LexicalIndex.load(directory / "bm25"), dense, manifest)
+
+
+async def embed_texts(
+    client: TritonClient,
+    encoder: TextEncoder,
+    texts: list[str],
+    batch_size: int = 64,
+    in_flight: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embed texts through Triton in batches of similar length (little padding), `in_flight` requests at a time."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    result = np.zeros((len(texts), BI_ENCODER.outputs[0].axes[1]), dtype=np.float32)
+    semaphore = asyncio.Semaphore(in_flight)
+
+    async def run(batch: list[int]) -> None:
+        async with semaphore:
+            embedding = (await client.infer(BI_ENCODER, encoder([texts[i] for i in batch])))["embedding"]
+        result[batch] = embedding
+        if progress is not None:
+            progress(len(batch))
+
+    await asyncio.gather(*(run(batch) for batch in batches))
+    return result
+
+
+async def build_index(
+    catalog_path: Path,
+    products: list[Product],
+    client: TritonClient,
+    encoder: TextEncoder,
+    show_progress: bool = True,
+) -> CatalogIndex:
+    """Embed a loaded catalog through Triton and build both retrievers."""
+    started = time.perf_counter()
+    texts = [product.search_text() for product in products]
+    with tqdm(total=len(texts), unit="product", desc="embedding", disable=not show_progress) as bar:
+        embeddings = await embed_texts(client, encoder, texts, progress=bar.update)
+    embed_seconds = time.perf_counter() - started
+    dense = await asyncio.to_thread(DenseIndex.build, embeddings)
+    lexical = await asyncio.to_thread(LexicalIndex.build, texts)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "catalog": str(catalog_path),
+        "catalog_sha256": catalog_digest(catalog_path),
+        "products": len(products),
+        "encoder_model": BI_ENCODER.name,
+        "encoder_version": await client.model_version(BI_ENCODER),
+        "max_product_tokens": encoder.max_tokens,
+        "dim": int(embeddings.shape[1]),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "embed_seconds": round(embed_seconds, 2),
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    return CatalogIndex(products, lexical, dense, manifest)

@@ -1,0 +1,174 @@
+"""The ranking pipeline: validate -> encode the query -> retrieve -> fuse -> top k, with explanations.
+
+Domain types only; the servicer converts to and from protobuf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from export.specs import BI_ENCODER
+
+from .errors import InvalidRequest, TritonError
+from .filters import Filter
+from .fusion import Component, fuse
+from .index import CatalogIndex
+from .retrieval import top_rows
+from .settings import Settings
+from .tokenization import TextEncoder
+from .triton import TritonClient
+
+MODES = ("hybrid", "lexical", "dense")
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One search as the caller asked for it."""
+
+    query: str
+    user_id: str = ""
+    top_k: int | None = None
+    filters: tuple[Filter, ...] = ()
+    candidate_ids: tuple[str, ...] = ()
+    explain: bool = False
+    mode: str = "hybrid"
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    product_id: str
+    title: str
+    score: float
+    components: tuple[tuple[str, float, int, float], ...] = ()  # (name, raw, rank, contribution)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    items: list[ScoredItem]
+    model_versions: dict[str, str]
+    degraded_reason: str = ""
+    took_ms: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.degraded_reason)
+
+
+class QueryEncoder:
+    """Tokenizes in-process and gets the query embedding from Triton."""
+
+    def __init__(self, client: TritonClient, tokenizer: TextEncoder) -> None:
+        self.client = client
+        self.tokenizer = tokenizer
+
+    async def encode(self, text: str) -> np.ndarray:
+        output = await self.client.infer(BI_ENCODER, self.tokenizer([text]))
+        return output["embedding"][0]
+
+
+class Pipeline:
+    """Answers SearchQuery objects against one loaded index."""
+
+    def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str]) -> None:
+        self.settings = settings
+        self.index = index
+        self.encoder = encoder
+        self.model_versions = {**model_versions, "index": index.version}
+
+    def validate(self, request: SearchQuery) -> int:
+        """Raise InvalidRequest for anything malformed; return the effective top_k."""
+        settings = self.settings
+        if not request.query.strip():
+            raise InvalidRequest("query is empty")
+        if len(request.query) > settings.max_query_chars:
+            raise InvalidRequest(f"query has {len(request.query)} characters; the limit is {settings.max_query_chars}")
+        top_k = settings.default_top_k if request.top_k is None else request.top_k
+        if not 1 <= top_k <= settings.max_top_k:
+            raise InvalidRequest(f"top_k must be between 1 and {settings.max_top_k}, not {top_k}")
+        if request.mode not in MODES:
+            raise InvalidRequest(f"unknown retrieval mode {request.mode!r}; known: {', '.join(MODES)}")
+        for item in request.filters:
+            item.validate()
+        if len(request.candidate_ids) > settings.max_candidates:
+            raise InvalidRequest(f"{len(request.candidate_ids)} candidate ids; the limit is {settings.max_candidates}")
+        unknown = [pid for pid in request.candidate_ids if pid not in self.index.row_of]
+        if unknown:
+            shown = ", ".join(repr(pid) for pid in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            raise InvalidRequest(f"{len(unknown)} candidate id(s) not in the catalog: {shown}")
+        return top_k
+
+    async def search(self, request: SearchQuery) -> SearchResult:
+        """Rank the catalog, or the given candidates, for the query."""
+        started = time.perf_counter()
+        top_k = self.validate(request)
+        index, settings = self.index, self.settings
+        use_lexical = request.mode in ("hybrid", "lexical")
+        use_dense = request.mode in ("hybrid", "dense")
+
+        # Exhaustive: the caller narrowed the set (candidates or filters), so every allowed row is scored exactly.
+        allowed: np.ndarray | None = None
+        if request.candidate_ids:
+            allowed = np.unique(np.array([index.row_of[pid] for pid in request.candidate_ids], dtype=np.int64))
+        mask = index.filter_columns.mask(list(request.filters))
+        if mask is not None:
+            allowed = np.flatnonzero(mask) if allowed is None else allowed[mask[allowed]]
+
+        embedding_task = asyncio.create_task(self.encoder.encode(request.query)) if use_dense else None
+        # BM25 is scored even in dense mode: it is cheap, overlaps the Triton call, and is the fallback if Triton fails.
+        lexical_scores = await asyncio.to_thread(index.lexical.scores, request.query)
+
+        degraded_reason = ""
+        query_embedding = None
+        if embedding_task is not None:
+            try:
+                query_embedding = await embedding_task
+            except TritonError as error:
+                degraded_reason = f"dense retrieval skipped, lexical results only: {error}"
+                use_dense, use_lexical = False, True
+
+        depth = max(settings.retrieve_depth, top_k)
+        if allowed is not None:
+            rows = allowed
+        else:
+            pools = []
+            if use_lexical:
+                matched = np.flatnonzero(lexical_scores > 0)
+                pools.append(top_rows(matched, lexical_scores[matched], depth)[0])
+            if use_dense:
+                pools.append(index.dense.search(query_embedding, depth)[0])
+            rows = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
+
+        raw: dict[str, np.ndarray] = {}
+        if use_lexical:
+            raw["bm25"] = lexical_scores[rows].astype(np.float64)
+        if use_dense:
+            raw["dense"] = index.dense.scores(query_embedding, rows).astype(np.float64)
+        fused = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
+
+        items = []
+        for position in range(min(top_k, len(fused.rows))):
+            product = index.products[int(fused.rows[position])]
+            components = ()
+            if request.explain:
+                components = tuple(_explain(component, position) for component in fused.components)
+            items.append(ScoredItem(product.product_id, product.title, float(fused.scores[position]), components))
+        return SearchResult(
+            items=items,
+            model_versions=dict(self.model_versions),
+            degraded_reason=degraded_reason,
+            took_ms=(time.perf_counter() - started) * 1000.0,
+        )
+
+
+def _explain(component: Component, position: int) -> tuple[str, float, int, float]:
+    return (
+        component.name,
+        float(component.raw[position]),
+        int(component.rank[position]),
+        float(component.contribution[position]),
+    )

@@ -1,0 +1,135 @@
+"""The asyncio gRPC server: shoprank.v1.Ranking, grpc.health.v1 and server reflection.
+
+`create_server` only wires a pipeline into a server; `Service` owns a whole running orchestrator
+(a local tritonserver when no URL is given, the index, the Triton client, the gRPC server) and
+`serve` runs one until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from export.specs import BI_ENCODER
+
+from ._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from .index import CatalogIndex
+from .pipeline import Pipeline, QueryEncoder
+from .servicer import RankingServicer
+from .settings import Settings
+from .tokenization import TextEncoder
+from .triton import TritonClient
+from .triton_process import LocalTriton
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
+HEALTH_POLL_S = 1.0
+
+
+def create_server(pipeline: Pipeline, host: str, port: int) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A gRPC server for the pipeline, bound but not started; returns (server, bound port, health servicer)."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+    ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    return server, bound, health_servicer
+
+
+class Service:
+    """One running orchestrator and everything it owns."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.triton_url = settings.triton_url
+        self._local_triton: LocalTriton | None = None
+        self._client: TritonClient | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> "Service":
+        """Load the index, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
+        settings = self.settings
+        index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
+        tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
+        if not self.triton_url:
+            self._local_triton = LocalTriton(settings.model_repository, start_timeout_s=settings.triton_start_timeout_s)
+            self.triton_url = self._local_triton.url
+            log.info("starting tritonserver on %s with %s", self.triton_url, settings.model_repository)
+        self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
+        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer), {})
+        self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port)
+        await self._set_health(False)
+        await self._server.start()
+        try:
+            if self._local_triton is not None:
+                await asyncio.to_thread(self._local_triton.start)
+            await self._client.wait_until_ready([BI_ENCODER], settings.triton_start_timeout_s)
+            pipeline.model_versions[BI_ENCODER.name] = await self._client.model_version(BI_ENCODER)
+        except BaseException:
+            await self.stop()
+            raise
+        await self._set_health(True)
+        self._monitor = asyncio.create_task(self._watch_triton())
+        log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
+        return self
+
+    async def _set_health(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
+
+    async def _watch_triton(self) -> None:
+        """Keep the health status in step with Triton's readiness."""
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_POLL_S)
+            ready = await self._client.is_model_ready(BI_ENCODER)
+            if ready != serving:
+                log.warning("Triton model %s is %s", BI_ENCODER.name, "ready again" if ready else "not ready")
+                await self._set_health(ready)
+                serving = ready
+
+    async def stop(self) -> None:
+        """Stop serving (in-flight calls get the grace period), then stop Triton if this service started it."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            self._monitor = None
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(self.settings.grace_s)
+            self._server = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._local_triton is not None:
+            await asyncio.to_thread(self._local_triton.stop)
+            self._local_triton = None
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run a Service until SIGINT or SIGTERM."""
+    service = await Service(settings).start()
+    print(f"shoprank serving on {settings.host}:{service.port} (Triton at {service.triton_url})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()

@@ -1,0 +1,91 @@
+"""The orchestrator's configuration: one frozen dataclass, built in one place from arguments and environment.
+
+Every field can be set by an environment variable named SHOPRANK_<FIELD> (for example SHOPRANK_TRITON_URL);
+command-line arguments override the environment. Nothing else in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+FUSIONS = ("rrf", "blend")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the orchestrator needs to start and to answer."""
+
+    index_dir: Path = Path(".shoprank/index")
+    model_repository: Path = Path("model_repository/cpu")
+    # Empty: start the tritonserver shipped in the nvidia-pytriton wheel on `model_repository`.
+    triton_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 50051
+    encoder_model: str = "bi_encoder"
+    # The tokenizer that matches the encoder; by default the copy `shoprank export` puts beside the model.
+    tokenizer_path: Path | None = None
+    max_query_tokens: int = 64
+    max_product_tokens: int = 128
+    triton_timeout_s: float = 2.0
+    triton_start_timeout_s: float = 120.0
+    fusion: str = "rrf"
+    rrf_k: int = 60
+    # Weight of the normalized BM25 score in the "blend" fusion; the cosine gets 1 - blend_lexical_weight.
+    blend_lexical_weight: float = 0.3
+    retrieve_depth: int = 200
+    default_top_k: int = 10
+    max_top_k: int = 1000
+    max_query_chars: int = 1000
+    max_candidates: int = 1000
+    grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
+        if not 0.0 <= self.blend_lexical_weight <= 1.0:
+            raise ConfigError("blend_lexical_weight must lie in [0, 1]")
+        for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+
+    @property
+    def tokenizer_file(self) -> Path:
+        """Where the query tokenizer is read from."""
+        if self.tokenizer_path is not None:
+            return self.tokenizer_path
+        return self.model_repository / self.encoder_model / "tokenizer.json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Settings from SHOPRANK_* variables, then `overrides` (None values are ignored)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            raw = environ.get(f"SHOPRANK_{item.name.upper()}")
+            if raw is not None:
+                values[item.name] = _parse(item.name, raw, item.type)
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        for key in ("index_dir", "model_repository", "tokenizer_path"):
+            if isinstance(values.get(key), str):
+                values[key] = Path(values[key])
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"SHOPRANK_{name.upper()}={raw!r} is not a {kind}") from None
+    if "Path" in kind:
+        return Path(raw) if raw else None
+    return raw

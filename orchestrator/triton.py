@@ -1,0 +1,82 @@
+"""The only module that talks to Triton. Every tritonclient exception is caught here and becomes a TritonError."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from export.specs import ModelSpec
+
+from .errors import TritonError, TritonUnavailable
+
+
+class TritonClient:
+    """An asyncio client for one Triton server. Create it inside the event loop that uses it."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._client = triton_aio.InferenceServerClient(url=url)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def is_model_ready(self, spec: ModelSpec) -> bool:
+        """True when Triton answers and the model is ready; False when it answers otherwise or not at all."""
+        try:
+            return bool(await self._client.is_model_ready(spec.name, client_timeout=self.timeout_s))
+        except InferenceServerException:
+            return False
+
+    async def wait_until_ready(self, specs: list[ModelSpec], timeout_s: float) -> None:
+        """Poll until every model is ready; raise TritonUnavailable naming the URL and models otherwise."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            ready = [await self.is_model_ready(spec) for spec in specs]
+            if all(ready):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                missing = [spec.name for spec, ok in zip(specs, ready) if not ok]
+                raise TritonUnavailable(
+                    f"Triton at {self.url} did not report model(s) {', '.join(missing)} ready within {timeout_s:.0f}s; "
+                    "is tritonserver running there with this model repository?"
+                )
+            await asyncio.sleep(0.25)
+
+    async def model_version(self, spec: ModelSpec) -> str:
+        """The newest version of the model that Triton serves."""
+        try:
+            metadata = await self._client.get_model_metadata(spec.name, client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise _translate(error, self.url, spec.name) from None
+        versions = sorted(metadata.versions, key=lambda v: int(v) if v.isdigit() else -1)
+        return versions[-1] if versions else ""
+
+    async def infer(self, spec: ModelSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one request through the model; arrays are keyed by the spec's input names."""
+        inputs = []
+        for tensor in spec.inputs:
+            array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
+            infer_input = InferInput(tensor.name, list(array.shape), tensor.triton_dtype.removeprefix("TYPE_"))
+            infer_input.set_data_from_numpy(array)
+            inputs.append(infer_input)
+        outputs = [InferRequestedOutput(name) for name in spec.output_names]
+        try:
+            result = await self._client.infer(spec.name, inputs, outputs=outputs, client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise _translate(error, self.url, spec.name) from None
+        return {name: result.as_numpy(name) for name in spec.output_names}
+
+
+def _translate(error: InferenceServerException, url: str, model: str) -> TritonError:
+    status = (error.status() or "").upper()
+    message = error.message() or str(error)
+    if "UNAVAILABLE" in status:
+        return TritonUnavailable(f"Triton at {url} is unreachable: {message}")
+    if "DEADLINE" in status:
+        return TritonError(f"Triton model {model} missed its deadline: {message}")
+    return TritonError(f"Triton model {model} failed: {message}")
