@@ -2,8 +2,9 @@
 
 Latin-script text splits into words, lower-cased, with plural endings removed (Harman's S-stemmer)
 and mixed letter-digit words also split ("20v" -> "20v", "20", "v"). Chinese, Japanese and Korean
-text has no spaces, so each run of those characters yields its characters and their bigrams:
-"手机推荐" -> 手, 机, 推, 荐, 手机, 机推, 推荐, which lets "手机推荐" match a title with "手机".
+text has no spaces, so each run of those characters yields its overlapping bigrams, as Lucene's CJK
+analyzer does ("手机推荐" -> 手机, 机推, 推荐, which matches a title with "手机"); a lone character stays
+a unigram. Unigrams of longer runs would let 机 in "耳机" (earphones) match "手机" (phone).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ def analyze(text: str) -> list[str]:
     terms: list[str] = []
     for token in _TOKEN.findall(unicodedata.normalize("NFKC", text).lower()):
         if _CJK_RUN.match(token):
-            terms.extend(token)
-            terms.extend(token[i : i + 2] for i in range(len(token) - 1))
+            if len(token) == 1:
+                terms.append(token)
+            else:
+                terms.extend(token[i : i + 2] for i in range(len(token) - 1))
             continue
         if token in STOPWORDS:
             continue

@@ -1,0 +1,113 @@
+"""Fixtures that start real servers: a tritonserver from the nvidia-pytriton wheel and shoprank's gRPC service.
+
+Servers bind free ports on 127.0.0.1, are polled for readiness up to a deadline, and stop in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from orchestrator._proto.shoprank.v1 import ranking_pb2_grpc
+from orchestrator.catalog import load_catalog
+from orchestrator.index import build_index
+from orchestrator.server import Service
+from orchestrator.settings import Settings
+from orchestrator.tokenization import TextEncoder
+from orchestrator.triton import TritonClient
+from orchestrator.triton_process import LocalTriton
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CATALOG = ROOT / "data" / "demo" / "catalog.csv"
+DEMO_JUDGMENTS = ROOT / "data" / "demo" / "judgments.csv"
+MODEL_REPOSITORY = ROOT / "model_repository"
+
+
+class ServiceThread:
+    """A shoprank Service running on its own event loop in a background thread, for synchronous tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.service = Service(settings)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine, timeout: float = 180.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def start(self) -> "ServiceThread":
+        self.run(self.service.start())
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.service.port}"
+
+    def stop(self) -> None:
+        try:
+            self.run(self.service.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def model_repository() -> Path:
+    """The exported cpu target (`make test` exports first; exporting again is a no-op when current)."""
+    from export.repository import export_bi_encoder_repository
+
+    export_bi_encoder_repository(MODEL_REPOSITORY)
+    return MODEL_REPOSITORY / "cpu"
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository):
+    server = LocalTriton(model_repository)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(model_repository) -> Settings:
+    return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0)
+
+
+@pytest.fixture(scope="session")
+def demo_index(triton, settings, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo-index") / "index"
+
+    async def build():
+        client = TritonClient(triton.url, timeout_s=60.0)
+        try:
+            encoder = TextEncoder(settings.tokenizer_file, settings.max_product_tokens)
+            index = await build_index(DEMO_CATALOG, load_catalog(DEMO_CATALOG), client, encoder, show_progress=False)
+        finally:
+            await client.close()
+        index.save(out)
+
+    asyncio.run(build())
+    return out
+
+
+@pytest.fixture(scope="session")
+def service(triton, settings, demo_index):
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def stub(service):
+    with grpc.insecure_channel(service.address) as channel:
+        yield ranking_pb2_grpc.RankingStub(channel)

@@ -1,0 +1,125 @@
+"""Starting, losing and reaching Triton; the CLI's errors; evaluation through the serving path."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from orchestrator.triton_process import LocalTriton, free_port
+
+from .conftest import DEMO_CATALOG, DEMO_JUDGMENTS, ROOT, ServiceThread
+
+pytestmark = pytest.mark.integration
+
+
+def shoprank(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def health_status(address: str) -> int | None:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
+        except grpc.RpcError:
+            return None
+
+
+def test_not_serving_until_triton_is_ready_then_degraded_when_it_goes(settings, demo_index, model_repository):
+    """Health follows Triton: NOT_SERVING before its models load, SERVING after, NOT_SERVING once it is gone;
+    searches without Triton still answer from BM25, marked degraded."""
+    port = free_port()
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=f"127.0.0.1:{port}"))
+    start = asyncio.run_coroutine_threadsafe(running.service.start(), running.loop)
+    triton = LocalTriton(model_repository, grpc_port=port)
+    try:
+        address = wait_for(lambda: running.service.port and running.address, 30, "the gRPC port")
+        assert wait_for(lambda: health_status(address) is not None, 30, "health answers") is not None
+        assert health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        triton.start()
+        start.result(timeout=90)
+        assert health_status(address) == health_pb2.HealthCheckResponse.SERVING
+
+        with grpc.insecure_channel(address) as channel:
+            stub = ranking_pb2_grpc.RankingStub(channel)
+            healthy = stub.Search(ranking_pb2.SearchRequest(query="garden hose"), timeout=30)
+            assert not healthy.degraded
+            triton.stop()
+            degraded = stub.Search(ranking_pb2.SearchRequest(query="garden hose", explain=True), timeout=30)
+        assert degraded.degraded and "Triton" in degraded.degraded_reason
+        assert [item.product_id for item in degraded.items]  # answered from BM25, not lost
+        assert {c.name for c in degraded.items[0].components} == {"bm25"}
+        wait_for(lambda: health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING, 15, "NOT_SERVING")
+    finally:
+        triton.stop()
+        running.stop()
+
+
+def test_unreachable_triton_at_start_is_a_clear_error(demo_index, tmp_path):
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--index", str(demo_index), "--port", "0",
+         "--triton-url", f"127.0.0.1:{port}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "SHOPRANK_TRITON_START_TIMEOUT_S": "3"},
+    )
+    assert result.returncode == 2
+    assert f"Triton at 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    result = shoprank("serve", "--index", str(tmp_path / "nowhere"), "--triton-url", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert "no index at" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("product_id,name\n1,Drill\n", "missing required column(s) title"),
+        ("product_id,title\n1,Drill\n2,Saw\n1,Hammer\n", "line 4: duplicate product_id '1' (first seen on line 2)"),
+        (b"product_id,title\n1,Drill\n2,S\xffw\n", "line 3"),
+    ],
+)
+def test_bad_catalog_is_named_by_line(tmp_path, content, message):
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = shoprank("index", "--catalog", str(catalog), "--out", str(tmp_path / "index"))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "index").exists()
+
+
+@pytest.mark.parametrize("task", ["rerank", "search"])
+def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
+    result = shoprank("eval", task, "--catalog", str(DEMO_CATALOG), "--judgments", str(DEMO_JUDGMENTS), "--json",
+                      "--triton-url", triton.url, "--index", str(demo_index))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["queries"] == 33 and metrics["degraded"] == 0
+    assert 0.5 < metrics["ndcg@10"] <= 1.0
+    if task == "search":
+        assert 0.5 < metrics["recall@100"] <= 1.0
+        assert 0 < metrics["p50_ms"] <= metrics["p99_ms"]

@@ -1,0 +1,150 @@
+"""Search calls through a real gRPC server backed by a real tritonserver, over the demo catalog."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+import tritonclient.grpc as triton_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from export.specs import BI_ENCODER
+from orchestrator.catalog import load_catalog
+from orchestrator._proto.shoprank.v1 import ranking_pb2
+
+from .conftest import DEMO_CATALOG
+
+pytestmark = pytest.mark.integration
+
+PRODUCTS = {product.product_id: product for product in load_catalog(DEMO_CATALOG)}
+
+
+def search(stub, query: str, **fields) -> ranking_pb2.SearchResponse:
+    return stub.Search(ranking_pb2.SearchRequest(query=query, **fields), timeout=30)
+
+
+@pytest.mark.parametrize(
+    "query, expected_id",
+    [
+        ("Voltra X12 Smartphone 128GB Midnight Blue", "D0001"),
+        ("kestrel 20v drill driver kit with 2 batteries", "D0092"),
+    ],
+)
+def test_obviously_right_product_comes_first(stub, query, expected_id):
+    response = search(stub, query)
+    assert response.items[0].product_id == expected_id
+    assert not response.degraded
+
+
+def test_typo_and_chinese_queries_find_the_right_category(stub):
+    drills = search(stub, "cordles drill", top_k=5)
+    assert sum(PRODUCTS[item.product_id].category == "Drills" for item in drills.items) >= 3
+    phones = search(stub, "手机推荐", top_k=5)
+    assert sum(PRODUCTS[item.product_id].category == "Phones" for item in phones.items) >= 3
+
+
+def test_response_reports_models_explanations_and_time(stub):
+    response = search(stub, "wireless earbuds", top_k=7, explain=True)
+    assert len(response.items) == 7
+    assert response.model_versions["bi_encoder"] == "1"
+    assert response.model_versions["index"]
+    assert response.took_ms > 0
+    scores = [item.score for item in response.items]
+    assert scores == sorted(scores, reverse=True)
+    for item in response.items:
+        assert {c.name for c in item.components} == {"bm25", "dense"}
+        assert item.score == pytest.approx(sum(c.contribution for c in item.components))
+    assert not search(stub, "wireless earbuds").items[0].components  # no explain, no components
+
+
+def test_default_top_k_is_ten(stub):
+    assert len(search(stub, "shoes").items) == 10
+
+
+def test_filters_hold_for_every_item(stub):
+    response = search(
+        stub,
+        "phone",
+        top_k=50,
+        filters=[
+            ranking_pb2.Filter(field="category", any_of=["phones"]),
+            ranking_pb2.Filter(field="price", min=100, max=400),
+        ],
+    )
+    assert response.items
+    for item in response.items:
+        product = PRODUCTS[item.product_id]
+        assert product.category == "Phones" and 100 <= product.price <= 400
+
+
+def test_candidate_ids_rank_only_those(stub):
+    candidates = ["D0200", "D0001", "D0092", "D0150"]
+    response = search(stub, "smartphone", candidate_ids=candidates, top_k=10)
+    assert sorted(item.product_id for item in response.items) == sorted(candidates)
+    assert response.items[0].product_id == "D0001"
+
+
+@pytest.mark.parametrize("mode, components", [
+    (ranking_pb2.RETRIEVAL_MODE_LEXICAL, {"bm25"}),
+    (ranking_pb2.RETRIEVAL_MODE_DENSE, {"dense"}),
+    (ranking_pb2.RETRIEVAL_MODE_HYBRID, {"bm25", "dense"}),
+])
+def test_retrieval_modes_use_their_retrievers(stub, mode, components):
+    response = search(stub, "garden hose", retrieval=mode, explain=True)
+    assert response.items
+    assert {c.name for c in response.items[0].components} == components
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"query": ""}, "query is empty"),
+        ({"query": "   "}, "query is empty"),
+        ({"query": "drill " * 20_000}, "characters"),
+        ({"query": "drill", "top_k": 0}, "top_k"),
+        ({"query": "drill", "top_k": 1_000_000}, "top_k"),
+        ({"query": "drill", "filters": [ranking_pb2.Filter(field="colour", any_of=["red"])]}, "unknown filter field 'colour'"),
+        ({"query": "drill", "filters": [ranking_pb2.Filter(field="price", min=50, max=10)]}, "min"),
+        ({"query": "drill", "candidate_ids": ["D0001", "NOPE-1"]}, "NOPE-1"),
+        ({"query": "drill", "retrieval": 42}, "retrieval mode"),
+    ],
+)
+def test_bad_requests_get_invalid_argument_and_the_server_keeps_serving(stub, fields, message):
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Search(ranking_pb2.SearchRequest(**fields), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in caught.value.details()
+    assert search(stub, "drill").items
+
+
+def test_concurrent_calls_are_served_concurrently(stub, triton):
+    """Many calls at once all succeed, and their query encodings reach Triton's dynamic batcher together."""
+    client = triton_grpc.InferenceServerClient(triton.url)
+
+    def counts():
+        stats = client.get_inference_statistics(BI_ENCODER.name).model_stats[0]
+        return stats.inference_count, stats.execution_count
+
+    queries = [f"item {n} for the kitchen" for n in range(48)]
+    inferences_before, executions_before = counts()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda q: search(stub, q), queries))
+    inferences_after, executions_after = counts()
+    assert all(response.items and not response.degraded for response in responses)
+    assert inferences_after - inferences_before == len(queries)
+    # Fewer model executions than requests: some requests were batched together, so they were in flight at once.
+    assert executions_after - executions_before < len(queries)
+
+
+def test_health_and_reflection(service):
+    with grpc.insecure_channel(service.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "shoprank.v1.Ranking"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {service.name for answer in answers for service in answer.list_services_response.service}
+        assert {"shoprank.v1.Ranking", "grpc.health.v1.Health"} <= names

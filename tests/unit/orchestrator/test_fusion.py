@@ -1,0 +1,172 @@
+"""orchestrator.fusion: ranks, reciprocal rank fusion, blending, and the final order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.fusion import fuse, ranks
+
+
+def by_name(fused):
+    return {component.name: component for component in fused.components}
+
+
+def test_ranks_descending_and_unmatched_zero():
+    raw = np.array([0.5, 0.0, 2.0, 1.0])
+    assert ranks(raw, raw > 0).tolist() == [3, 0, 1, 2]
+
+
+def test_ranks_ties_by_position():
+    raw = np.array([1.0, 3.0, 1.0, 3.0])
+    assert ranks(raw, np.ones(4, dtype=bool)).tolist() == [3, 1, 4, 2]
+
+
+def test_rrf_contributions_are_one_over_k_plus_rank():
+    rows = np.array([10, 11, 12])
+    bm25 = np.array([3.0, 1.0, 2.0])  # ranks 1, 3, 2
+    dense = np.array([0.1, 0.9, 0.5])  # ranks 3, 1, 2
+    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "rrf", rrf_k=60)
+    expected = {10: 1 / 61 + 1 / 63, 11: 1 / 63 + 1 / 61, 12: 1 / 62 + 1 / 62}
+    for row, score in zip(fused.rows.tolist(), fused.scores.tolist()):
+        assert score == pytest.approx(expected[row], rel=1e-12)
+    components = by_name(fused)
+    for position, row in enumerate(fused.rows.tolist()):
+        bm25_rank = {10: 1, 11: 3, 12: 2}[row]
+        dense_rank = {10: 3, 11: 1, 12: 2}[row]
+        assert components["bm25"].rank[position] == bm25_rank
+        assert components["dense"].rank[position] == dense_rank
+        assert components["bm25"].contribution[position] == pytest.approx(1 / (60 + bm25_rank))
+        assert components["dense"].contribution[position] == pytest.approx(1 / (60 + dense_rank))
+        assert components["bm25"].raw[position] == bm25[row - 10]
+        assert components["dense"].raw[position] == dense[row - 10]
+
+
+def test_rrf_uses_given_k():
+    rows = np.array([0, 1])
+    fused = fuse(rows, {"bm25": np.array([2.0, 1.0]), "dense": np.array([0.9, 0.1])}, "rrf", rrf_k=1)
+    assert fused.rows.tolist() == [0, 1]
+    assert fused.scores.tolist() == pytest.approx([1 / 2 + 1 / 2, 1 / 3 + 1 / 3])
+
+
+def test_rrf_bm25_zero_is_rank_zero_and_contributes_nothing():
+    rows = np.array([0, 1, 2])
+    bm25 = np.array([0.0, 2.0, 1.0])
+    dense = np.array([0.9, 0.2, 0.1])
+    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "rrf", rrf_k=60)
+    components = by_name(fused)
+    position = fused.rows.tolist().index(0)
+    assert components["bm25"].rank[position] == 0
+    assert components["bm25"].contribution[position] == 0.0
+    assert components["dense"].rank[position] == 1
+    assert fused.scores[position] == pytest.approx(1 / 61)
+    # the matched ones are ranked 1 and 2 among matched only
+    assert components["bm25"].rank[fused.rows.tolist().index(1)] == 1
+    assert components["bm25"].rank[fused.rows.tolist().index(2)] == 2
+
+
+def test_dense_negative_cosine_still_ranked():
+    rows = np.array([0, 1])
+    fused = fuse(rows, {"bm25": np.array([1.0, 1.0]), "dense": np.array([-0.5, -0.1])}, "rrf")
+    dense = by_name(fused)["dense"]
+    assert sorted(dense.rank.tolist()) == [1, 2]
+    assert (dense.contribution > 0).all()
+
+
+@pytest.mark.parametrize("method", ["rrf", "blend"])
+@pytest.mark.parametrize("name", ["bm25", "dense"])
+def test_single_retriever_raw_is_final_score(method, name):
+    rows = np.array([5, 6, 7, 8])
+    raw = np.array([0.3, 0.0, 0.9, 0.5])
+    fused = fuse(rows, {name: raw}, method)
+    assert fused.rows.tolist() == [7, 8, 5, 6]
+    assert fused.scores.tolist() == pytest.approx([0.9, 0.5, 0.3, 0.0])
+    (component,) = fused.components
+    assert component.name == name
+    assert component.contribution.tolist() == pytest.approx([0.9, 0.5, 0.3, 0.0])
+    assert component.raw.tolist() == pytest.approx([0.9, 0.5, 0.3, 0.0])
+
+
+def test_single_bm25_unmatched_rank_zero():
+    fused = fuse(np.array([0, 1]), {"bm25": np.array([0.0, 4.0])}, "rrf")
+    assert fused.rows.tolist() == [1, 0]
+    assert fused.components[0].rank.tolist() == [1, 0]
+
+
+def test_blend_normalizes_bm25_by_max():
+    rows = np.array([0, 1, 2])
+    bm25 = np.array([4.0, 2.0, 0.0])
+    dense = np.array([0.1, 0.5, 0.8])
+    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "blend", lexical_weight=0.3)
+    expected = {
+        0: 0.3 * 1.0 + 0.7 * 0.1,
+        1: 0.3 * 0.5 + 0.7 * 0.5,
+        2: 0.3 * 0.0 + 0.7 * 0.8,
+    }
+    assert fused.rows.tolist() == [2, 1, 0]  # 0.56, 0.5, 0.37
+    assert fused.scores.tolist() == pytest.approx([expected[r] for r in fused.rows.tolist()])
+    components = by_name(fused)
+    assert components["bm25"].contribution.tolist() == pytest.approx([0.0, 0.15, 0.3])
+    assert components["dense"].contribution.tolist() == pytest.approx([0.56, 0.35, 0.07])
+
+
+def test_blend_all_zero_bm25_gives_dense_only():
+    rows = np.array([0, 1])
+    fused = fuse(rows, {"bm25": np.zeros(2), "dense": np.array([0.2, 0.6])}, "blend", lexical_weight=0.25)
+    assert fused.rows.tolist() == [1, 0]
+    assert fused.scores.tolist() == pytest.approx([0.75 * 0.6, 0.75 * 0.2])
+    assert np.all(np.isfinite(fused.scores))
+
+
+@pytest.mark.parametrize("weight, expected_top", [(0.0, 1), (1.0, 0)])
+def test_blend_weight_extremes(weight, expected_top):
+    rows = np.array([0, 1])
+    fused = fuse(rows, {"bm25": np.array([5.0, 1.0]), "dense": np.array([0.1, 0.9])}, "blend", lexical_weight=weight)
+    assert fused.rows[0] == expected_top
+
+
+def test_sorted_best_first():
+    rng = np.random.default_rng(1)
+    rows = np.arange(50)
+    fused = fuse(rows, {"bm25": rng.random(50) * 5, "dense": rng.random(50)}, "blend")
+    assert np.all(np.diff(fused.scores) <= 0)
+    assert sorted(fused.rows.tolist()) == rows.tolist()
+
+
+def test_ties_broken_by_row_ascending():
+    rows = np.array([42, 7, 19, 3])
+    fused = fuse(rows, {"dense": np.array([0.5, 0.5, 0.9, 0.5])}, "rrf")
+    assert fused.rows.tolist() == [19, 3, 7, 42]
+
+
+def test_rrf_ties_broken_by_row_ascending():
+    # Mirror-image ranks: every row gets the same RRF total.
+    rows = np.array([9, 4])
+    fused = fuse(rows, {"bm25": np.array([2.0, 1.0]), "dense": np.array([0.1, 0.9])}, "rrf")
+    assert fused.scores[0] == pytest.approx(fused.scores[1])
+    assert fused.rows.tolist() == [4, 9]
+
+
+def test_components_stay_aligned_with_rows():
+    rows = np.array([3, 1, 2])
+    bm25 = np.array([1.0, 3.0, 2.0])
+    dense = np.array([0.3, 0.1, 0.2])
+    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "blend")
+    original = {int(r): i for i, r in enumerate(rows)}
+    components = by_name(fused)
+    for position, row in enumerate(fused.rows.tolist()):
+        assert components["bm25"].raw[position] == bm25[original[row]]
+        assert components["dense"].raw[position] == dense[original[row]]
+        total = components["bm25"].contribution[position] + components["dense"].contribution[position]
+        assert fused.scores[position] == pytest.approx(total)
+
+
+def test_empty_candidates():
+    fused = fuse(np.zeros(0, dtype=np.int64), {"bm25": np.zeros(0), "dense": np.zeros(0)}, "rrf")
+    assert fused.rows.shape == (0,)
+    assert fused.scores.shape == (0,)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        fuse(np.array([0]), {"bm25": np.array([1.0]), "dense": np.array([0.5])}, "max")
