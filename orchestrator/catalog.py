@@ -135,7 +135,8 @@ def _csv_rows(text: str, path: Path, required: tuple[str, ...], what: str) -> It
 
 
 def _json_lines(text: str, path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a record: str.splitlines() would also split on U+2028 and U+0085, legal inside JSON strings.
+    for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -150,14 +151,18 @@ def _json_lines(text: str, path: Path, required: tuple[str, ...], what: str) -> 
         yield line_number, row
 
 
+def cell_text(value: Any) -> str:
+    """A CSV cell or JSON value as text: None is empty, 104.0 is "104", whitespace is trimmed."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def _product(row: dict[str, Any], path: Path, line_number: int) -> Product:
     def text(name: str) -> str:
-        value = row.get(name)
-        if value is None:
-            return ""
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return str(value).strip()
+        return cell_text(row.get(name))
 
     product_id = text("product_id")
     title = text("title")

@@ -85,9 +85,10 @@ class DenseIndex:
 
 
 def top_rows(rows: np.ndarray, row_scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best (rows, scores), highest score first; ties keep catalog order."""
+    """The k best (rows, scores), highest score first; ties keep catalog order, also at the cut."""
     if k < len(rows):
-        keep = np.argpartition(-row_scores, k - 1)[:k]
+        kth_best = -np.partition(-row_scores, k - 1)[k - 1]
+        keep = row_scores >= kth_best  # everything tied with the k-th, sorted below, then cut
         rows, row_scores = rows[keep], row_scores[keep]
-    order = np.lexsort((rows, -row_scores))
+    order = np.lexsort((rows, -row_scores))[:k]
     return rows[order], row_scores[order]

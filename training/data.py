@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from orchestrator.catalog import read_table
+from orchestrator.catalog import cell_text, read_table
 from orchestrator.errors import DataError
 
 
@@ -14,8 +14,8 @@ def load_judgments(path: str | Path) -> dict[str, dict[str, float]]:
     path = Path(path)
     judgments: dict[str, dict[str, float]] = {}
     for line_number, row in read_table(path, ("query", "product_id", "gain"), "judgments"):
-        query = str(row["query"]).strip()
-        product_id = str(row["product_id"]).strip()
+        query = cell_text(row["query"])
+        product_id = cell_text(row["product_id"])
         if not query or not product_id:
             raise DataError(f"judgments {path} line {line_number}: empty query or product_id")
         try:

@@ -1,0 +1,121 @@
+"""orchestrator.servicer: protobuf <-> domain conversion (no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator._proto.shoprank.v1 import ranking_pb2 as pb
+from orchestrator.filters import Filter
+from orchestrator.pipeline import ScoredItem, SearchQuery, SearchResult
+from orchestrator.servicer import to_query, to_response
+
+
+def test_minimal_request_defaults():
+    query = to_query(pb.SearchRequest(query="drill"))
+    assert query == SearchQuery(query="drill")
+    assert query.top_k is None
+    assert query.filters == ()
+    assert query.candidate_ids == ()
+    assert query.explain is False
+    assert query.mode == "hybrid"
+
+
+def test_top_k_zero_is_kept_not_defaulted():
+    # top_k is `optional`: an explicit 0 reaches validation instead of silently becoming the default.
+    assert to_query(pb.SearchRequest(query="q", top_k=0)).top_k == 0
+    assert to_query(pb.SearchRequest(query="q", top_k=25)).top_k == 25
+
+
+def test_full_request():
+    request = pb.SearchRequest(
+        query="cordless drill",
+        user_id="u-1",
+        top_k=5,
+        filters=[
+            pb.Filter(field="brand", any_of=["Bosch", "Makita"]),
+            pb.Filter(field="price", min=10.0),
+            pb.Filter(field="price", max=99.5),
+            pb.Filter(field="price", min=0.0, max=0.0),
+        ],
+        candidate_ids=["p1", "p2"],
+        explain=True,
+        retrieval=pb.RETRIEVAL_MODE_LEXICAL,
+    )
+    query = to_query(request)
+    assert query.query == "cordless drill"
+    assert query.user_id == "u-1"
+    assert query.top_k == 5
+    assert query.filters == (
+        Filter("brand", any_of=("Bosch", "Makita")),
+        Filter("price", min=10.0),
+        Filter("price", max=99.5),
+        Filter("price", min=0.0, max=0.0),
+    )
+    assert isinstance(query.filters[0].any_of, tuple)
+    assert query.candidate_ids == ("p1", "p2")
+    assert isinstance(query.candidate_ids, tuple)
+    assert query.explain is True
+    assert query.mode == "lexical"
+
+
+@pytest.mark.parametrize(
+    "mode, name",
+    [
+        (pb.RETRIEVAL_MODE_UNSPECIFIED, "hybrid"),
+        (pb.RETRIEVAL_MODE_HYBRID, "hybrid"),
+        (pb.RETRIEVAL_MODE_LEXICAL, "lexical"),
+        (pb.RETRIEVAL_MODE_DENSE, "dense"),
+    ],
+)
+def test_modes(mode, name):
+    assert to_query(pb.SearchRequest(query="q", retrieval=mode)).mode == name
+
+
+def test_unknown_mode_number_is_not_a_valid_mode():
+    mode = to_query(pb.SearchRequest(query="q", retrieval=7)).mode
+    assert mode == "unknown (7)"
+    assert mode not in ("hybrid", "lexical", "dense")
+
+
+def test_request_survives_wire_round_trip():
+    request = pb.SearchRequest(query="手机", top_k=3, filters=[pb.Filter(field="price", max=5.0)])
+    again = pb.SearchRequest.FromString(request.SerializeToString())
+    assert to_query(again) == to_query(request)
+    assert to_query(again).filters[0].min is None
+
+
+def test_response_conversion():
+    result = SearchResult(
+        items=[
+            ScoredItem("p1", "Drill", 0.5, (("bm25", 3.2, 1, 1 / 61), ("dense", 0.8, 2, 1 / 62))),
+            ScoredItem("p2", "Saw", 0.25),
+        ],
+        model_versions={"bi_encoder": "1", "index": "abcdef123456"},
+        degraded_reason="",
+        took_ms=12.5,
+    )
+    response = to_response(result)
+    assert isinstance(response, pb.SearchResponse)
+    assert [item.product_id for item in response.items] == ["p1", "p2"]
+    assert [item.title for item in response.items] == ["Drill", "Saw"]
+    assert [item.score for item in response.items] == [0.5, 0.25]
+    first = response.items[0].components
+    assert [(c.name, c.raw, c.rank, c.contribution) for c in first] == [
+        ("bm25", 3.2, 1, pytest.approx(1 / 61)),
+        ("dense", 0.8, 2, pytest.approx(1 / 62)),
+    ]
+    assert len(response.items[1].components) == 0
+    assert dict(response.model_versions) == {"bi_encoder": "1", "index": "abcdef123456"}
+    assert response.degraded is False
+    assert response.degraded_reason == ""
+    assert response.took_ms == 12.5
+
+
+def test_degraded_response():
+    result = SearchResult(items=[], model_versions={}, degraded_reason="dense retrieval skipped", took_ms=1.0)
+    response = to_response(result)
+    assert response.degraded is True
+    assert response.degraded_reason == "dense retrieval skipped"
+    assert len(response.items) == 0
+    # serializes cleanly
+    assert pb.SearchResponse.FromString(response.SerializeToString()) == response

@@ -1,0 +1,89 @@
+"""The load test: the locustfile imports, and the step shape gives the right load over time.
+
+Importing locust monkey-patches the process with gevent, and loadtest.grpc_user switches grpc to gevent
+(`init_gevent`). Neither may leak into the rest of the suite (its asyncio gRPC servers), so the locustfile is
+imported in a child process and the shape with LOCUST_SKIP_MONKEY_PATCH set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Not pytest.importorskip: importing locust here would monkey-patch the whole test process.
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("the loadtest extra is not installed", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_locustfile_imports_and_defines_the_shopper():
+    script = textwrap.dedent(
+        """
+        import loadtest.locustfile as lf
+        from locust import events
+        from loadtest.grpc_user import GrpcUser
+        from orchestrator._proto.shoprank.v1 import ranking_pb2_grpc
+
+        assert issubclass(lf.ShopperUser, GrpcUser) and GrpcUser.abstract and not lf.ShopperUser.abstract
+        assert lf.ShopperUser.stub_class is ranking_pb2_grpc.RankingStub
+        assert len(lf.ShopperUser.tasks) >= 4
+        assert "cordless drill" in lf.QUERIES and len(lf.QUERIES) == len(set(lf.QUERIES))
+        assert not hasattr(lf, "StepLoadShape")  # the shape is opt-in (-f ...,loadtest/shapes.py)
+
+        # the quitting listener: exit status 1 over 1% failures or over the p99 threshold
+        import os, types
+        from locust.stats import RequestStats
+
+        def exit_code(failures, latency_ms, p99_limit="500"):
+            os.environ["SHOPRANK_LOADTEST_P99_MS"] = p99_limit
+            stats = RequestStats()
+            for i in range(200):
+                stats.log_request("grpc", "/shoprank.v1.Ranking/Search", latency_ms, 100)
+                if i < failures:
+                    stats.log_error("grpc", "/shoprank.v1.Ranking/Search", RuntimeError("boom"))
+            env = types.SimpleNamespace(stats=stats, process_exit_code=None)
+            events.quitting.fire(environment=env)
+            return env.process_exit_code
+
+        assert exit_code(failures=0, latency_ms=20) is None
+        assert exit_code(failures=2, latency_ms=20) is None  # 1% exactly
+        assert exit_code(failures=3, latency_ms=20) == 1
+        assert exit_code(failures=0, latency_ms=600) == 1
+        assert exit_code(failures=0, latency_ms=600, p99_limit="1000") is None
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
+
+
+@pytest.fixture
+def shape_class(monkeypatch):
+    monkeypatch.setenv("LOCUST_SKIP_MONKEY_PATCH", "1")
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("loadtest.shapes").StepLoadShape
+
+
+@pytest.mark.parametrize(
+    ("run_time", "expected"),
+    [(0.0, (2, 2)), (9.9, (2, 2)), (10.0, (4, 2)), (25.0, (6, 2)), (30.0, (8, 2)), (59.0, (8, 2))],
+)
+def test_step_shape_steps_up_to_max_users(shape_class, monkeypatch, run_time, expected):
+    shape = shape_class()
+    monkeypatch.setattr(shape, "get_run_time", lambda: run_time)
+    assert shape.tick() == expected
+
+
+@pytest.mark.parametrize("run_time", [60.0, 120.0])
+def test_step_shape_stops_after_time_limit(shape_class, monkeypatch, run_time):
+    shape = shape_class()
+    monkeypatch.setattr(shape, "get_run_time", lambda: run_time)
+    assert shape.tick() is None
