@@ -57,6 +57,10 @@ class LocalTriton:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
     def url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
@@ -89,15 +93,16 @@ class LocalTriton:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise TritonUnavailable(
-                    f"tritonserver exited with code {self._process.returncode} while loading {self.model_repository}:\n"
-                    + self.log_tail()
-                )
+                message = (f"tritonserver exited with code {self._process.returncode} while loading "
+                           f"{self.model_repository}:\n{self.log_tail()}")
+                self.stop()
+                raise TritonUnavailable(message)
             if READY_LINE in self.log_path.read_text(errors="replace"):
                 return self
             time.sleep(0.2)
+        message = f"tritonserver did not start within {timeout_s:.0f}s:\n{self.log_tail()}"
         self.stop()
-        raise TritonUnavailable(f"tritonserver did not start within {timeout_s:.0f}s:\n" + self.log_tail())
+        raise TritonUnavailable(message)
 
     def log_tail(self, lines: int = 25) -> str:
         """The last log lines, without Triton's ASCII tables."""

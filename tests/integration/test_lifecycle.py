@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from orchestrator.errors import TritonUnavailable
 from orchestrator.triton_process import LocalTriton, free_port
 
 from .conftest import DEMO_CATALOG, DEMO_JUDGMENTS, ROOT, ServiceThread
@@ -123,3 +124,15 @@ def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
     if task == "search":
         assert 0.5 < metrics["recall@100"] <= 1.0
         assert 0 < metrics["p50_ms"] <= metrics["p99_ms"]
+
+
+def test_tritonserver_that_cannot_load_its_models_reports_why(tmp_path):
+    broken = tmp_path / "repository" / "bi_encoder"
+    (broken / "1").mkdir(parents=True)
+    (broken / "config.pbtxt").write_text('name: "bi_encoder"\nbackend: "python"\nmax_batch_size: 8\n')
+    (broken / "1" / "model.py").write_text("raise RuntimeError('weights are missing')\n")
+    server = LocalTriton(tmp_path / "repository", start_timeout_s=60)
+    with pytest.raises(TritonUnavailable) as caught:
+        server.start()
+    assert "weights are missing" in str(caught.value)
+    assert not server.running
