@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ExportError
 from .specs import BI_ENCODER, ModelSpec
 from .validate import Parity, check_parity
 
@@ -97,7 +98,7 @@ def export_bi_encoder(model_dir: Path, out_file: Path, spec: ModelSpec = BI_ENCO
     names = ([i.name for i in graph.input], [o.name for o in graph.output])
     if names != (spec.input_names, spec.output_names):
         out_file.unlink()
-        raise RuntimeError(f"exported tensor names {names} differ from the spec's {spec.input_names, spec.output_names}")
+        raise ExportError(f"exported tensor names {names} differ from the spec's {spec.input_names, spec.output_names}")
 
     session = ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])
     feeds = tokenize(model_dir, PARITY_TEXTS, spec.sequence_lengths[2])

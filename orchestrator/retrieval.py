@@ -14,7 +14,9 @@ import numpy as np
 
 from .analysis import analyze
 
-# HNSW parameters, chosen with benchmarks/ann_libraries.py on the Home Depot catalog's embeddings.
+# FAISS, hnswlib and usearch measured alike on the Home Depot catalog's 47,742 embeddings
+# (benchmarks/ann_libraries.py: recall@100 0.989-0.990 at ef 256, p50 0.62-0.73 ms a query). FAISS is kept
+# for its upkeep and its exact, IVF-PQ and GPU indexes behind the same API; efSearch 256 buys recall 0.99.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 256
