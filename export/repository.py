@@ -30,8 +30,14 @@ def _digest(path: Path) -> str:
 
 
 def source_stamp(model_dir: Path, spec: ModelSpec) -> dict[str, str]:
-    """What an export depends on: the base weights and the spec."""
-    return {"base_model_sha256": _digest(model_dir / "model.safetensors"), "spec": repr(spec)}
+    """What an export depends on: the base weights, the spec, the exporter and the served model code."""
+    here = Path(__file__).parent
+    return {
+        "base_model_sha256": _digest(model_dir / "model.safetensors"),
+        "spec": repr(spec),
+        "exporter_sha256": _digest(here / "onnx.py"),
+        "python_backend_sha256": _digest(PYTHON_BACKEND_MODEL),
+    }
 
 
 def is_current(root: Path, spec: ModelSpec, stamp: dict[str, str]) -> bool:
