@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--judgments", required=True)
     parser.add_argument("--fusions", default="rrf", help="comma-separated fusion methods for hybrid rows")
     parser.add_argument("--tasks", default="rerank,search")
+    parser.add_argument("--split", choices=("train", "dev", "test"), help="only this split's queries")
     args = parser.parse_args()
 
     index = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
@@ -43,6 +44,8 @@ def main() -> None:
             command = [sys.executable, "-m", "orchestrator", "eval", task, "--catalog", args.catalog,
                        "--judgments", args.judgments, "--retrieval", retrieval, "--fusion", fusion,
                        "--triton-url", triton.url, "--index", str(index), "--json"]
+            if args.split:
+                command += ["--split", args.split]
             print("$", " ".join(command[1:]), file=sys.stderr, flush=True)
             result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if result.returncode != 0:

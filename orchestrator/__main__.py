@@ -178,12 +178,13 @@ async def _with_service(settings, work):
 def cmd_eval(args: argparse.Namespace) -> None:
     from training.data import load_judgments  # noqa: PLC0415
     from training.evaluate import evaluate  # noqa: PLC0415
+    from training.splits import select  # noqa: PLC0415
 
     from .catalog import catalog_digest, load_catalog  # noqa: PLC0415
     from .triton_process import triton_endpoint  # noqa: PLC0415
 
     catalog = Path(args.catalog)
-    judgments = load_judgments(args.judgments)
+    judgments = select(load_judgments(args.judgments), args.split)
     catalog_ids = {product.product_id for product in load_catalog(catalog)}
     index_dir = Path(args.index) if args.index else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
     settings = _settings(args)
@@ -197,6 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                                   show_progress=not args.json)
 
         result = asyncio.run(_with_service(settings, work))
+    result["split"] = args.split or "all"
     if args.json:
         print(json.dumps(result))
     else:
@@ -272,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fusion", choices=("rrf", "blend"))
     sub.add_argument("--index", help="prebuilt index of the catalog (default: built once and cached under .shoprank/indexes)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
+    sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries of this split (training/splits.py)")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     triton_options(sub)
     sub.set_defaults(func=cmd_eval)
