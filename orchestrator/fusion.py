@@ -1,10 +1,10 @@
 """Fusing the retrievers' scores into one ranking, with every item's components kept for explanations.
 
 Both retrievers score every candidate exactly (BM25 from its full score array, the bi-encoder by a dot
-product), so fusion sees complete scores. Two methods, compared in benchmarks/fusion.py:
+product), so fusion sees complete scores. Two methods, compared in benchmarks/retrieval_quality.py:
 - rrf: reciprocal rank fusion, sum of 1 / (k + rank) over retrievers; a product BM25 does not match at all
   has no lexical rank and gets nothing from it.
-- blend: w * bm25 / max(bm25) + (1 - w) * cosine.
+- blend (the default): w * bm25 / max(bm25 over the candidates) + (1 - w) * cosine, w = 0.3 (not tuned).
 """
 
 from __future__ import annotations

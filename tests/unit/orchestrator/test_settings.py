@@ -14,7 +14,7 @@ from orchestrator.settings import Settings
 def test_defaults_from_empty_environment():
     settings = Settings.from_env({})
     assert settings == Settings()
-    assert settings.fusion == "rrf"
+    assert settings.fusion == "blend"
     assert settings.port == 50051
     assert settings.default_top_k == 10
     assert settings.tokenizer_path is None
