@@ -84,4 +84,21 @@ BI_ENCODER = ModelSpec(
     sequence_lengths=(1, 32, 128),
 )
 
-MODELS = {spec.name: spec for spec in (BI_ENCODER,)}
+# The cross-encoder reranker: (query, product text) pairs -> one relevance score each. All of a query's
+# candidates (100 by default) travel in one request, so max_batch_size leaves room for two queries at once.
+RERANKER = ModelSpec(
+    name="reranker",
+    inputs=(
+        TensorSpec("input_ids", "int64", ("batch", "sequence")),
+        TensorSpec("attention_mask", "int64", ("batch", "sequence")),
+        TensorSpec("token_type_ids", "int64", ("batch", "sequence")),
+    ),
+    outputs=(TensorSpec("score", "float32", ("batch", 1)),),
+    max_batch_size=256,
+    preferred_batch_sizes=(100, 200),
+    max_queue_delay_us=1000,
+    atol={"fp32": 2e-4},
+    sequence_lengths=(1, 32, 64),
+)
+
+MODELS = {spec.name: spec for spec in (BI_ENCODER, RERANKER)}

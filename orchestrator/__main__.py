@@ -195,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
         async def work(stub):
             return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
-                                  show_progress=not args.json)
+                                  show_progress=not args.json, rerank=not args.no_rerank)
 
         result = asyncio.run(_with_service(settings, work))
     result["split"] = args.split or "all"
@@ -204,6 +204,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
     else:
         for key, value in result.items():
             print(f"{key:>24}: {value}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    try:
+        from training.train import TrainConfig, train_reranker  # noqa: PLC0415 - imports torch and peft
+    except ImportError as error:
+        raise ShoprankError(f"training needs the train extra (pip install 'shoprank[train]'): {error}") from None
+
+    config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                         max_train_queries=args.max_train_queries)
+    manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out), max_minutes=args.max_minutes)
+    print(json.dumps({key: manifest.get(key) for key in ("complete", "dev_ndcg@10", "test_ndcg@10", "wall_minutes")}))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -275,9 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--index", help="prebuilt index of the catalog (default: built once and cached under .shoprank/indexes)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
     sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries of this split (training/splits.py)")
+    sub.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder: the fused order")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     triton_options(sub)
     sub.set_defaults(func=cmd_eval)
+
+    sub = commands.add_parser("train", help="fine-tune a model on judgments")
+    sub.add_argument("model", choices=("reranker",))
+    sub.add_argument("--catalog", required=True)
+    sub.add_argument("--judgments", required=True)
+    sub.add_argument("--out", required=True, help="output folder: checkpoints, the best adapter and head, manifest.json")
+    sub.add_argument("--loss", choices=("pointwise", "listwise"), default="listwise")
+    sub.add_argument("--epochs", type=int, default=3)
+    sub.add_argument("--lr", type=float, default=3e-4)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")
+    sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    sub.set_defaults(func=cmd_train)
 
     sub = commands.add_parser("demo", help="index the demo catalog, serve it, answer a few queries, stop")
     triton_options(sub)

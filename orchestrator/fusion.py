@@ -69,3 +69,28 @@ def fuse(rows: np.ndarray, raw_scores: dict[str, np.ndarray], method: str, rrf_k
         Component(name, raw_scores[name][order], rank[name][order], contribution[name][order]) for name in raw_scores
     )
     return Fused(rows[order], total[order], components)
+
+
+def combine_with_reranker(fused: Fused, reranker_scores: np.ndarray, weights: dict[str, float]) -> Fused:
+    """Re-order the first len(reranker_scores) fused candidates by a learned linear combination.
+
+    final = w_reranker * cross-encoder score + w_bm25 * bm25 / max(bm25) + w_dense * cosine, over the reranked
+    candidates; each term is kept as a component, so the final score is the sum of the contributions.
+    """
+    depth = len(reranker_scores)
+    rows = fused.rows[:depth]
+    raw = {component.name: component.raw[:depth].astype(np.float64) for component in fused.components}
+    rank = {component.name: component.rank[:depth] for component in fused.components}
+    contribution = {}
+    if "bm25" in raw:
+        top = raw["bm25"].max(initial=0.0)
+        contribution["bm25"] = weights.get("bm25", 0.0) * (raw["bm25"] / top if top > 0 else np.zeros(depth))
+    if "dense" in raw:
+        contribution["dense"] = weights.get("dense", 0.0) * raw["dense"]
+    raw["reranker"] = reranker_scores.astype(np.float64)
+    rank["reranker"] = ranks(raw["reranker"], np.ones(depth, dtype=bool))
+    contribution["reranker"] = weights.get("reranker", 1.0) * raw["reranker"]
+    total = np.sum(list(contribution.values()), axis=0)
+    order = np.lexsort((rows, -total))
+    components = tuple(Component(name, raw[name][order], rank[name][order], contribution[name][order]) for name in raw)
+    return Fused(rows[order], total[order], components)

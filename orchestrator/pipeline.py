@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from export.specs import BI_ENCODER
+from export.specs import BI_ENCODER, RERANKER
 
 from .errors import InvalidRequest, TritonError
 from .filters import Filter
-from .fusion import Component, fuse
+from .fusion import Component, combine_with_reranker, fuse
 from .index import CatalogIndex
 from .retrieval import top_rows
 from .settings import Settings
-from .tokenization import TextEncoder
+from .tokenization import PairEncoder, TextEncoder
 from .triton import TritonClient
 
 MODES = ("hybrid", "lexical", "dense")
@@ -36,6 +36,7 @@ class SearchQuery:
     candidate_ids: tuple[str, ...] = ()
     explain: bool = False
     mode: str = "hybrid"
+    skip_rerank: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,37 @@ class QueryEncoder:
         return output["embedding"][0]
 
 
+DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0}
+
+
+class Reranker:
+    """Scores (query, product text) pairs with the cross-encoder in Triton: one request per query."""
+
+    def __init__(self, client: TritonClient, tokenizer: PairEncoder, weights: dict[str, float], timeout_s: float) -> None:
+        self.client = client
+        self.tokenizer = tokenizer
+        self.weights = weights
+        self.timeout_s = timeout_s
+
+    async def score(self, query: str, texts: list[str]) -> np.ndarray:
+        """Cross-encoder scores; TritonError when Triton fails or the deadline passes."""
+        feeds = self.tokenizer(query, texts)
+        try:
+            output = await asyncio.wait_for(self.client.infer(RERANKER, feeds), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise TritonError(f"reranker missed its {self.timeout_s * 1000:.0f} ms deadline") from None
+        return output["score"][:, 0]
+
+
 class Pipeline:
     """Answers SearchQuery objects against one loaded index."""
 
-    def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str]) -> None:
+    def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str],
+                 reranker: Reranker | None = None) -> None:
         self.settings = settings
         self.index = index
         self.encoder = encoder
+        self.reranker = reranker
         self.model_versions = {**model_versions, "index": index.version}
 
     def validate(self, request: SearchQuery) -> int:
@@ -149,6 +174,17 @@ class Pipeline:
         if use_dense:
             raw["dense"] = index.dense.scores(query_embedding, rows).astype(np.float64)
         fused = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
+
+        if self.reranker is not None and settings.rerank_depth > 0 and not request.skip_rerank and len(fused.rows):
+            depth = min(max(settings.rerank_depth, top_k), len(fused.rows))
+            texts = [index.products[int(row)].search_text() for row in fused.rows[:depth]]
+            try:
+                scores = await self.reranker.score(request.query, texts)
+            except TritonError as error:
+                reason = f"reranking skipped, fused order: {error}"
+                degraded_reason = f"{degraded_reason}; {reason}" if degraded_reason else reason
+            else:
+                fused = combine_with_reranker(fused, scores, self.reranker.weights)
 
         items = []
         for position in range(min(top_k, len(fused.rows))):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 
@@ -15,14 +16,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from export.specs import BI_ENCODER
+from export.specs import BI_ENCODER, RERANKER
 
 from ._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from .index import CatalogIndex
-from .pipeline import Pipeline, QueryEncoder
+from .pipeline import DEFAULT_WEIGHTS, Pipeline, QueryEncoder, Reranker
 from .servicer import RankingServicer
 from .settings import Settings
-from .tokenization import TextEncoder
+from .tokenization import PairEncoder, TextEncoder
 from .triton import TritonClient
 from .triton_process import LocalTriton
 
@@ -57,6 +58,7 @@ class Service:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._models = [BI_ENCODER]
 
     async def start(self) -> "Service":
         """Load the index, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
@@ -76,7 +78,20 @@ class Service:
             if self._local_triton is not None:
                 await asyncio.to_thread(self._local_triton.start)
             await self._client.wait_until_ready([BI_ENCODER], settings.triton_start_timeout_s)
-            pipeline.model_versions[BI_ENCODER.name] = await self._client.model_version(BI_ENCODER)
+            if settings.rerank_depth > 0:
+                if await self._client.has_model(RERANKER):
+                    await self._client.wait_until_ready([RERANKER], settings.triton_start_timeout_s)
+                    self._models.append(RERANKER)
+                    pipeline.reranker = Reranker(
+                        self._client,
+                        PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
+                        self._combination_weights(),
+                        settings.rerank_timeout_s,
+                    )
+                else:
+                    log.warning("Triton at %s serves no %s model: results stay in fused order", self.triton_url, RERANKER.name)
+            for spec in self._models:
+                pipeline.model_versions[spec.name] = await self._client.model_version(spec)
         except BaseException:
             await self.stop()
             raise
@@ -84,6 +99,13 @@ class Service:
         self._monitor = asyncio.create_task(self._watch_triton())
         log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
         return self
+
+    def _combination_weights(self) -> dict[str, float]:
+        path = self.settings.combination_file
+        if not path.is_file():
+            return dict(DEFAULT_WEIGHTS)
+        weights = json.loads(path.read_text())
+        return {name: float(weights.get(name, default)) for name, default in DEFAULT_WEIGHTS.items()}
 
     async def _set_health(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -95,9 +117,9 @@ class Service:
         serving = True
         while True:
             await asyncio.sleep(HEALTH_POLL_S)
-            ready = await self._client.is_model_ready(BI_ENCODER)
+            ready = all([await self._client.is_model_ready(spec) for spec in self._models])
             if ready != serving:
-                log.warning("Triton model %s is %s", BI_ENCODER.name, "ready again" if ready else "not ready")
+                log.warning("Triton models %s are %s", [spec.name for spec in self._models], "ready again" if ready else "not ready")
                 await self._set_health(ready)
                 serving = ready
 

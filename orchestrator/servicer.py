@@ -39,6 +39,7 @@ def to_query(request: ranking_pb2.SearchRequest) -> SearchQuery:
         candidate_ids=tuple(request.candidate_ids),
         explain=request.explain,
         mode=_MODES.get(request.retrieval, f"unknown ({request.retrieval})"),
+        skip_rerank=request.skip_rerank,
     )
 
 

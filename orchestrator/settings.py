@@ -41,6 +41,12 @@ class Settings:
     # Weight of the normalized BM25 score in the "blend" fusion; the cosine gets 1 - blend_lexical_weight.
     blend_lexical_weight: float = 0.3
     retrieve_depth: int = 200
+    # The cross-encoder rescores the top `rerank_depth` fused candidates (at least top_k) in one Triton request;
+    # 0 turns reranking off. Past `rerank_timeout_s` the fused order is returned, marked degraded.
+    rerank_depth: int = 100
+    reranker_model: str = "reranker"
+    rerank_timeout_s: float = 1.0
+    max_pair_tokens: int = 48
     default_top_k: int = 10
     max_top_k: int = 1000
     max_query_chars: int = 1000
@@ -52,9 +58,12 @@ class Settings:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
         if not 0.0 <= self.blend_lexical_weight <= 1.0:
             raise ConfigError("blend_lexical_weight must lie in [0, 1]")
-        for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates"):
+        for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates",
+                     "max_pair_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.rerank_depth < 0:
+            raise ConfigError("rerank_depth must be 0 (off) or more")
 
     @property
     def tokenizer_file(self) -> Path:
@@ -62,6 +71,11 @@ class Settings:
         if self.tokenizer_path is not None:
             return self.tokenizer_path
         return self.model_repository / self.encoder_model / "tokenizer.json"
+
+    @property
+    def combination_file(self) -> Path:
+        """Weights that combine the reranker's score with the retrievers' (written by `shoprank export`)."""
+        return self.model_repository / self.reranker_model / "combination.json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -32,3 +32,40 @@ class TextEncoder:
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
         }
+
+
+class PairEncoder:
+    """Tokenizes (query, product text) pairs for the cross-encoder, length-aware.
+
+    The query comes first and keeps up to `max_query_tokens`; the product text gets whatever of `max_tokens`
+    is left ("only_second" truncation). Batches are padded to their longest pair, never to `max_tokens`.
+    """
+
+    def __init__(self, tokenizer_file: Path, max_tokens: int, max_query_tokens: int = 24) -> None:
+        if not Path(tokenizer_file).is_file():
+            raise ConfigError(f"tokenizer {tokenizer_file} not found; run `shoprank export` first")
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._pair = Tokenizer.from_file(str(tokenizer_file))
+        self._pair.enable_truncation(max_length=max_tokens, strategy="only_second")
+        self._pair.enable_padding(pad_id=self._pair.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+        self.max_tokens = max_tokens
+        self.max_query_tokens = max_query_tokens
+
+    def _short_query(self, query: str) -> str:
+        encoding = self._tokenizer.encode(query, add_special_tokens=False)
+        if len(encoding.ids) <= self.max_query_tokens:
+            return query
+        return query[: encoding.offsets[self.max_query_tokens - 1][1]]
+
+    def __call__(self, query: str | list[str], texts: list[str]) -> dict[str, np.ndarray]:
+        """Tokenize pairs; `query` is one query for all texts, or one per text. int64 arrays [batch, longest]."""
+        queries = [query] * len(texts) if isinstance(query, str) else query
+        short = {q: self._short_query(q) for q in set(queries)}
+        encodings = self._pair.encode_batch([(short[q], text) for q, text in zip(queries, texts)])
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }

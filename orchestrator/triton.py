@@ -32,6 +32,14 @@ class TritonClient:
         except InferenceServerException:
             return False
 
+    async def has_model(self, spec: ModelSpec) -> bool:
+        """True when the server's model repository holds the model, loaded or not."""
+        try:
+            index = await self._client.get_model_repository_index(client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise _translate(error, self.url, spec.name) from None
+        return any(model.name == spec.name for model in index.models)
+
     async def wait_until_ready(self, specs: list[ModelSpec], timeout_s: float) -> None:
         """Poll until every model is ready; raise TritonUnavailable naming the URL and models otherwise."""
         deadline = asyncio.get_running_loop().time() + timeout_s

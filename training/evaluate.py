@@ -40,6 +40,7 @@ async def evaluate(
     retrieval: str = "hybrid",
     seed: int = 0,
     show_progress: bool = True,
+    rerank: bool = True,
 ) -> dict[str, Any]:
     """Run every judged query through Search and return the metrics as one flat dict."""
     if task not in TASKS:
@@ -54,7 +55,7 @@ async def evaluate(
         if not judged:
             skipped += 1
             continue
-        request = ranking_pb2.SearchRequest(query=query, retrieval=RETRIEVAL[retrieval])
+        request = ranking_pb2.SearchRequest(query=query, retrieval=RETRIEVAL[retrieval], skip_rerank=not rerank)
         if task == "rerank":
             candidates = sorted(judged)
             random.Random(f"{seed}:{query}").shuffle(candidates)
@@ -82,7 +83,7 @@ async def evaluate(
             recall = recall_at_k(ranked, judged, SEARCH_DEPTH)
             if recall is not None:
                 recalls.append(recall)
-    result: dict[str, Any] = {"task": task, "retrieval": retrieval, "ndcg@10": _mean(ndcgs)}
+    result: dict[str, Any] = {"task": task, "retrieval": retrieval, "rerank": rerank, "ndcg@10": _mean(ndcgs)}
     if task == "search":
         result["recall@100"] = _mean(recalls)
         result["p50_ms"] = round(percentile(latencies_ms, 50), 2)

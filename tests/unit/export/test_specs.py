@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from export.specs import BI_ENCODER, EMBEDDING_DIM, MODELS, TRITON_DTYPES, ModelSpec, TensorSpec
+from export.specs import BI_ENCODER, RERANKER, EMBEDDING_DIM, MODELS, TRITON_DTYPES, ModelSpec, TensorSpec
 
 
 def test_tensor_triton_dims_drop_batch_and_mark_dynamic():
@@ -70,7 +70,7 @@ def test_dynamic_axes_only_named_axes():
 
 
 def test_models_registry():
-    assert MODELS == {"bi_encoder": BI_ENCODER}
+    assert MODELS == {"bi_encoder": BI_ENCODER, "reranker": RERANKER}
     assert all(name == spec.name for name, spec in MODELS.items())
 
 

