@@ -15,10 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .specs import BI_ENCODER, ModelSpec
-from .triton_config import TARGETS, render
+from .triton_config import render
 
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "ort_model.py"
 VERSION = "1"
+# The targets the bi-encoder is exported into: both serve an ONNX file (`tensorrt` is for the reranker's plan).
+ONNX_TARGETS = ("cpu", "gpu")
 
 
 def _digest(path: Path) -> str:
@@ -40,12 +42,15 @@ def source_stamp(model_dir: Path, spec: ModelSpec) -> dict[str, str]:
     }
 
 
-def is_current(root: Path, spec: ModelSpec, stamp: dict[str, str]) -> bool:
-    """True when every target already holds an export made from the same sources."""
-    for target in TARGETS:
+def is_current(root: Path, spec: ModelSpec, stamp: dict[str, str], weights: dict[str, str] | None = None) -> bool:
+    """True when every target already holds an export made from the same sources.
+
+    `weights` maps each target to the file its version folder must hold (default: model.onnx in ONNX_TARGETS).
+    """
+    for target, weights_file in (weights or {target: "model.onnx" for target in ONNX_TARGETS}).items():
         folder = root / target / spec.name
         stamp_file = folder / "export.json"
-        if not stamp_file.is_file() or not (folder / VERSION / "model.onnx").is_file():
+        if not stamp_file.is_file() or not (folder / VERSION / weights_file).is_file():
             return False
         if json.loads(stamp_file.read_text()).get("source") != stamp:
             return False
@@ -89,6 +94,6 @@ def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> 
             "parity": [asdict(item) for item in parity],
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        for target in TARGETS:
+        for target in ONNX_TARGETS:
             folder = write_model(root, target, spec, onnx_file, model_dir / "tokenizer.json", record)
             log(f"{spec.name}: wrote {folder} ({target})")

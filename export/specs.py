@@ -51,6 +51,8 @@ class ModelSpec:
     # (min, opt, max) sequence lengths: the TensorRT optimization profile and the export's sample shapes.
     sequence_lengths: tuple[int, int, int]
     onnx_opset: int = 17
+    # CPU target: run the requests of a dynamic batch as one ONNX Runtime call (True) or one by one (False).
+    merge_requests: bool = True
 
     @property
     def input_names(self) -> list[str]:
@@ -99,6 +101,9 @@ RERANKER = ModelSpec(
     max_queue_delay_us=1000,
     atol={"fp32": 2e-4},
     sequence_lengths=(1, 32, 64),
+    # The cpu target serves dynamically quantized int8, whose activation ranges come from the batch: merged,
+    # one query's scores would depend on another query's candidates. A query's 100 pairs fill a run anyway.
+    merge_requests=False,
 )
 
 MODELS = {spec.name: spec for spec in (BI_ENCODER, RERANKER)}

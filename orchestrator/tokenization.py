@@ -41,7 +41,8 @@ class PairEncoder:
     is left ("only_second" truncation). Batches are padded to their longest pair, never to `max_tokens`.
     """
 
-    def __init__(self, tokenizer_file: Path, max_tokens: int, max_query_tokens: int = 24) -> None:
+    def __init__(self, tokenizer_file: Path, max_tokens: int, max_query_tokens: int = 24,
+                 pad_to_multiple_of: int | None = None) -> None:
         if not Path(tokenizer_file).is_file():
             raise ConfigError(f"tokenizer {tokenizer_file} not found; run `shoprank export` first")
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -49,7 +50,9 @@ class PairEncoder:
         self._tokenizer.no_padding()
         self._pair = Tokenizer.from_file(str(tokenizer_file))
         self._pair.enable_truncation(max_length=max_tokens, strategy="only_second")
-        self._pair.enable_padding(pad_id=self._pair.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+        # Training pads to a multiple of 8: fewer distinct shapes for the CPU kernels and allocator.
+        self._pair.enable_padding(pad_id=self._pair.token_to_id("[PAD]") or 0, pad_token="[PAD]",
+                                  pad_to_multiple_of=pad_to_multiple_of)
         self.max_tokens = max_tokens
         self.max_query_tokens = max_query_tokens
 

