@@ -41,6 +41,7 @@ def _settings(args: argparse.Namespace, **extra):
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         fusion=getattr(args, "fusion", None),
+        rerank_depth=getattr(args, "rerank_depth", None),
         **extra,
     )
 
@@ -191,6 +192,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     catalog = Path(args.catalog)
     judgments = select(load_judgments(args.judgments), args.split)
+    if args.max_queries:
+        judgments = dict(list(judgments.items())[: args.max_queries])
     catalog_ids = {product.product_id for product in load_catalog(catalog)}
     index_dir = Path(args.index) if args.index else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
     settings = _settings(args)
@@ -247,7 +250,9 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     index_dir = Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
     settings = _settings(args)
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        # The components need the reranker on, whatever the serving default.
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir,
+                                       rerank_depth=settings.rerank_depth or 100)
         if not _index_is_current(index_dir, catalog):
             asyncio.run(_build_and_save(settings, catalog, index_dir, url))
         data = asyncio.run(_with_service(settings, lambda stub: collect(stub, judgments, catalog_ids)))
@@ -288,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def triton_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
+        sub.add_argument("--rerank-depth", type=int,
+                         help="rerank the top N fused candidates with the cross-encoder (default 0: off)")
         sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
 
     sub = commands.add_parser("export", help="export the models to ONNX and write the Triton model repository")
@@ -331,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
     sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries of this split (training/splits.py)")
     sub.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder: the fused order")
+    sub.add_argument("--max-queries", type=int, help="only the first N queries (in file order) of the selection")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     triton_options(sub)
     sub.set_defaults(func=cmd_eval)

@@ -77,7 +77,9 @@ def triton(model_repository):
 
 @pytest.fixture(scope="session")
 def settings(model_repository) -> Settings:
-    return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0)
+    # Reranking on, with a deadline loose enough for a loaded CI machine (the missed deadline has its own test).
+    return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0, rerank_depth=100,
+                    rerank_timeout_s=15.0)
 
 
 @pytest.fixture(scope="session")

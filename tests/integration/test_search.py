@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -135,8 +136,12 @@ def test_concurrent_calls_are_served_concurrently(stub, triton):
     with ThreadPoolExecutor(max_workers=16) as pool:
         # Without the reranker: on 2 cores, 48 simultaneous 100-pair reranks would miss their deadline (by design).
         responses = list(pool.map(lambda q: search(stub, q, skip_rerank=True), queries))
-    inferences_after, executions_after = counts()
     assert all(response.items and not response.degraded for response in responses)
+    # Triton updates its statistics just after it responds: poll briefly for the last ones.
+    deadline = time.monotonic() + 10
+    while (after := counts())[0] - inferences_before < len(queries) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    inferences_after, executions_after = after
     assert inferences_after - inferences_before == len(queries)
     # Fewer model executions than requests: some requests were batched together, so they were in flight at once.
     assert executions_after - executions_before < len(queries)
