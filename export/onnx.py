@@ -74,20 +74,34 @@ def torch_reference(model_dir: Path, texts: list[str], spec: ModelSpec = BI_ENCO
     return {spec.output_names[0]: output.numpy()}
 
 
-def export_bi_encoder(model_dir: Path, out_file: Path, spec: ModelSpec = BI_ENCODER) -> list[Parity]:
-    """Export to `out_file` and check it against PyTorch; raise ParityError (and delete the file) on mismatch."""
+def check_io(onnx_file: Path, spec: ModelSpec) -> None:
+    """Raise ExportError unless the file's inputs and outputs carry the spec's names and dtypes, in order."""
     import onnx  # noqa: PLC0415
-    import onnxruntime as ort  # noqa: PLC0415
+    from onnx.helper import tensor_dtype_to_np_dtype  # noqa: PLC0415
+
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+    found = [(v.name, str(tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))) for v in (*graph.input, *graph.output)]
+    expected = [(t.name, t.dtype) for t in (*spec.inputs, *spec.outputs)]
+    if found != expected:
+        raise ExportError(f"{onnx_file.name}: inputs and outputs {found} differ from the spec's {expected}")
+
+
+def trace_to_onnx(module, sample: dict[str, np.ndarray], spec: ModelSpec, out_file: Path) -> None:
+    """Trace `module` on `sample` into `out_file` with the spec's names and dynamic axes, then check the file.
+
+    Raises ExportError (and deletes the file) when the graph is invalid or its tensors differ from the spec.
+    """
+    import onnx  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    module = _encoder_module(model_dir)
-    sample = tokenize(model_dir, PARITY_TEXTS[:2], spec.sequence_lengths[2])
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    # The tracer warns about Python-level shape checks inside transformers; the parity check below, on other
-    # batch sizes and sequence lengths than the traced sample, is what proves the graph is general.
+    # The tracer warns about Python-level shape checks inside transformers; the parity checks that follow,
+    # on other batch sizes and sequence lengths than the traced sample, are what prove the graph is general.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
+        # The TorchScript exporter (dynamo=False) is chosen: it names dynamic axes as the spec does.
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             module,
             tuple(torch.from_numpy(sample[name]) for name in spec.input_names),
@@ -98,12 +112,20 @@ def export_bi_encoder(model_dir: Path, out_file: Path, spec: ModelSpec = BI_ENCO
             opset_version=spec.onnx_opset,
             dynamo=False,
         )
-    onnx.checker.check_model(str(out_file))
-    graph = onnx.load(str(out_file), load_external_data=False).graph
-    names = ([i.name for i in graph.input], [o.name for o in graph.output])
-    if names != (spec.input_names, spec.output_names):
+    try:
+        onnx.checker.check_model(str(out_file))
+        check_io(out_file, spec)
+    except Exception:
         out_file.unlink()
-        raise ExportError(f"exported tensor names {names} differ from the spec's {spec.input_names, spec.output_names}")
+        raise
+
+
+def export_bi_encoder(model_dir: Path, out_file: Path, spec: ModelSpec = BI_ENCODER) -> list[Parity]:
+    """Export to `out_file` and check it against PyTorch; raise ParityError (and delete the file) on mismatch."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    module = _encoder_module(model_dir)
+    trace_to_onnx(module, tokenize(model_dir, PARITY_TEXTS[:2], spec.sequence_lengths[2]), spec, out_file)
 
     session = ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])
     results = []

@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ExportError, ParityError
+from .onnx import check_io, trace_to_onnx
 from .repository import PYTHON_BACKEND_MODEL, VERSION, _digest, is_current, source_stamp
 from .specs import RERANKER, ModelSpec
 from .triton_config import render
@@ -72,18 +73,6 @@ def _encode(encoder, pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
     return encoder([query for query, _ in pairs], [text for _, text in pairs])
 
 
-def check_io(onnx_file: Path, spec: ModelSpec = RERANKER) -> None:
-    """Raise ExportError unless the file's inputs and outputs carry the spec's names and dtypes, in order."""
-    import onnx  # noqa: PLC0415
-    from onnx.helper import tensor_dtype_to_np_dtype  # noqa: PLC0415
-
-    graph = onnx.load(str(onnx_file), load_external_data=False).graph
-    found = [(v.name, str(tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type))) for v in (*graph.input, *graph.output)]
-    expected = [(t.name, t.dtype) for t in (*spec.inputs, *spec.outputs)]
-    if found != expected:
-        raise ExportError(f"{onnx_file.name}: inputs and outputs {found} differ from the spec's {expected}")
-
-
 def ort_session(onnx_file: Path, threads: int = 0):
     """An ONNX Runtime CPU session as the cpu target runs it (all graph optimizations; 0 threads: one per core)."""
     import onnxruntime as ort  # noqa: PLC0415
@@ -97,35 +86,14 @@ def ort_session(onnx_file: Path, threads: int = 0):
 
 def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RERANKER) -> list[Parity]:
     """Export the merged reranker to `out_file` and check it against PyTorch; on mismatch delete it and raise."""
-    import onnx  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
     from training.cross_encoder import CrossEncoder  # noqa: PLC0415
 
     model = CrossEncoder.from_adapter(Path(adapter_dir))
     encoder = pair_encoder(spec)
-    sample = _encode(encoder, PARITY_PAIRS[:2])
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    # The tracer warns about Python-level shape checks inside transformers; the parity check below, on other
-    # batch sizes and sequence lengths than the traced sample, is what proves the graph is general.
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        # The TorchScript exporter (dynamo=False) is chosen: it names dynamic axes as the spec does.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            tuple(torch.from_numpy(sample[name]) for name in spec.input_names),
-            str(out_file),
-            input_names=spec.input_names,
-            output_names=spec.output_names,
-            dynamic_axes=spec.dynamic_axes(),
-            opset_version=spec.onnx_opset,
-            dynamo=False,
-        )
+    trace_to_onnx(model, _encode(encoder, PARITY_PAIRS[:2]), spec, out_file)
     try:
-        onnx.checker.check_model(str(out_file))
-        check_io(out_file, spec)
         session = ort_session(out_file)
         results = []
         # A padded batch of six (other shapes than the traced sample), and a single pair.
