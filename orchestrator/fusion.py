@@ -71,11 +71,14 @@ def fuse(rows: np.ndarray, raw_scores: dict[str, np.ndarray], method: str, rrf_k
     return Fused(rows[order], total[order], components)
 
 
-def combine_with_reranker(fused: Fused, reranker_scores: np.ndarray, weights: dict[str, float]) -> Fused:
+def combine_with_reranker(fused: Fused, reranker_scores: np.ndarray, weights: dict[str, float],
+                          features: dict[str, np.ndarray] | None = None) -> Fused:
     """Re-order the first len(reranker_scores) fused candidates by a learned linear combination.
 
-    final = w_reranker * cross-encoder score + w_bm25 * bm25 / max(bm25) + w_dense * cosine, over the reranked
-    candidates; each term is kept as a component, so the final score is the sum of the contributions.
+    final = w_reranker * cross-encoder score + w_bm25 * bm25 / max(bm25) + w_dense * cosine + sum of w_f * feature f,
+    over the reranked candidates, with `features` (orchestrator/features.py) aligned with them. Every term is kept
+    as a component, so the final score is the sum of the contributions; a weight missing from `weights` is 0,
+    except the reranker's (1).
     """
     depth = len(reranker_scores)
     rows = fused.rows[:depth]
@@ -90,6 +93,10 @@ def combine_with_reranker(fused: Fused, reranker_scores: np.ndarray, weights: di
     raw["reranker"] = reranker_scores.astype(np.float64)
     rank["reranker"] = ranks(raw["reranker"], np.ones(depth, dtype=bool))
     contribution["reranker"] = weights.get("reranker", 1.0) * raw["reranker"]
+    for name, values in (features or {}).items():
+        raw[name] = np.asarray(values, dtype=np.float64)
+        rank[name] = ranks(raw[name], np.ones(depth, dtype=bool))
+        contribution[name] = weights.get(name, 0.0) * raw[name]
     total = np.sum(list(contribution.values()), axis=0)
     order = np.lexsort((rows, -total))
     components = tuple(Component(name, raw[name][order], rank[name][order], contribution[name][order]) for name in raw)

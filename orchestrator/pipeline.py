@@ -14,6 +14,7 @@ import numpy as np
 from export.specs import BI_ENCODER, RERANKER
 
 from .errors import InvalidRequest, TritonError
+from .features import match_features
 from .filters import Filter
 from .fusion import Component, combine_with_reranker, fuse
 from .index import CatalogIndex
@@ -72,7 +73,8 @@ class QueryEncoder:
         return output["embedding"][0]
 
 
-DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0}
+# The reranker alone, used when no fitted combination.json is found beside the model.
+DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0, "overlap": 0.0, "numbers": 0.0, "units": 0.0}
 
 
 class Reranker:
@@ -178,13 +180,16 @@ class Pipeline:
         if self.reranker is not None and settings.rerank_depth > 0 and not request.skip_rerank and len(fused.rows):
             depth = min(max(settings.rerank_depth, top_k), len(fused.rows))
             texts = [index.products[int(row)].search_text() for row in fused.rows[:depth]]
+            scoring = asyncio.create_task(self.reranker.score(request.query, texts))
+            # The match features are computed while Triton scores the pairs.
+            features = await asyncio.to_thread(match_features, request.query, texts)
             try:
-                scores = await self.reranker.score(request.query, texts)
+                scores = await scoring
             except TritonError as error:
                 reason = f"reranking skipped, fused order: {error}"
                 degraded_reason = f"{degraded_reason}; {reason}" if degraded_reason else reason
             else:
-                fused = combine_with_reranker(fused, scores, self.reranker.weights)
+                fused = combine_with_reranker(fused, scores, self.reranker.weights, features)
 
         items = []
         for position in range(min(top_k, len(fused.rows))):

@@ -41,11 +41,10 @@ class Settings:
     # Weight of the normalized BM25 score in the "blend" fusion; the cosine gets 1 - blend_lexical_weight.
     blend_lexical_weight: float = 0.3
     retrieve_depth: int = 200
-    # The cross-encoder rescores the top `rerank_depth` fused candidates (at least top_k) in one Triton request;
-    # past `rerank_timeout_s` the fused order is returned, marked degraded. Off (0) by default: the released
-    # reranker lowered full-catalog search nDCG@10 on 99 Home Depot test queries (0.2956 fused -> 0.2781) at
-    # ~0.8 s a query on this CPU. Turn it on with SHOPRANK_RERANK_DEPTH=100 or --rerank-depth 100.
-    rerank_depth: int = 0
+    # The cross-encoder rescores the top `rerank_depth` fused candidates (at least top_k) in one Triton request,
+    # combined with BM25, cosine and match features (combination.json); past `rerank_timeout_s` the fused order
+    # is returned, marked degraded. 0 turns reranking off.
+    rerank_depth: int = 100
     reranker_model: str = "reranker"
     rerank_timeout_s: float = 1.0
     max_pair_tokens: int = 48

@@ -50,8 +50,10 @@ def test_search_reranks_and_explains(stub):
     assert not response.degraded
     assert response.model_versions["reranker"] == "1"
     for item in response.items:
-        assert {c.name for c in item.components} == {"bm25", "dense", "reranker"}
+        assert {c.name for c in item.components} == {"bm25", "dense", "reranker", "overlap", "numbers", "units"}
         assert item.score == pytest.approx(sum(c.contribution for c in item.components))
+    # "wireless earbuds" has no numbers: the number feature is neutral for every product.
+    assert all({c.name: c.raw for c in item.components}["numbers"] == 0.0 for item in response.items)
     fused = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True, skip_rerank=True))
     assert {c.name for c in fused.items[0].components} == {"bm25", "dense"}
 

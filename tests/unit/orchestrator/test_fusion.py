@@ -198,3 +198,18 @@ def test_reranker_only_weights_rank_by_cross_encoder():
     combined = combine_with_reranker(fused, np.array([-1.0, 0.5, 2.0]), {"reranker": 1.0})
     assert combined.rows.tolist() == [2, 1, 0]
     assert combined.scores.tolist() == [2.0, 0.5, -1.0]
+
+
+def test_reranker_combination_adds_weighted_features_as_components():
+    from orchestrator.fusion import combine_with_reranker
+
+    rows = np.array([0, 1])
+    fused = fuse(rows, {"bm25": np.array([1.0, 1.0])}, "blend")
+    features = {"numbers": np.array([-1.0, 1.0])}
+    # Equal reranker scores: the numbers feature decides, and its contribution is weight * value.
+    combined = combine_with_reranker(fused, np.array([0.5, 0.5]), {"reranker": 1.0, "numbers": 0.25}, features)
+    assert combined.rows.tolist() == [1, 0]
+    numbers = next(component for component in combined.components if component.name == "numbers")
+    assert numbers.raw.tolist() == [1.0, -1.0]
+    assert numbers.contribution.tolist() == [0.25, -0.25]
+    np.testing.assert_allclose(combined.scores, [0.75, 0.25])

@@ -1,0 +1,74 @@
+"""End-to-end search latency with and without reranking 100 candidates, through the real gRPC service.
+
+Usage:
+    .venv/bin/python benchmarks/search_latency.py [--queries 100] [--split test] [--rerank-depth 100] \
+        [--catalog ../shared/data/home-depot-product-search-relevance/catalog.csv \
+         --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv]
+
+Starts tritonserver on the cpu model repository and the orchestrator (port 0), then sends the split's first
+N judged queries, one call at a time from one client, as full-catalog searches for 100 products: once with
+reranking (the top `--rerank-depth` fused candidates rescored in one Triton request) and once with
+`skip_rerank`. Prints client-side p50/p99 and nDCG@10 for both. The index is the one `shoprank eval` builds
+and caches under .shoprank/indexes/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.__main__ import _build_and_save, _index_is_current, _with_service  # noqa: E402
+from orchestrator.catalog import catalog_digest, load_catalog  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
+from orchestrator.triton_process import triton_endpoint  # noqa: E402
+from training.data import load_judgments  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.splits import select  # noqa: E402
+
+HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
+    parser.add_argument("--judgments", type=Path, default=HD / "judgments.csv")
+    parser.add_argument("--split", choices=("train", "dev", "test"), default="test")
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--rerank-depth", type=int, default=100)
+    parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
+    args = parser.parse_args()
+
+    judgments = dict(list(select(load_judgments(args.judgments), args.split).items())[: args.queries])
+    catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
+    index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
+    settings = Settings.from_env(model_repository=args.model_repository, rerank_depth=args.rerank_depth,
+                                 index_dir=index_dir)
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        settings = dataclasses.replace(settings, triton_url=url)
+        if not _index_is_current(index_dir, args.catalog):
+            asyncio.run(_build_and_save(settings, args.catalog, index_dir, url))
+
+        async def work(stub):
+            results = {}
+            for rerank in (True, False):
+                await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", rerank=rerank,
+                               show_progress=False)  # warm-up
+                results[rerank] = await evaluate(stub, judgments, catalog_ids, "search", rerank=rerank)
+            return results
+
+        results = asyncio.run(_with_service(settings, work))
+    print(f"{len(judgments)} {args.split}-split queries, full-catalog search for 100 products, one client")
+    print(f"{'':<22} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
+    for rerank, result in results.items():
+        label = f"reranked (top {args.rerank_depth})" if rerank else "fused (no rerank)"
+        print(f"{label:<22} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")
+
+
+if __name__ == "__main__":
+    main()
