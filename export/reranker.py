@@ -2,8 +2,8 @@
 
     fp32  torch.onnx.export of the trained adapter merged into the base weights, parity-checked against PyTorch
     fp16  the fp32 graph in float16 inside, int64 inputs and the float32 `score` kept: the gpu target's file
-    int8  ONNX Runtime quantization of the fp32 graph, dynamic or static (QDQ, calibrated on train-split
-          pairs): the cpu target's file
+    int8  ONNX Runtime quantization, dynamic (of the fp32 graph fused for CPU by ONNX Runtime's transformer
+          optimizer) or static (QDQ of the plain fp32 graph, calibrated on train-split pairs): the cpu target's file
 
 Quantized scores are not compared to FP32's one by one (every score moves a little); what must hold is the
 ranking: each precision's mean nDCG@10 on held-out judged queries may fall at most `tolerance` below FP32's.
@@ -61,12 +61,13 @@ PARITY_PAIRS = [
 
 
 def pair_encoder(spec: ModelSpec = RERANKER):
-    """The PairEncoder the served reranker's inputs come from, at the spec's longest sequence."""
+    """The PairEncoder the orchestrator sends the served reranker's inputs with (its default max_pair_tokens)."""
+    from orchestrator.settings import Settings  # noqa: PLC0415
     from orchestrator.tokenization import PairEncoder  # noqa: PLC0415
 
     from .onnx import base_model_path  # noqa: PLC0415
 
-    return PairEncoder(base_model_path() / "tokenizer.json", spec.sequence_lengths[2])
+    return PairEncoder(base_model_path() / "tokenizer.json", min(Settings.max_pair_tokens, spec.sequence_lengths[2]))
 
 
 def _encode(encoder, pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
@@ -90,7 +91,7 @@ def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RE
 
     from training.cross_encoder import CrossEncoder  # noqa: PLC0415
 
-    model = CrossEncoder.from_adapter(Path(adapter_dir))
+    model = CrossEncoder.from_adapter(Path(adapter_dir), attention="eager")  # fusable by fuse_for_cpu
     encoder = pair_encoder(spec)
     trace_to_onnx(model, _encode(encoder, PARITY_PAIRS[:2]), spec, out_file)
     try:
@@ -107,6 +108,33 @@ def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RE
         out_file.unlink()
         raise
     return results
+
+
+def fuse_for_cpu(fp32_file: Path, out_file: Path, spec: ModelSpec = RERANKER) -> dict[str, int]:
+    """ONNX Runtime's transformer optimizer: embeddings + LayerNorm, each layer's attention, bias + GELU and
+    residual + LayerNorm become single fused CPU kernels (and QAttention once quantized). Checked against the
+    unfused file on the parity pairs; returns how many nodes of each fused kind it made."""
+    import onnx  # noqa: PLC0415
+    from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
+    from transformers import AutoConfig  # noqa: PLC0415
+
+    from .onnx import base_model_path  # noqa: PLC0415
+
+    config = AutoConfig.from_pretrained(str(base_model_path()), local_files_only=True)
+    optimized = optimize_model(str(fp32_file), model_type="bert", num_heads=config.num_attention_heads,
+                               hidden_size=config.hidden_size, opt_level=1, use_gpu=False)
+    fused = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
+    if fused.get("Attention", 0) != config.num_hidden_layers:
+        raise ExportError(f"{spec.name}: the optimizer fused {fused.get('Attention', 0)} of {config.num_hidden_layers} "
+                          "attention layers; was the model exported with eager attention?")
+    optimized.save_model_to_file(str(out_file))
+    onnx.checker.check_model(str(out_file))
+    check_io(out_file, spec)
+    feeds = _encode(pair_encoder(spec), PARITY_PAIRS)
+    reference = ort_session(fp32_file).run(spec.output_names, feeds)
+    exported = ort_session(out_file).run(spec.output_names, feeds)
+    check_parity(dict(zip(spec.output_names, reference)), dict(zip(spec.output_names, exported)), spec.atol["fp32"])
+    return fused
 
 
 def to_fp16(fp32_file: Path, out_file: Path, spec: ModelSpec = RERANKER) -> None:
@@ -164,13 +192,18 @@ def to_int8(fp32_file: Path, out_file: Path, method: str = DEFAULT_INT8_METHOD, 
         kept apart from the gate's. Scores do not depend on what else is in the batch.
     `per_channel` (weights' scales per output channel) defaults to PER_CHANNEL[method].
     """
+    import onnx  # noqa: PLC0415
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static  # noqa: PLC0415
 
     if method not in INT8_METHODS:
         raise ValueError(f"int8 method must be one of {', '.join(INT8_METHODS)}, not {method!r}")
     per_channel = PER_CHANNEL[method] if per_channel is None else per_channel
     if method == "dynamic":
-        quantize_dynamic(str(fp32_file), str(out_file), weight_type=QuantType.QInt8, per_channel=per_channel)
+        # DefaultTensorType: shape inference cannot type the outputs of fused (com.microsoft) nodes.
+        # Only the matrix products (and fused attention) are quantized: the embedding tables stay float32.
+        quantize_dynamic(str(fp32_file), str(out_file), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         op_types_to_quantize=["MatMul", "Attention"],
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     else:
         if not calibration:
             raise ValueError("static int8 quantization needs calibration QueryLists")
@@ -203,19 +236,23 @@ class GateData:
     judgments: Path
     catalog: Path
     split: str | None  # None: every query
+    # False for the demo fallback: 33 queries cannot resolve a 0.003 tolerance (one swapped pair moves a
+    # query's nDCG by more), so a shortfall there is reported and the export goes on.
+    binding: bool = True
 
     def describe(self) -> str:
         which = f"{self.split} split" if self.split else "all queries"
-        return f"{self.judgments} ({which}) with {self.catalog}"
+        return f"{self.judgments} ({which}) with {self.catalog}" + ("" if self.binding else ", not binding")
 
 
 def default_gate_data(repo_root: Path = REPO_ROOT) -> GateData:
-    """Home Depot's judgments (dev split) beside the repository when present, else the demo data (all queries)."""
+    """Home Depot's judgments (dev split) beside the repository when present, else the demo data (all queries,
+    not binding: the release's binding gate on Home Depot's dev split is recorded in models/reranker/manifest.json)."""
     home_depot = repo_root.parent / "shared" / "data" / "home-depot-product-search-relevance"
     if (home_depot / "judgments.csv").is_file() and (home_depot / "catalog.csv").is_file():
         return GateData(home_depot / "judgments.csv", home_depot / "catalog.csv", "dev")
     demo = repo_root / "data" / "demo"
-    return GateData(demo / "judgments.csv", demo / "catalog.csv", None)
+    return GateData(demo / "judgments.csv", demo / "catalog.csv", None, binding=False)
 
 
 def gate_lists(judgments: Path, catalog: Path, split: str | None = "dev", seed: int = 0) -> list:
@@ -265,14 +302,18 @@ class GateResult:
                 f"({self.ndcg - self.reference:+.4f}, tolerance {self.tolerance}) {verdict}; scored in {self.seconds:.1f}s")
 
 
-def score_onnx(session, encoder, lists: list, batch_queries: int = 48) -> list[np.ndarray]:
-    """An ONNX Runtime session's scores for every QueryList, whole queries batched together like score_lists."""
-    scores: list[np.ndarray] = []
-    for start in range(0, len(lists), batch_queries):
-        chunk = lists[start : start + batch_queries]
-        feeds = encoder([item.query for item in chunk for _ in item.texts], [text for item in chunk for text in item.texts])
-        flat = session.run(None, feeds)[0].reshape(-1)
-        scores.extend(np.split(flat, np.cumsum([len(item.texts) for item in chunk])[:-1]))
+def score_onnx(session, encoder, lists: list, spec: ModelSpec = RERANKER) -> list[np.ndarray]:
+    """An ONNX Runtime session's scores for every QueryList, as the cpu target computes them: one query's
+    pairs a run, in the Python backend's length groups (dynamic int8's activation ranges depend on both)."""
+    from .python_backend.ort_model import run_by_length  # noqa: PLC0415
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return session.run(spec.output_names, feeds)
+
+    scores = []
+    for item in lists:
+        feeds = encoder([item.query] * len(item.texts), list(item.texts))
+        scores.append(run_by_length(run, feeds, spec.length_group_rows)[0].reshape(-1))
     return scores
 
 
@@ -282,14 +323,16 @@ def measure_ndcg(onnx_file: Path, lists: list, spec: ModelSpec = RERANKER, threa
 
     session = ort_session(onnx_file, threads)
     started = time.perf_counter()
-    scores = score_onnx(session, pair_encoder(spec), lists)
+    scores = score_onnx(session, pair_encoder(spec), lists, spec)
     return mean_ndcg(lists, scores), time.perf_counter() - started
 
 
 def accuracy_gate(files: dict[str, Path], lists: list, tolerance: float = GATE_TOLERANCE, skip: Collection[str] = (),
-                  spec: ModelSpec = RERANKER, threads: int = 0, log: Callable[[str], None] = print) -> dict[str, GateResult]:
+                  spec: ModelSpec = RERANKER, threads: int = 0, log: Callable[[str], None] = print,
+                  binding: bool = True) -> dict[str, GateResult]:
     """Rank the QueryLists with every file (ONNX Runtime, CPU); raise ExportError if any precision falls more
-    than `tolerance` below FP32's nDCG@10 or cannot run. Precisions in `skip` are not run, and say so."""
+    than `tolerance` below FP32's nDCG@10 or cannot run. Precisions in `skip` are not run, and say so.
+    Not `binding`: a shortfall is logged as such and nothing is raised (a precision that cannot run still raises)."""
     if "fp32" not in files or "fp32" in skip:
         raise ValueError("the gate needs the fp32 file: it is the reference")
     try:
@@ -319,6 +362,9 @@ def accuracy_gate(files: dict[str, Path], lists: list, tolerance: float = GATE_T
     for result in results.values():
         log(f"{spec.name} gate, {len(lists)} queries: {result.line()}")
     failed = [result for result in results.values() if not result.passed and not result.skipped]
+    if failed and not binding and all(result.ndcg is not None for result in failed):
+        log(f"{spec.name} gate NOT BINDING on {len(lists)} queries (too few to resolve the tolerance): exported anyway")
+        return results
     if failed:
         raise ExportError(f"{spec.name} accuracy gate: " + "; ".join(result.line() for result in failed))
     return results
@@ -346,7 +392,8 @@ def reranker_source_stamp(adapter_dir: Path, spec: ModelSpec, int8_method: str, 
     here = Path(__file__).parent
     stamp = source_stamp(base_model_path(), spec)
     stamp.update({
-        "exporter_sha256": _digest(here / "reranker.py"),
+        "exporter_sha256": _digest(here / "reranker.py") + _digest(here / "onnx.py")[:16],
+        "cross_encoder_sha256": _digest(REPO_ROOT / "training" / "cross_encoder.py"),
         "tensorrt_sha256": _digest(here / "tensorrt.py"),
         "adapter_sha256": adapter_digest(adapter_dir),
         "int8_method": int8_method,
@@ -416,11 +463,15 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
         for item in parity:
             log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
         to_fp16(files["fp32"], files["fp16"], spec)
+        fused_file = Path(scratch) / "model.fp32.fused.onnx"
+        fused = fuse_for_cpu(files["fp32"], fused_file, spec)
+        log(f"{spec.name}: fused for the cpu target: " + ", ".join(f"{count} {name}" for name, count in fused.items()))
         log(f"{spec.name}: int8 by {int8_method} quantization; gate data: {gate.describe()}")
         calibration = calibration_lists(gate) if int8_method == "static" else None
-        to_int8(files["fp32"], files["int8"], int8_method, calibration, spec)
+        # Static QDQ quantizes the plain graph: its calibrator does not know the fused (com.microsoft) nodes.
+        to_int8(fused_file if int8_method == "dynamic" else files["fp32"], files["int8"], int8_method, calibration, spec)
         lists = gate_lists(gate.judgments, gate.catalog, gate.split)
-        results = accuracy_gate(files, lists, tolerance, skip_precisions, spec, log=log)
+        results = accuracy_gate(files, lists, tolerance, skip_precisions, spec, log=log, binding=gate.binding)
         plan = Path(scratch) / "model.plan"
         try:
             build_engine(files["fp32"], spec, "fp16", plan)
@@ -433,7 +484,8 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
             "version": VERSION,
             "source": stamp,
             "parity": [asdict(item) for item in parity],
-            "gate": {"queries": len(lists), "results": [asdict(result) for result in results.values()]},
+            "gate": {"queries": len(lists), "binding": gate.binding,
+                     "results": [asdict(result) for result in results.values()]},
             "tensorrt": tensorrt_note,
             "combination": combination_weights(adapter_dir),
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -442,7 +494,7 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
         served = {
             # FP32 rides along unused, so benchmarks/reranker_triton.py can serve it for comparison.
             "cpu": (render(spec, "cpu", onnx_file=INT8_FILE),
-                    {INT8_FILE: files["int8"], "model.fp32.onnx": files["fp32"], "model.py": PYTHON_BACKEND_MODEL}),
+                    {INT8_FILE: files["int8"], "model.fp32.onnx": fused_file, "model.py": PYTHON_BACKEND_MODEL}),
             "gpu": (render(spec, "gpu"), {"model.onnx": files["fp16"]}),
             "tensorrt": (render(spec, "tensorrt"), {"model.plan": plan} if plan else {}),
         }

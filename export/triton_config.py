@@ -36,6 +36,8 @@ def model_config(spec: ModelSpec, target: str, onnx_file: str = "model.onnx") ->
         config.parameters["onnx_file"].string_value = onnx_file
         if not spec.merge_requests:
             config.parameters["merge_requests"].string_value = "false"
+        if spec.length_group_rows:
+            config.parameters["length_group_rows"].string_value = str(spec.length_group_rows)
     elif target == "gpu":
         config.platform = "onnxruntime_onnx"
         config.default_model_filename = "model.onnx"

@@ -41,12 +41,16 @@ class CrossEncoder(torch.nn.Module):
         return cls(get_peft_model(base, config), base.config.hidden_size)
 
     @classmethod
-    def from_adapter(cls, adapter_dir: Path, merge: bool = True) -> "CrossEncoder":
-        """A trained reranker: base weights + the adapter and head saved by `save_adapter`, LoRA merged in."""
+    def from_adapter(cls, adapter_dir: Path, merge: bool = True, attention: str = "sdpa") -> "CrossEncoder":
+        """A trained reranker: base weights + the adapter and head saved by `save_adapter`, LoRA merged in.
+
+        `attention` is transformers' attn_implementation: "eager" (same math) exports to the ONNX pattern that
+        ONNX Runtime's transformer optimizer fuses into Attention nodes.
+        """
         from peft import PeftModel  # noqa: PLC0415
         from transformers import AutoModel  # noqa: PLC0415
 
-        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True)
+        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True, attn_implementation=attention)
         transformer = PeftModel.from_pretrained(base, str(adapter_dir))
         if merge:
             transformer = transformer.merge_and_unload()
