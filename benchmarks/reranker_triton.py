@@ -6,8 +6,8 @@ Usage:
          --catalog ../shared/data/home-depot-product-search-relevance/catalog.csv]
 
 For each precision it lays out a one-model repository (the cpu target's config with `onnx_file` pointing at
-that precision), starts tritonserver, and sends the requests one at a time (latency p50/p99, pairs/s) and
-then two at a time (pairs/s with dynamic batching). Pairs are real queries with real titles, padded to the
+that precision and `length_group_rows` set to each value compared), starts tritonserver, and sends the
+requests one at a time (latency p50/p99, pairs/s) and then two at a time (pairs/s with dynamic batching). Pairs are real queries with real titles, padded to the
 longest pair of each request, as the orchestrator sends them.
 """
 
@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--length-group-rows", default="32,0",
+                        help="comma-separated values of the cpu config's length_group_rows to compare (0: off)")
+    parser.add_argument("--precisions", default="fp32,int8")
     args = parser.parse_args()
 
     source = args.model_repository / RERANKER.name
@@ -81,8 +84,10 @@ def main() -> None:
     feeds_list = [encoder(query, titles) for query, titles in requests_from(args.catalog, args.judgments, args.requests, args.pairs)]
     lengths = [feeds["input_ids"].shape[1] for feeds in feeds_list]
     print(f"{args.requests} requests of {args.pairs} pairs, padded to {np.mean(lengths):.1f} tokens on average (max {max(lengths)})")
-    print(f"{'precision':<10} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'pairs/s':>9}")
-    for precision in ("fp32", "int8"):
+    print(f"{'precision':<10} {'groups':>6} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'pairs/s':>9}")
+    variants = [(precision, int(rows)) for precision in args.precisions.split(",")
+                for rows in args.length_group_rows.split(",")]
+    for precision, group_rows in variants:
         onnx_file = source / "1" / f"model.{precision}.onnx"
         if not onnx_file.is_file():
             print(f"{precision:<10} missing {onnx_file}; run `shoprank export`")
@@ -92,14 +97,26 @@ def main() -> None:
             (model / "1").mkdir(parents=True)
             config = (source / "config.pbtxt").read_text()
             config = config.replace(f'string_value: "{_configured_file(config)}"', f'string_value: "{onnx_file.name}"')
+            config = _with_parameter(config, "length_group_rows", str(group_rows))
             (model / "config.pbtxt").write_text(config)
             shutil.copy(onnx_file, model / "1" / onnx_file.name)
             shutil.copy(source / "1" / "model.py", model / "1" / "model.py")
             with LocalTriton(Path(scratch)) as triton:
                 for concurrency in (1, 2):
                     latencies, seconds = run(triton.url, feeds_list, concurrency)
-                    print(f"{precision:<10} {concurrency:>7} {percentile(latencies, 50):8.1f} {percentile(latencies, 99):8.1f} "
+                    print(f"{precision:<10} {group_rows:>6} {concurrency:>7} {percentile(latencies, 50):8.1f} "
+                          f"{percentile(latencies, 99):8.1f} "
                           f"{args.requests * args.pairs / seconds:9.0f}", flush=True)
+
+
+def _with_parameter(config: str, key: str, value: str) -> str:
+    """The config text with parameter `key` set to `value` (replaced where present, appended otherwise)."""
+    marker = f'key: "{key}"'
+    if marker in config:
+        head, tail = config.split(marker, 1)
+        old_value = tail.split('string_value: "', 1)[1].split('"', 1)[0]
+        return head + marker + tail.replace(f'string_value: "{old_value}"', f'string_value: "{value}"', 1)
+    return config + f'\nparameters {{\n  key: "{key}"\n  value {{\n    string_value: "{value}"\n  }}\n}}\n'
 
 
 def _configured_file(config: str) -> str:

@@ -5,8 +5,9 @@ Usage:
         --catalog ../shared/data/home-depot-product-search-relevance/catalog.csv \
         --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv [--fusions rrf,blend]
 
-Starts one tritonserver, builds (or reuses) the catalog's index, then runs `shoprank eval` for each
-combination against it and prints one table. Each row is exactly what `shoprank eval ... --json` prints.
+Starts one tritonserver, builds (or reuses) the catalog's index, then runs `shoprank eval --no-rerank` for
+each combination against it (retrieval and fusion only; benchmarks/search_latency.py adds the reranker) and
+prints one table. Each row is exactly what `shoprank eval ... --json` prints.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> None:
         for task, retrieval, fusion in combos:
             command = [sys.executable, "-m", "orchestrator", "eval", task, "--catalog", args.catalog,
                        "--judgments", args.judgments, "--retrieval", retrieval, "--fusion", fusion,
-                       "--triton-url", triton.url, "--index", str(index), "--json"]
+                       "--triton-url", triton.url, "--index", str(index), "--json", "--no-rerank"]
             if args.split:
                 command += ["--split", args.split]
             print("$", " ".join(command[1:]), file=sys.stderr, flush=True)
