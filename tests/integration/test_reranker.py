@@ -12,6 +12,7 @@ import tritonclient.grpc as triton_grpc
 
 from export.specs import RERANKER
 from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from orchestrator.features import FEATURES
 from orchestrator.tokenization import PairEncoder
 
 from .conftest import ServiceThread
@@ -50,7 +51,7 @@ def test_search_reranks_and_explains(stub):
     assert not response.degraded
     assert response.model_versions["reranker"] == "1"
     for item in response.items:
-        assert {c.name for c in item.components} == {"bm25", "dense", "reranker", "overlap", "numbers", "units"}
+        assert {c.name for c in item.components} == {"bm25", "dense", "reranker", *FEATURES}
         assert item.score == pytest.approx(sum(c.contribution for c in item.components))
     # "wireless earbuds" has no numbers: the number feature is neutral for every product.
     assert all({c.name: c.raw for c in item.components}["numbers"] == 0.0 for item in response.items)

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from export.specs import BI_ENCODER
 from orchestrator.catalog import load_catalog
+from orchestrator.features import FEATURES
 from orchestrator._proto.shoprank.v1 import ranking_pb2
 
 from .conftest import DEMO_CATALOG
@@ -56,7 +57,7 @@ def test_response_reports_models_explanations_and_time(stub):
     scores = [item.score for item in response.items]
     assert scores == sorted(scores, reverse=True)
     for item in response.items:
-        assert {c.name for c in item.components} == {"bm25", "dense", "reranker"}
+        assert {c.name for c in item.components} == {"bm25", "dense", "reranker", *FEATURES}
         assert item.score == pytest.approx(sum(c.contribution for c in item.components))
     assert not search(stub, "wireless earbuds").items[0].components  # no explain, no components
 
@@ -98,7 +99,7 @@ def test_retrieval_modes_use_their_retrievers(stub, mode, components):
     assert response.items
     assert {c.name for c in response.items[0].components} == components
     reranked = search(stub, "garden hose", retrieval=mode, explain=True)
-    assert {c.name for c in reranked.items[0].components} == components | {"reranker"}
+    assert {c.name for c in reranked.items[0].components} == components | {"reranker", *FEATURES}
 
 
 @pytest.mark.parametrize(
