@@ -78,21 +78,33 @@ DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0, "overlap": 0.0, "
 
 
 class Reranker:
-    """Scores (query, product text) pairs with the cross-encoder in Triton: one request per query."""
+    """Scores (query, product text) pairs with the cross-encoder in Triton: one request per query.
 
-    def __init__(self, client: TritonClient, tokenizer: PairEncoder, weights: dict[str, float], timeout_s: float) -> None:
+    At most `max_in_flight` requests wait on Triton at once; past that a query is not queued behind them
+    (where it would most likely miss its deadline anyway) but answered at once in fused order, degraded.
+    """
+
+    def __init__(self, client: TritonClient, tokenizer: PairEncoder, weights: dict[str, float], timeout_s: float,
+                 max_in_flight: int = 2) -> None:
         self.client = client
         self.tokenizer = tokenizer
         self.weights = weights
         self.timeout_s = timeout_s
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def score(self, query: str, texts: list[str]) -> np.ndarray:
-        """Cross-encoder scores; TritonError when Triton fails or the deadline passes."""
-        feeds = self.tokenizer(query, texts)
+        """Cross-encoder scores; TritonError when Triton fails, the deadline passes or the reranker is busy."""
+        if self.in_flight >= self.max_in_flight:
+            raise TritonError(f"reranker busy: {self.in_flight} requests already in flight")
+        self.in_flight += 1
         try:
+            feeds = self.tokenizer(query, texts)
             output = await asyncio.wait_for(self.client.infer(RERANKER, feeds), self.timeout_s)
         except asyncio.TimeoutError:
             raise TritonError(f"reranker missed its {self.timeout_s * 1000:.0f} ms deadline") from None
+        finally:
+            self.in_flight -= 1
         return output["score"][:, 0]
 
 

@@ -87,6 +87,7 @@ class Service:
                         PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
                         self._combination_weights(),
                         settings.rerank_timeout_s,
+                        settings.max_concurrent_reranks,
                     )
                 else:
                     log.warning("Triton at %s serves no %s model: results stay in fused order", self.triton_url, RERANKER.name)

@@ -47,6 +47,9 @@ class Settings:
     rerank_depth: int = 100
     reranker_model: str = "reranker"
     rerank_timeout_s: float = 1.0
+    # Reranking requests waiting on Triton at once; more queries get the fused order at once, marked degraded.
+    # On this 2-core CPU a query's 100 pairs take ~220 ms, so a third would wait ~440 ms before its turn.
+    max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48
     default_top_k: int = 10
     max_top_k: int = 1000
@@ -60,7 +63,7 @@ class Settings:
         if not 0.0 <= self.blend_lexical_weight <= 1.0:
             raise ConfigError("blend_lexical_weight must lie in [0, 1]")
         for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates",
-                     "max_pair_tokens"):
+                     "max_pair_tokens", "max_concurrent_reranks"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.rerank_depth < 0:

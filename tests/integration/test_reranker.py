@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -74,3 +75,22 @@ def test_missed_reranker_deadline_falls_back_to_fused_order(triton, settings, de
         running.stop()
     assert degraded.degraded and "deadline" in degraded.degraded_reason
     assert [item.product_id for item in degraded.items] == [item.product_id for item in fused.items]
+
+
+def test_reranks_past_the_concurrency_limit_get_the_fused_order_at_once(triton, settings, demo_index):
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
+                                                max_concurrent_reranks=1))
+    queries = ["garden hose", "cordless drill", "wireless earbuds", "patio chair", "led bulb", "coffee maker"]
+    try:
+        running.start()
+        with grpc.insecure_channel(running.address) as channel:
+            stub = ranking_pb2_grpc.RankingStub(channel)
+            with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+                responses = list(pool.map(
+                    lambda q: stub.Search(ranking_pb2.SearchRequest(query=q, top_k=5), timeout=30), queries))
+    finally:
+        running.stop()
+    assert all(response.items for response in responses)  # every query answered
+    busy = [response for response in responses if response.degraded]
+    assert busy and all("reranker busy" in response.degraded_reason for response in busy)
+    assert len(busy) < len(queries)  # the query holding the slot was reranked
