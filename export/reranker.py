@@ -124,9 +124,10 @@ def fuse_for_cpu(fp32_file: Path, out_file: Path, spec: ModelSpec = RERANKER) ->
     optimized = optimize_model(str(fp32_file), model_type="bert", num_heads=config.num_attention_heads,
                                hidden_size=config.hidden_size, opt_level=1, use_gpu=False)
     fused = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
-    if fused.get("Attention", 0) != config.num_hidden_layers:
-        raise ExportError(f"{spec.name}: the optimizer fused {fused.get('Attention', 0)} of {config.num_hidden_layers} "
-                          "attention layers; was the model exported with eager attention?")
+    layers = fused.get("SkipLayerNormalization", 0) // 2  # two residual LayerNorms a layer
+    if not layers or fused.get("Attention", 0) != layers:
+        raise ExportError(f"{spec.name}: the optimizer fused {fused.get('Attention', 0)} of {layers} attention layers; "
+                          "was the model exported with eager attention?")
     optimized.save_model_to_file(str(out_file))
     onnx.checker.check_model(str(out_file))
     check_io(out_file, spec)
@@ -381,6 +382,9 @@ def adapter_digest(adapter_dir: Path) -> str:
     digest = hashlib.sha256()
     for name in ADAPTER_FILES:
         digest.update(f"{name}:{_digest(Path(adapter_dir) / name)}\n".encode())
+    shape = Path(adapter_dir) / "cross_encoder.json"  # optional: absent means every layer of the base model
+    if shape.is_file():
+        digest.update(f"{shape.name}:{_digest(shape)}\n".encode())
     return digest.hexdigest()
 
 

@@ -225,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ShoprankError(f"training needs the train extra (pip install 'shoprank[train]'): {error}") from None
 
     config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                         max_train_queries=args.max_train_queries)
+                         max_train_queries=args.max_train_queries, layers=args.layers)
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
                               finalize_only=args.finalize)
@@ -356,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--lr", type=float, default=3e-4)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")
+    sub.add_argument("--layers", type=int, help="keep only the first N transformer layers (default: all 6)")
     sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
     sub.add_argument("--finalize", action="store_true",
                      help="train no further: release the best adapter of the epochs completed in --out")

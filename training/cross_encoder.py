@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 HEAD_FILE = "head.safetensors"
+SHAPE_FILE = "cross_encoder.json"  # how many of the base model's layers the cross-encoder keeps
 LORA_TARGETS = ["query", "key", "value", "dense"]
 
 
@@ -31,12 +32,14 @@ class CrossEncoder(torch.nn.Module):
         self.head = torch.nn.Linear(hidden_size, 1)
 
     @classmethod
-    def from_base(cls, lora_rank: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.1) -> "CrossEncoder":
-        """Base weights from the package with fresh LoRA adapters on every linear layer of the encoder."""
+    def from_base(cls, lora_rank: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.1,
+                  layers: int | None = None) -> "CrossEncoder":
+        """Base weights from the package with fresh LoRA adapters on every linear layer of the encoder;
+        `layers` keeps only the first N transformer layers (a smaller, faster cross-encoder)."""
         from peft import LoraConfig, get_peft_model  # noqa: PLC0415
         from transformers import AutoModel  # noqa: PLC0415
 
-        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True)
+        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True, **_layers(layers))
         config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS)
         return cls(get_peft_model(base, config), base.config.hidden_size)
 
@@ -50,7 +53,10 @@ class CrossEncoder(torch.nn.Module):
         from peft import PeftModel  # noqa: PLC0415
         from transformers import AutoModel  # noqa: PLC0415
 
-        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True, attn_implementation=attention)
+        shape_file = Path(adapter_dir) / SHAPE_FILE
+        layers = json.loads(shape_file.read_text())["layers"] if shape_file.is_file() else None
+        base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True, attn_implementation=attention,
+                                         **_layers(layers))
         transformer = PeftModel.from_pretrained(base, str(adapter_dir))
         if merge:
             transformer = transformer.merge_and_unload()
@@ -74,6 +80,14 @@ class CrossEncoder(torch.nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         self.transformer.save_pretrained(str(directory))
         save_file({name: tensor.contiguous() for name, tensor in self.head.state_dict().items()}, str(directory / HEAD_FILE))
+        layers = len(self.transformer.base_model.model.encoder.layer if hasattr(self.transformer, "base_model")
+                     else self.transformer.encoder.layer)
+        (directory / SHAPE_FILE).write_text(json.dumps({"layers": layers}) + "\n")
+
+
+def _layers(layers: int | None) -> dict:
+    """from_pretrained's override for the number of layers kept (the first N); none: all of them."""
+    return {} if layers is None else {"num_hidden_layers": layers}
 
 
 def read_manifest(directory: Path) -> dict:
