@@ -59,6 +59,9 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("intra_op_threads", "0"))  # 0: one per core
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle ORT threads sleep instead of spinning: Triton hosts several models (and the orchestrator may
+        # share the cores), and a spinning pool steals their CPU between runs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", parameters.get("allow_spinning", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], parameters.get("onnx_file", "model.onnx"))
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         # "false": run each request of a dynamic batch on its own (dynamically quantized models take their
