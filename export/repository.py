@@ -71,6 +71,24 @@ def write_model(root: Path, target: str, spec: ModelSpec, onnx_file: Path, token
     return folder
 
 
+def export_record(spec: ModelSpec, stamp: dict[str, str], parity: list, **details) -> dict:
+    """The export.json record of one export: model, version, sources, parity with PyTorch, then `details`."""
+    return {
+        "model": spec.name,
+        "version": VERSION,
+        "source": stamp,
+        "parity": [asdict(item) for item in parity],
+        **details,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def log_parity(spec: ModelSpec, parity: list, log) -> None:
+    """One log line per output checked against PyTorch."""
+    for item in parity:
+        log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
+
+
 def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> None:
     """Export the bi-encoder into every target of the repository at `root`, unless already current."""
     from .onnx import base_model_path, export_bi_encoder  # noqa: PLC0415 - imports torch
@@ -85,15 +103,8 @@ def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> 
         onnx_file = Path(scratch) / "model.onnx"
         log(f"{spec.name}: exporting {model_dir.name} to ONNX (opset {spec.onnx_opset})")
         parity = export_bi_encoder(model_dir, onnx_file, spec)
-        for item in parity:
-            log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
-        record = {
-            "model": spec.name,
-            "version": VERSION,
-            "source": stamp,
-            "parity": [asdict(item) for item in parity],
-            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        log_parity(spec, parity, log)
+        record = export_record(spec, stamp, parity)
         for target in ONNX_TARGETS:
             folder = write_model(root, target, spec, onnx_file, model_dir / "tokenizer.json", record)
             log(f"{spec.name}: wrote {folder} ({target})")

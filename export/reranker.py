@@ -20,7 +20,6 @@ import time
 import warnings
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from .errors import ExportError, ParityError
 from .onnx import check_io, trace_to_onnx
-from .repository import PYTHON_BACKEND_MODEL, VERSION, _digest, is_current, source_stamp
+from .repository import PYTHON_BACKEND_MODEL, VERSION, _digest, export_record, is_current, log_parity, source_stamp
 from .specs import RERANKER, ModelSpec
 from .triton_config import render
 from .validate import Parity, check_parity
@@ -464,8 +463,7 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
         files = {precision: Path(scratch) / f"model.{precision}.onnx" for precision in PRECISIONS}
         log(f"{spec.name}: exporting {adapter_dir} to ONNX (opset {spec.onnx_opset})")
         parity = export_reranker_fp32(Path(adapter_dir), files["fp32"], spec)
-        for item in parity:
-            log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
+        log_parity(spec, parity, log)
         to_fp16(files["fp32"], files["fp16"], spec)
         fused_file = Path(scratch) / "model.fp32.fused.onnx"
         fused = fuse_for_cpu(files["fp32"], fused_file, spec)
@@ -483,17 +481,13 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
         except ExportError as error:
             plan, tensorrt_note = None, str(error)
             log(f"{spec.name}: {error}")
-        record = {
-            "model": spec.name,
-            "version": VERSION,
-            "source": stamp,
-            "parity": [asdict(item) for item in parity],
-            "gate": {"queries": len(lists), "binding": gate.binding,
-                     "results": [asdict(result) for result in results.values()]},
-            "tensorrt": tensorrt_note,
-            "combination": combination_weights(adapter_dir),
-            "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        record = export_record(
+            spec, stamp, parity,
+            gate={"queries": len(lists), "binding": gate.binding,
+                  "results": [asdict(result) for result in results.values()]},
+            tensorrt=tensorrt_note,
+            combination=combination_weights(adapter_dir),
+        )
         tokenizer = base_model_path() / "tokenizer.json"
         served = {
             # FP32 rides along unused, so benchmarks/reranker_triton.py can serve it for comparison.
