@@ -414,7 +414,9 @@ def combination_weights(adapter_dir: Path) -> dict[str, float]:
         weights = json.loads(manifest.read_text()).get("combination", {}).get("weights")
         if weights:
             return {name: float(value) for name, value in weights.items()}
-    return {"reranker": 1.0, "bm25": 0.0, "dense": 0.0}
+    from orchestrator.pipeline import DEFAULT_WEIGHTS  # noqa: PLC0415
+
+    return dict(DEFAULT_WEIGHTS)
 
 
 def _write_target(root: Path, target: str, spec: ModelSpec, config: str, files: dict[str, Path], tokenizer: Path,

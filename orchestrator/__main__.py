@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     def triton_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
         sub.add_argument("--rerank-depth", type=int,
-                         help="rerank the top N fused candidates with the cross-encoder (default 0: off)")
+                         help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
         sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
 
     sub = commands.add_parser("export", help="export the models to ONNX and write the Triton model repository")

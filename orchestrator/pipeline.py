@@ -14,7 +14,7 @@ import numpy as np
 from export.specs import BI_ENCODER, RERANKER
 
 from .errors import InvalidRequest, TritonError
-from .features import match_features
+from .features import FEATURES, match_features
 from .filters import Filter
 from .fusion import Component, combine_with_reranker, fuse
 from .index import CatalogIndex
@@ -74,7 +74,7 @@ class QueryEncoder:
 
 
 # The reranker alone, used when no fitted combination.json is found beside the model.
-DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0, "overlap": 0.0, "numbers": 0.0, "units": 0.0}
+DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0, **{name: 0.0 for name in FEATURES}}
 
 
 class Reranker:

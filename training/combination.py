@@ -20,11 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from orchestrator.features import FEATURES
+from orchestrator.pipeline import DEFAULT_WEIGHTS
 
 from .metrics import ndcg_at_k
 
-COMPONENTS = ("reranker", "bm25", "dense", *FEATURES)
+# Every weight the orchestrator combines, the reranker's first (its weight stays 1).
+COMPONENTS = tuple(DEFAULT_WEIGHTS)
 WEIGHT_GRID = (-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_ROUNDS = 5
 
