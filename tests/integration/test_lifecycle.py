@@ -126,6 +126,34 @@ def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
         assert 0 < metrics["p50_ms"] <= metrics["p99_ms"]
 
 
+def test_mined_negatives_are_retrieved_unjudged_catalog_products_of_train_queries(triton, demo_index, tmp_path):
+    from orchestrator.catalog import load_catalog
+    from training.data import load_judgments
+    from training.negatives import load
+    from training.splits import select
+
+    out = tmp_path / "negatives.jsonl"
+    result = shoprank("train", "negatives", "--catalog", str(DEMO_CATALOG), "--judgments", str(DEMO_JUDGMENTS),
+                      "--out", str(out), "--triton-url", triton.url, "--index", str(demo_index))
+    assert result.returncode == 0, result.stderr
+    mined = load(out)
+    train = select(load_judgments(DEMO_JUDGMENTS), "train")
+    catalog_ids = {product.product_id for product in load_catalog(DEMO_CATALOG)}
+    assert set(mined) == set(train) and json.loads(result.stdout)["queries"] == len(train)
+    for query, product_ids in mined.items():
+        assert not set(product_ids) & set(train[query]), query
+        assert len(set(product_ids)) == len(product_ids) <= 100 and set(product_ids) <= catalog_ids
+    assert sum(len(ids) for ids in mined.values()) > 0
+
+
+def test_training_with_a_missing_negatives_file_is_a_clear_error(tmp_path):
+    result = shoprank("train", "reranker", "--catalog", str(DEMO_CATALOG), "--judgments", str(DEMO_JUDGMENTS),
+                      "--out", str(tmp_path / "model"), "--negatives", str(tmp_path / "none.jsonl"))
+    assert result.returncode == 2
+    assert "no negatives file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "model").exists()
+
+
 def test_tritonserver_that_cannot_load_its_models_reports_why(tmp_path):
     broken = tmp_path / "repository" / "bi_encoder"
     (broken / "1").mkdir(parents=True)

@@ -42,3 +42,25 @@ def test_mean_ndcg_of_perfect_and_reversed_orders():
     item = QueryList("q", ("a", "b", "c"), ("A", "B", "C"), np.array([2.0, 1.0, 0.0], dtype=np.float32))
     assert mean_ndcg([item], [np.array([3.0, 2.0, 1.0])]) == pytest.approx(1.0)
     assert mean_ndcg([item], [np.array([1.0, 2.0, 3.0])]) < 0.8
+
+
+def test_build_lists_adds_sampled_negatives_at_gain_zero_without_changing_judged_gains():
+    products = [Product(str(n), f"title {n}") for n in range(30)]
+    judgments = {"q": {"0": 2.0, "1": 1.0}, "r": {"2": 1.5}}
+    mined = {"q": [str(n) for n in range(10, 20)] + ["not in catalog"], "r": []}
+    lists = {item.query: item for item in build_lists(products, judgments, seed=0, mined=mined, negatives_per_query=3)}
+    gains = dict(zip(lists["q"].product_ids, lists["q"].gains.tolist()))
+    assert gains["0"] == 2.0 and gains["1"] == 1.0
+    extra = set(gains) - {"0", "1"}
+    assert len(extra) <= 3 and extra <= {str(n) for n in range(10, 20)} and all(gains[pid] == 0.0 for pid in extra)
+    assert lists["r"].product_ids == ("2",)
+    again = {item.query: item for item in build_lists(products, judgments, seed=0, mined=mined, negatives_per_query=3)}
+    assert again["q"].product_ids == lists["q"].product_ids
+
+
+def test_build_lists_without_negatives_is_unchanged_by_a_mined_file():
+    products = [Product(str(n), f"title {n}") for n in range(10)]
+    judgments = {"q": {str(n): 1.0 for n in range(5)}}
+    plain = build_lists(products, judgments, seed=0)
+    with_file = build_lists(products, judgments, seed=0, mined={"q": ["7", "8"]}, negatives_per_query=0)
+    assert plain[0].product_ids == with_file[0].product_ids
