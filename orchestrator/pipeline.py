@@ -193,8 +193,10 @@ class Pipeline:
             depth = min(max(settings.rerank_depth, top_k), len(fused.rows))
             texts = [index.products[int(row)].search_text() for row in fused.rows[:depth]]
             scoring = asyncio.create_task(self.reranker.score(request.query, texts))
-            # The match features are computed while Triton scores the pairs.
-            features = await asyncio.to_thread(match_features, request.query, texts)
+            # One turn of the loop runs the task up to its Triton call, or to its refusal when the reranker is
+            # busy; only an admitted query gets its match features, computed while Triton scores the pairs.
+            await asyncio.sleep(0)
+            features = {} if scoring.done() else await asyncio.to_thread(match_features, request.query, texts)
             try:
                 scores = await scoring
             except TritonError as error:
