@@ -26,7 +26,9 @@ from .metrics import ndcg_at_k
 
 # Every weight the orchestrator combines, the reranker's first (its weight stays 1).
 COMPONENTS = tuple(DEFAULT_WEIGHTS)
-WEIGHT_GRID = (-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+# No negative weights: a closer lexical or semantic match never counts against a product. On dev the fit with
+# negative values allowed (BM25 -0.5) scored the same (0.9392, 2-fold 0.9379 vs 0.9380 without).
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_ROUNDS = 5
 
 
