@@ -15,18 +15,14 @@ and caches under .shoprank/indexes/.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.__main__ import _build_and_save, _index_is_current, _with_service  # noqa: E402
+from orchestrator.__main__ import _run_on_catalog  # noqa: E402
 from orchestrator.catalog import catalog_digest, load_catalog  # noqa: E402
-from orchestrator.settings import Settings  # noqa: E402
-from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.data import load_judgments  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 from training.splits import select  # noqa: E402
@@ -47,22 +43,17 @@ def main() -> None:
     judgments = dict(list(select(load_judgments(args.judgments), args.split).items())[: args.queries])
     catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
     index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
-    settings = Settings.from_env(model_repository=args.model_repository, rerank_depth=args.rerank_depth,
-                                 index_dir=index_dir)
-    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        settings = dataclasses.replace(settings, triton_url=url)
-        if not _index_is_current(index_dir, args.catalog):
-            asyncio.run(_build_and_save(settings, args.catalog, index_dir, url))
 
-        async def work(stub):
-            results = {}
-            for rerank in (True, False):
-                await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", rerank=rerank,
-                               show_progress=False)  # warm-up
-                results[rerank] = await evaluate(stub, judgments, catalog_ids, "search", rerank=rerank)
-            return results
+    async def work(stub):
+        results = {}
+        for rerank in (True, False):
+            await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", rerank=rerank,
+                           show_progress=False)  # warm-up
+            results[rerank] = await evaluate(stub, judgments, catalog_ids, "search", rerank=rerank)
+        return results
 
-        results = asyncio.run(_with_service(settings, work))
+    # Settings from the environment, with this script's --model-repository and --rerank-depth.
+    results = _run_on_catalog(args, args.catalog, work, index_dir=index_dir)
     print(f"{len(judgments)} {args.split}-split queries, full-catalog search for 100 products, one client")
     print(f"{'':<22} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for rerank, result in results.items():
