@@ -171,12 +171,15 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def _run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Path | None = None, adjust=None):
-    """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale (cached under
-    .shoprank/indexes by default), and return `work(stub)` run against a Service on it; `adjust` edits the settings."""
+    """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale, and return
+    `work(stub)` run against a Service on it. The index lives at `index_dir`, else --index, else cached under
+    .shoprank/indexes by the catalog's digest; `adjust` edits the settings."""
     from .catalog import catalog_digest  # noqa: PLC0415
     from .triton_process import triton_endpoint  # noqa: PLC0415
 
-    index_dir = index_dir or Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
+    if index_dir is None:
+        given = getattr(args, "index", None)
+        index_dir = Path(given) if given else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
     settings = _settings(args)
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
@@ -216,7 +219,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
                               show_progress=not args.json, rerank=not args.no_rerank)
 
-    result = _run_on_catalog(args, catalog, work, index_dir=Path(args.index) if args.index else None)
+    result = _run_on_catalog(args, catalog, work)
     result["split"] = args.split or "all"
     if args.json:
         print(json.dumps(result))
@@ -241,8 +244,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          max_train_queries=args.max_train_queries, layers=args.layers,
                          negatives_per_query=args.negatives_per_query if negatives_path else 0)
-    if negatives_path is not None and not negatives_path.is_file():
-        raise ShoprankError(f"no negatives file at {negatives_path}: mine one with `shoprank train negatives ... --out {negatives_path}`")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
                               finalize_only=args.finalize, negatives_path=negatives_path)
@@ -257,8 +258,7 @@ def cmd_mine_negatives(args: argparse.Namespace) -> None:
 
     catalog = Path(args.catalog)
     judgments = select(load_judgments(args.judgments), "train")
-    mined = _run_on_catalog(args, catalog, lambda stub: negatives.mine(stub, judgments),
-                            index_dir=Path(args.index) if args.index else None)
+    mined = _run_on_catalog(args, catalog, lambda stub: negatives.mine(stub, judgments))
     negatives.save(Path(args.out), mined)
     print(json.dumps({"queries": len(mined), "negatives": sum(len(ids) for ids in mined.values()), "out": args.out}))
 
@@ -282,8 +282,7 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     def reranker_on(settings):  # the components need the reranker, whatever the serving default
         return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100)
 
-    data = _run_on_catalog(args, catalog, lambda stub: collect(stub, judgments, catalog_ids),
-                           index_dir=Path(args.index) if args.index else None, adjust=reranker_on)
+    data = _run_on_catalog(args, catalog, lambda stub: collect(stub, judgments, catalog_ids), adjust=reranker_on)
     weights, combined, alone = fit(data)
     manifest = json.loads(manifest_path.read_text())
     manifest["combination"] = {"weights": weights, "fit_on": "dev split", "dev_ndcg@10": round(combined, 4),

@@ -160,13 +160,15 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         raise ValueError("negatives_per_query > 0 needs a mined negatives file")
     started = time.monotonic()
     torch.manual_seed(config.seed)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every input is read before `out` is created: a bad or missing file leaves nothing behind.
     products = load_catalog(catalog)
     judgments = load_judgments(judgments_path)
     mined = negatives.load(negatives_path) if config.negatives_per_query else None
-    splits = {name: build_lists(products, select(judgments, name), config.seed) for name in ("dev", "test")}
-    splits = {"train": build_lists(products, select(judgments, "train"), config.seed, mined, config.negatives_per_query),
-              **splits}
+    out.mkdir(parents=True, exist_ok=True)
+    # Negatives go to the train queries only: dev and test are measured on judged products, as `eval rerank` is.
+    splits = {name: build_lists(products, select(judgments, name), config.seed,
+                                mined if name == "train" else None, config.negatives_per_query)
+              for name in ("train", "dev", "test")}
     if config.max_train_queries:
         splits["train"] = random.Random(config.seed).sample(splits["train"], min(config.max_train_queries, len(splits["train"])))
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
