@@ -139,6 +139,8 @@ def format_response(query: str, response: ranking_pb2.SearchResponse, explain: b
     """A human-readable ranking with each item's score breakdown."""
     lines = [f"\nquery {query!r}: {len(response.items)} items in {response.took_ms:.1f} ms "
              f"(models: {', '.join(f'{k}={v}' for k, v in sorted(response.model_versions.items()))})"]
+    if response.corrected_query:
+        lines.append(f"  showing results for {response.corrected_query!r} (--exact searches for the query as typed)")
     if response.degraded:
         lines.append(f"  DEGRADED: {response.degraded_reason}")
     for position, item in enumerate(response.items, start=1):
@@ -163,6 +165,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         filters=[_parse_filter(text) for text in args.filter or []],
         candidate_ids=args.candidates.split(",") if args.candidates else [],
         explain=args.explain,
+        skip_spelling_correction=args.exact,
     )
     if args.top_k is not None:
         request.top_k = args.top_k
@@ -354,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--filter", action="append", help="FIELD=V1,V2 or price=MIN..MAX; repeatable")
     sub.add_argument("--candidates", help="comma-separated product ids to rank instead of the whole catalog")
     sub.add_argument("--explain", action="store_true")
+    sub.add_argument("--exact", action="store_true", help="no spelling correction: search for the query as typed")
     sub.set_defaults(func=cmd_search)
 
     sub = commands.add_parser("eval", help="evaluate judged queries through the serving path")

@@ -33,15 +33,15 @@ def analyze(text: str) -> list[str]:
             continue
         if token in STOPWORDS:
             continue
-        stemmed = _stem(token)
+        stemmed = stem(token)
         terms.append(stemmed)
         pieces = _LETTERS_DIGITS.findall(token)
         if len(pieces) > 1:
-            terms.extend(_stem(piece) for piece in pieces if piece not in STOPWORDS)
+            terms.extend(stem(piece) for piece in pieces if piece not in STOPWORDS)
     return terms
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """Harman's S-stemmer, plus "-xes/-ches/-shes/-sses/-zes" -> stem: strips English plural endings only."""
     if len(word) <= 3 or not word.isalpha():
         return word

@@ -23,6 +23,7 @@ from .index import CatalogIndex
 from .pipeline import DEFAULT_WEIGHTS, Pipeline, QueryEncoder, Reranker
 from .servicer import RankingServicer
 from .settings import Settings
+from .spelling import SpellingCorrector
 from .tokenization import PairEncoder, TextEncoder
 from .triton import TritonClient
 from .triton_process import LocalTriton
@@ -65,12 +66,17 @@ class Service:
         settings = self.settings
         index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
+        speller = None
+        if settings.max_spelling_edits:
+            texts = [product.search_text() for product in index.products]
+            speller = await asyncio.to_thread(SpellingCorrector.for_texts, texts, tokenizer.words(),
+                                              settings.max_spelling_edits)
         if not self.triton_url:
             self._local_triton = LocalTriton(settings.model_repository, start_timeout_s=settings.triton_start_timeout_s)
             self.triton_url = self._local_triton.url
             log.info("starting tritonserver on %s with %s", self.triton_url, settings.model_repository)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
-        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer), {})
+        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer), {}, speller=speller)
         self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port)
         await self._set_health(False)
         await self._server.start()

@@ -40,6 +40,7 @@ def to_query(request: ranking_pb2.SearchRequest) -> SearchQuery:
         explain=request.explain,
         mode=_MODES.get(request.retrieval, f"unknown ({request.retrieval})"),
         skip_rerank=request.skip_rerank,
+        correct_spelling=not request.skip_spelling_correction,
     )
 
 
@@ -62,6 +63,7 @@ def to_response(result: SearchResult) -> ranking_pb2.SearchResponse:
         degraded=result.degraded,
         degraded_reason=result.degraded_reason,
         took_ms=result.took_ms,
+        corrected_query=result.corrected_query,
     )
 
 

@@ -51,6 +51,9 @@ class Settings:
     # On this 2-core CPU a query's 100 pairs take ~100 ms (INT8, 3 layers), so a third would wait ~200 ms first.
     max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48
+    # Query words no product has are corrected into catalog terms up to this many edits away
+    # (orchestrator/spelling.py); 0 turns correction off.
+    max_spelling_edits: int = 2
     default_top_k: int = 10
     max_top_k: int = 1000
     max_query_chars: int = 1000
@@ -66,6 +69,8 @@ class Settings:
                      "max_pair_tokens", "max_concurrent_reranks"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.max_spelling_edits not in (0, 1, 2):
+            raise ConfigError("max_spelling_edits must be 0 (off), 1 or 2")
         if self.rerank_depth < 0:
             raise ConfigError("rerank_depth must be 0 (off) or more")
 

@@ -25,6 +25,11 @@ class TextEncoder:
         self._tokenizer.enable_padding(pad_id=self._tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
         self.max_tokens = max_tokens
 
+    def words(self) -> list[str]:
+        """The whole words of the vocabulary (no "##" continuation pieces, no [special] tokens)."""
+        return [token for token in self._tokenizer.get_vocab()
+                if not token.startswith("##") and not (token.startswith("[") and token.endswith("]"))]
+
     def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
         """Tokenize a batch; returns int64 arrays of shape [batch, longest]."""
         encodings = self._tokenizer.encode_batch(texts)

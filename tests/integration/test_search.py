@@ -47,6 +47,23 @@ def test_typo_and_chinese_queries_find_the_right_category(stub):
     assert sum(PRODUCTS[item.product_id].category == "Phones" for item in phones.items) >= 3
 
 
+def test_misspelled_query_is_corrected_and_can_be_searched_as_typed(stub):
+    corrected = search(stub, "cordles drill", top_k=5, explain=True)
+    assert corrected.corrected_query == "cordless drill"
+    spelled_right = search(stub, "cordless drill", top_k=5, explain=True)
+    assert spelled_right.corrected_query == ""
+    assert [(item.product_id, item.score) for item in corrected.items] == [
+        (item.product_id, item.score) for item in spelled_right.items
+    ]
+    # As typed, "cordles" matches no product's terms: the same product gets less from BM25.
+    top = corrected.items[0]
+    exact = search(stub, "cordles drill", candidate_ids=[top.product_id], explain=True, skip_spelling_correction=True)
+    assert exact.corrected_query == ""
+    bm25 = {response: next(c.raw for c in item.components if c.name == "bm25")
+            for response, item in (("corrected", top), ("exact", exact.items[0]))}
+    assert bm25["exact"] < bm25["corrected"]
+
+
 def test_response_reports_models_explanations_and_time(stub):
     response = search(stub, "wireless earbuds", top_k=7, explain=True)
     assert len(response.items) == 7

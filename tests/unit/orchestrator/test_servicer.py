@@ -18,6 +18,7 @@ def test_minimal_request_defaults():
     assert query.candidate_ids == ()
     assert query.explain is False
     assert query.mode == "hybrid"
+    assert query.correct_spelling is True
 
 
 def test_top_k_zero_is_kept_not_defaulted():
@@ -40,6 +41,7 @@ def test_full_request():
         candidate_ids=["p1", "p2"],
         explain=True,
         retrieval=pb.RETRIEVAL_MODE_LEXICAL,
+        skip_spelling_correction=True,
     )
     query = to_query(request)
     assert query.query == "cordless drill"
@@ -56,6 +58,7 @@ def test_full_request():
     assert isinstance(query.candidate_ids, tuple)
     assert query.explain is True
     assert query.mode == "lexical"
+    assert query.correct_spelling is False
 
 
 @pytest.mark.parametrize(
@@ -93,6 +96,7 @@ def test_response_conversion():
         model_versions={"bi_encoder": "1", "index": "abcdef123456"},
         degraded_reason="",
         took_ms=12.5,
+        corrected_query="cordless drill",
     )
     response = to_response(result)
     assert isinstance(response, pb.SearchResponse)
@@ -109,6 +113,7 @@ def test_response_conversion():
     assert response.degraded is False
     assert response.degraded_reason == ""
     assert response.took_ms == 12.5
+    assert response.corrected_query == "cordless drill"
 
 
 def test_degraded_response():

@@ -141,6 +141,13 @@ def test_counts_must_be_positive(name):
     assert getattr(Settings(**{name: 1}), name) == 1
 
 
+@pytest.mark.parametrize("edits", [-1, 3])
+def test_spelling_edits_are_0_1_or_2(edits):
+    with pytest.raises(ConfigError, match="max_spelling_edits must be 0 \\(off\\), 1 or 2"):
+        Settings(max_spelling_edits=edits)
+    assert Settings.from_env({"SHOPRANK_MAX_SPELLING_EDITS": "0"}).max_spelling_edits == 0
+
+
 def test_override_validated_too():
     with pytest.raises(ConfigError):
         Settings.from_env({}, fusion="nope")

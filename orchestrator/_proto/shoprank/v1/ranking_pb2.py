@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoprank/v1/ranking.proto\x12\x0bshoprank.v1\"[\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06\x61ny_of\x18\x02 \x03(\t\x12\x10\n\x03min\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\"\xdf\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12$\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x13.shoprank.v1.Filter\x12\x15\n\rcandidate_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12-\n\tretrieval\x18\x07 \x01(\x0e\x32\x1a.shoprank.v1.RetrievalMode\x12\x13\n\x0bskip_rerank\x18\x08 \x01(\x08\x42\x08\n\x06_top_k\"O\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x01\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontribution\x18\x04 \x01(\x01\"i\n\x04Item\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12/\n\ncomponents\x18\x04 \x03(\x0b\x32\x1b.shoprank.v1.ScoreComponent\"\xec\x01\n\x0eSearchResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.shoprank.v1.Item\x12\x46\n\x0emodel_versions\x18\x02 \x03(\x0b\x32..shoprank.v1.SearchResponse.ModelVersionsEntry\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x04 \x01(\t\x12\x0f\n\x07took_ms\x18\x05 \x01(\x01\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x80\x01\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x1a\n\x16RETRIEVAL_MODE_LEXICAL\x10\x02\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x03\x32L\n\x07Ranking\x12\x41\n\x06Search\x12\x1a.shoprank.v1.SearchRequest\x1a\x1b.shoprank.v1.SearchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoprank/v1/ranking.proto\x12\x0bshoprank.v1\"[\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06\x61ny_of\x18\x02 \x03(\t\x12\x10\n\x03min\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\"\x81\x02\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12$\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x13.shoprank.v1.Filter\x12\x15\n\rcandidate_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12-\n\tretrieval\x18\x07 \x01(\x0e\x32\x1a.shoprank.v1.RetrievalMode\x12\x13\n\x0bskip_rerank\x18\x08 \x01(\x08\x12 \n\x18skip_spelling_correction\x18\t \x01(\x08\x42\x08\n\x06_top_k\"O\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x01\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontribution\x18\x04 \x01(\x01\"i\n\x04Item\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12/\n\ncomponents\x18\x04 \x03(\x0b\x32\x1b.shoprank.v1.ScoreComponent\"\x85\x02\n\x0eSearchResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.shoprank.v1.Item\x12\x46\n\x0emodel_versions\x18\x02 \x03(\x0b\x32..shoprank.v1.SearchResponse.ModelVersionsEntry\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x04 \x01(\t\x12\x0f\n\x07took_ms\x18\x05 \x01(\x01\x12\x17\n\x0f\x63orrected_query\x18\x06 \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x80\x01\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x1a\n\x16RETRIEVAL_MODE_LEXICAL\x10\x02\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x03\x32L\n\x07Ranking\x12\x41\n\x06Search\x12\x1a.shoprank.v1.SearchRequest\x1a\x1b.shoprank.v1.SearchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +33,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._loaded_options = None
   _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_RETRIEVALMODE']._serialized_start=789
-  _globals['_RETRIEVALMODE']._serialized_end=917
+  _globals['_RETRIEVALMODE']._serialized_start=848
+  _globals['_RETRIEVALMODE']._serialized_end=976
   _globals['_FILTER']._serialized_start=42
   _globals['_FILTER']._serialized_end=133
   _globals['_SEARCHREQUEST']._serialized_start=136
-  _globals['_SEARCHREQUEST']._serialized_end=359
-  _globals['_SCORECOMPONENT']._serialized_start=361
-  _globals['_SCORECOMPONENT']._serialized_end=440
-  _globals['_ITEM']._serialized_start=442
-  _globals['_ITEM']._serialized_end=547
-  _globals['_SEARCHRESPONSE']._serialized_start=550
-  _globals['_SEARCHRESPONSE']._serialized_end=786
-  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_start=734
-  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_end=786
-  _globals['_RANKING']._serialized_start=919
-  _globals['_RANKING']._serialized_end=995
+  _globals['_SEARCHREQUEST']._serialized_end=393
+  _globals['_SCORECOMPONENT']._serialized_start=395
+  _globals['_SCORECOMPONENT']._serialized_end=474
+  _globals['_ITEM']._serialized_start=476
+  _globals['_ITEM']._serialized_end=581
+  _globals['_SEARCHRESPONSE']._serialized_start=584
+  _globals['_SEARCHRESPONSE']._serialized_end=845
+  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_start=793
+  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_end=845
+  _globals['_RANKING']._serialized_start=978
+  _globals['_RANKING']._serialized_end=1054
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., any_of: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank")
+    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank", "skip_spelling_correction")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class SearchRequest(_message.Message):
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     RETRIEVAL_FIELD_NUMBER: _ClassVar[int]
     SKIP_RERANK_FIELD_NUMBER: _ClassVar[int]
+    SKIP_SPELLING_CORRECTION_FIELD_NUMBER: _ClassVar[int]
     query: str
     user_id: str
     top_k: int
@@ -48,7 +49,8 @@ class SearchRequest(_message.Message):
     explain: bool
     retrieval: RetrievalMode
     skip_rerank: bool
-    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ...) -> None: ...
+    skip_spelling_correction: bool
+    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ..., skip_spelling_correction: _Optional[bool] = ...) -> None: ...
 
 class ScoreComponent(_message.Message):
     __slots__ = ("name", "raw", "rank", "contribution")
@@ -75,7 +77,7 @@ class Item(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., components: _Optional[_Iterable[_Union[ScoreComponent, _Mapping]]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("items", "model_versions", "degraded", "degraded_reason", "took_ms")
+    __slots__ = ("items", "model_versions", "degraded", "degraded_reason", "took_ms", "corrected_query")
     class ModelVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,9 +90,11 @@ class SearchResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
     TOOK_MS_FIELD_NUMBER: _ClassVar[int]
+    CORRECTED_QUERY_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     model_versions: _containers.ScalarMap[str, str]
     degraded: bool
     degraded_reason: str
     took_ms: float
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., took_ms: _Optional[float] = ...) -> None: ...
+    corrected_query: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., took_ms: _Optional[float] = ..., corrected_query: _Optional[str] = ...) -> None: ...

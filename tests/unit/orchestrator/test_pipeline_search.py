@@ -1,0 +1,102 @@
+"""Pipeline.search's wiring on a tiny in-memory index, with stand-ins for Triton (one class under test).
+
+The real thing, Triton and gRPC included, is in tests/integration; these pin down what a stand-in can see:
+which query each model gets, and what a busy reranker skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+import orchestrator.pipeline as pipeline_module
+from orchestrator.catalog import Product
+from orchestrator.index import CatalogIndex
+from orchestrator.pipeline import Pipeline, Reranker, SearchQuery
+from orchestrator.retrieval import DenseIndex, LexicalIndex
+from orchestrator.settings import Settings
+from orchestrator.spelling import SpellingCorrector
+
+PRODUCTS = [Product("p1", "Cordless Drill"), Product("p2", "Claw Hammer"), Product("p3", "Toilet Tank Lid")]
+
+
+class Encoder:
+    """Records the texts it encodes; every query embeds like the first product."""
+
+    def __init__(self, embedding: np.ndarray) -> None:
+        self.embedding = embedding
+        self.texts: list[str] = []
+
+    async def encode(self, text: str) -> np.ndarray:
+        self.texts.append(text)
+        return self.embedding
+
+
+class Triton:
+    """Scores each pair by its position, recording the queries it was sent."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    async def infer(self, spec, feeds):
+        self.queries.append(feeds["query"])
+        return {"score": np.arange(len(feeds["texts"]), dtype=np.float32).reshape(-1, 1)}
+
+
+def tokenizer(query, texts):
+    return {"query": query, "texts": texts}
+
+
+@pytest.fixture
+def parts(monkeypatch):
+    rng = np.random.default_rng(0)
+    embeddings = rng.standard_normal((len(PRODUCTS), 384)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    index = CatalogIndex(list(PRODUCTS), LexicalIndex.build([p.search_text() for p in PRODUCTS]),
+                         DenseIndex.build(embeddings), {"catalog_sha256": "0" * 64})
+    feature_queries: list[str] = []
+
+    def match_features(query, texts):
+        feature_queries.append(query)
+        return {}
+
+    monkeypatch.setattr(pipeline_module, "match_features", match_features)
+    encoder, triton = Encoder(embeddings[0]), Triton()
+    reranker = Reranker(triton, tokenizer, {"reranker": 1.0}, timeout_s=5.0, max_in_flight=1)
+    speller = SpellingCorrector.for_texts([p.search_text() for p in PRODUCTS])
+    pipeline = Pipeline(Settings(), index, encoder, {}, reranker=reranker, speller=speller)  # type: ignore[arg-type]
+    return pipeline, encoder, triton, reranker, feature_queries
+
+
+def test_every_model_gets_the_corrected_query(parts):
+    pipeline, encoder, triton, _, feature_queries = parts
+    result = asyncio.run(pipeline.search(SearchQuery("tiolet lid", explain=True)))
+    assert result.corrected_query == "toilet lid"
+    assert encoder.texts == triton.queries == feature_queries == ["toilet lid"]
+    bm25 = {item.product_id: next(raw for name, raw, *_ in item.components if name == "bm25") for item in result.items}
+    assert bm25["p3"] > 0 and bm25["p1"] == bm25["p2"] == 0  # BM25 matched the corrected words
+    assert not result.degraded
+
+
+def test_query_as_typed_when_asked_or_when_nothing_changes(parts):
+    pipeline, encoder, triton, _, _ = parts
+    exact = asyncio.run(pipeline.search(SearchQuery("tiolet lid", correct_spelling=False)))
+    plain = asyncio.run(pipeline.search(SearchQuery("cordless drill")))
+    assert exact.corrected_query == plain.corrected_query == ""
+    assert encoder.texts == triton.queries == ["tiolet lid", "cordless drill"]
+
+
+def test_busy_reranker_gives_fused_order_without_computing_features(parts):
+    pipeline, _, triton, reranker, feature_queries = parts
+    reranker.in_flight = reranker.max_in_flight  # every slot taken by other queries
+    busy = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True)))
+    assert "reranker busy" in busy.degraded_reason
+    assert triton.queries == feature_queries == []
+    assert {name for name, *_ in busy.items[0].components} == {"bm25", "dense"}
+    reranker.in_flight = 0
+    admitted = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True)))
+    assert not admitted.degraded
+    assert feature_queries == ["claw hammer"]
+    assert "reranker" in {name for name, *_ in admitted.items[0].components}
