@@ -256,13 +256,16 @@ def default_gate_data(repo_root: Path = REPO_ROOT) -> GateData:
 
 
 def gate_lists(judgments: Path, catalog: Path, split: str | None = "dev", seed: int = 0) -> list:
-    """The QueryLists of one split of the judgments (dev by default; None: all), as training builds them."""
+    """The QueryLists of one split of the judgments (dev by default; None: all), as training builds them, with
+    the queries spelling-corrected as the service corrects them."""
     from orchestrator.catalog import load_catalog  # noqa: PLC0415
     from training.data import load_judgments  # noqa: PLC0415
     from training.splits import select  # noqa: PLC0415
-    from training.train import build_lists  # noqa: PLC0415
+    from training.train import build_lists, correct_queries  # noqa: PLC0415
 
-    return build_lists(load_catalog(catalog), select(load_judgments(judgments), split), seed)
+    products = load_catalog(catalog)
+    lists = build_lists(products, select(load_judgments(judgments), split), seed)
+    return correct_queries({"gate": lists}, products)["gate"]
 
 
 def calibration_lists(data: GateData, max_queries: int = 64, seed: int = 0) -> list:

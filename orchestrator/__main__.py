@@ -246,7 +246,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     negatives_path = Path(args.negatives) if args.negatives else None
     config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          max_train_queries=args.max_train_queries, layers=args.layers,
-                         negatives_per_query=args.negatives_per_query if negatives_path else 0)
+                         negatives_per_query=args.negatives_per_query if negatives_path else 0,
+                         correct_spelling=not args.no_spelling_correction)
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
                               finalize_only=args.finalize, negatives_path=negatives_path)
@@ -389,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--epochs", type=int, default=2)
     sub.add_argument("--negatives", help="mined negatives file (`shoprank train negatives`) to add to the train queries")
     sub.add_argument("--negatives-per-query", type=int, default=3, help="mined negatives added to each train query (default 3)")
+    sub.add_argument("--no-spelling-correction", action="store_true",
+                     help="reranker: train on queries as typed, not as the service corrects them")
     sub.add_argument("--index", help="combination and negatives: prebuilt index of the catalog (default: cached under .shoprank/indexes)")
     sub.add_argument("--lr", type=float, default=3e-4)
     sub.add_argument("--seed", type=int, default=0)

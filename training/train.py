@@ -13,6 +13,7 @@ Losses:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -29,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 from orchestrator.catalog import Product, load_catalog
-from orchestrator.tokenization import PairEncoder
+from orchestrator.spelling import SpellingCorrector
+from orchestrator.tokenization import PairEncoder, TextEncoder
 
 from .cross_encoder import CrossEncoder, base_model_dir
 from .data import load_judgments
@@ -62,6 +64,8 @@ class TrainConfig:
     layers: int | None = None
     # Mined negatives (gain 0) added to each train query; 0: judged products only.
     negatives_per_query: int = 0
+    # Train and measure on queries as the service reads them, misspellings corrected (orchestrator/spelling.py).
+    correct_spelling: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,15 @@ def build_lists(products: list[Product], judgments: dict[str, dict[str, float]],
         lists.append(QueryList(query, tuple(ids), tuple(by_id[pid].search_text() for pid in ids),
                                np.array([judged[pid] for pid in ids], dtype=np.float32)))
     return lists
+
+
+def correct_queries(splits: dict[str, list[QueryList]], products: list[Product]) -> dict[str, list[QueryList]]:
+    """The splits with their queries spelling-corrected as the service corrects them (same catalog, same
+    tokenizer vocabulary); which split a query is in, and its mined negatives, follow the query as typed."""
+    words = TextEncoder(base_model_dir() / "tokenizer.json", 64).words()
+    corrector = SpellingCorrector.for_texts([product.search_text() for product in products], words)
+    return {name: [dataclasses.replace(item, query=corrector.correct(item.query)) for item in lists]
+            for name, lists in splits.items()}
 
 
 def listwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -171,6 +184,8 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
               for name in ("train", "dev", "test")}
     if config.max_train_queries:
         splits["train"] = random.Random(config.seed).sample(splits["train"], min(config.max_train_queries, len(splits["train"])))
+    if config.correct_spelling:
+        splits = correct_queries(splits, products)
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
 
     encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens,

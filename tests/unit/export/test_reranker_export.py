@@ -183,12 +183,19 @@ def test_gate_data_prefers_home_depot_next_to_the_repository(tmp_path):
     assert default_gate_data(repo).binding
 
 
-def test_gate_lists_take_one_split(demo_lists):
-    from training.splits import split_of
+def test_gate_lists_take_one_split_with_queries_corrected_as_served(demo_lists):
+    from orchestrator.catalog import load_catalog
+    from training.data import load_judgments
+    from training.splits import select
+    from training.train import build_lists
 
     assert len(demo_lists) == 33
     dev = gate_lists(DEMO.judgments, DEMO.catalog, "dev")
-    assert dev and len(dev) < len(demo_lists) and {split_of(item.query) for item in dev} == {"dev"}
+    typed = build_lists(load_catalog(DEMO.catalog), select(load_judgments(DEMO.judgments), "dev"), seed=0)
+    assert dev and len(dev) < len(demo_lists)
+    assert [item.product_ids for item in dev] == [item.product_ids for item in typed]  # the split of the typed queries
+    words = {word for item in demo_lists for word in item.query.split()}
+    assert "headphnes" not in words and "cordles" not in words  # the demo queries' typos (data/demo) come corrected
 
 
 def test_repository_export_gates_then_writes_every_target_once(adapter, tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from orchestrator.catalog import Product
-from training.train import QueryList, build_lists, listwise_loss, mean_ndcg, pointwise_loss
+from training.train import QueryList, build_lists, correct_queries, listwise_loss, mean_ndcg, pointwise_loss
 
 
 def test_listwise_loss_prefers_scores_ordered_like_gains():
@@ -64,3 +64,16 @@ def test_build_lists_without_negatives_is_unchanged_by_a_mined_file():
     plain = build_lists(products, judgments, seed=0)
     with_file = build_lists(products, judgments, seed=0, mined={"q": ["7", "8"]}, negatives_per_query=0)
     assert plain[0].product_ids == with_file[0].product_ids
+
+
+def test_correct_queries_corrects_as_the_service_does_and_keeps_the_rest():
+    products = [Product("1", "Glacier Bay Toilet Tank Lid"), Product("2", "Ceiling Fan"), Product("3", "Hammer")]
+    lists = {"train": build_lists(products, {"tiolet lid": {"1": 2.0, "3": 0.0}}, seed=0),
+             "dev": build_lists(products, {"cieling fan": {"2": 1.0}, "hammer": {"3": 2.0}}, seed=0)}
+    corrected = correct_queries(lists, products)
+    assert [item.query for item in corrected["train"]] == ["toilet lid"]
+    assert [item.query for item in corrected["dev"]] == ["ceiling fan", "hammer"]
+    for name in lists:
+        for before, after in zip(lists[name], corrected[name]):
+            assert (after.product_ids, after.texts, after.gains.tolist()) == (
+                before.product_ids, before.texts, before.gains.tolist())
