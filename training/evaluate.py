@@ -4,6 +4,7 @@
   order leaks nothing); nDCG@10 over them.
 - search: each query searches the whole catalog for 100 products; nDCG@10 (unjudged = gain 0),
   recall@100 (judged products with gain >= 1), and client-side latency from one client, one call at a time.
+Both count the queries answered degraded and those the service searched for spelling-corrected.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ async def evaluate(
     ndcgs: list[float] = []
     recalls: list[float] = []
     latencies_ms: list[float] = []
-    degraded = skipped = missing_judged = 0
+    degraded = skipped = missing_judged = corrected = 0
     for query, judged_all in tqdm(judgments.items(), desc=f"eval {task}/{retrieval}", unit="query", disable=not show_progress):
         judged = {pid: gain for pid, gain in judged_all.items() if pid in catalog_ids}
         missing_judged += len(judged_all) - len(judged)
@@ -73,6 +74,7 @@ async def evaluate(
             raise
         latencies_ms.append((time.perf_counter() - started) * 1000.0)
         degraded += response.degraded
+        corrected += bool(response.corrected_query)
         ranked = [item.product_id for item in response.items]
         score = ndcg_at_k(ranked, judged, 10)
         if score is None:
@@ -89,5 +91,5 @@ async def evaluate(
         result["p50_ms"] = round(percentile(latencies_ms, 50), 2)
         result["p99_ms"] = round(percentile(latencies_ms, 99), 2)
     result.update({"queries": len(ndcgs), "skipped_queries": skipped, "judged_not_in_catalog": missing_judged,
-                   "degraded": degraded})
+                   "degraded": degraded, "spelling_corrected": corrected})
     return result

@@ -120,7 +120,7 @@ def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["queries"] == 33 and metrics["degraded"] == 0
-    assert 0.5 < metrics["ndcg@10"] <= 1.0
+    assert 2 <= metrics["spelling_corrected"] < 33  # "cordles drill", "bluetooth headphnes", ... of data/demo    assert 0.5 < metrics["ndcg@10"] <= 1.0
     if task == "search":
         assert 0.5 < metrics["recall@100"] <= 1.0
         assert 0 < metrics["p50_ms"] <= metrics["p99_ms"]
