@@ -68,8 +68,7 @@ class Service:
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
         speller = None
         if settings.max_spelling_edits:
-            texts = [product.search_text() for product in index.products]
-            speller = await asyncio.to_thread(SpellingCorrector.for_texts, texts, tokenizer.words(),
+            speller = await asyncio.to_thread(SpellingCorrector.for_catalog, index.products, tokenizer.words(),
                                               settings.max_spelling_edits)
         if not self.triton_url:
             self._local_triton = LocalTriton(settings.model_repository, start_timeout_s=settings.triton_start_timeout_s)

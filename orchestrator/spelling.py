@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from itertools import combinations
 
 from .analysis import analyze, stem
+from .catalog import Product
 
 MIN_LENGTH = 4  # shorter words ("rom", "ac") have too many neighbours to guess from
 MAX_LENGTH = 30  # longer "words" are not typos, and their deletions would cost a query milliseconds
@@ -92,6 +93,12 @@ class SpellingCorrector:
                 words.setdefault(stem(word), Counter())[word] += 1
         spellings = {term: max(counts.items(), key=lambda item: (item[1], item[0]))[0] for term, counts in words.items()}
         return cls(frequency, known_words, max_edits, spellings)
+
+    @classmethod
+    def for_catalog(cls, products: Iterable[Product], known_words: Iterable[str] = (),
+                    max_edits: int = 2) -> "SpellingCorrector":
+        """The corrector of a catalog as the service builds it, over what BM25 indexes: each product's search text."""
+        return cls.for_texts((product.search_text() for product in products), known_words, max_edits)
 
     def correct(self, query: str) -> str:
         """The query with every word that cannot be right replaced; the query itself when nothing changes."""

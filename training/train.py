@@ -102,7 +102,7 @@ def correct_queries(splits: dict[str, list[QueryList]], products: list[Product])
     """The splits with their queries spelling-corrected as the service corrects them (same catalog, same
     tokenizer vocabulary); which split a query is in, and its mined negatives, follow the query as typed."""
     words = TextEncoder(base_model_dir() / "tokenizer.json", 64).words()
-    corrector = SpellingCorrector.for_texts([product.search_text() for product in products], words)
+    corrector = SpellingCorrector.for_catalog(products, words)
     return {name: [dataclasses.replace(item, query=corrector.correct(item.query)) for item in lists]
             for name, lists in splits.items()}
 

@@ -13,9 +13,7 @@ import pytest
 
 import orchestrator.pipeline as pipeline_module
 from orchestrator.catalog import Product
-from orchestrator.index import CatalogIndex
 from orchestrator.pipeline import Pipeline, Reranker, SearchQuery
-from orchestrator.retrieval import DenseIndex, LexicalIndex
 from orchestrator.settings import Settings
 from orchestrator.spelling import SpellingCorrector
 
@@ -50,12 +48,8 @@ def tokenizer(query, texts):
 
 
 @pytest.fixture
-def parts(monkeypatch):
-    rng = np.random.default_rng(0)
-    embeddings = rng.standard_normal((len(PRODUCTS), 384)).astype(np.float32)
-    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    index = CatalogIndex(list(PRODUCTS), LexicalIndex.build([p.search_text() for p in PRODUCTS]),
-                         DenseIndex.build(embeddings), {"catalog_sha256": "0" * 64})
+def parts(monkeypatch, make_index):
+    index = make_index(PRODUCTS)
     feature_queries: list[str] = []
 
     def match_features(query, texts):
@@ -63,9 +57,9 @@ def parts(monkeypatch):
         return {}
 
     monkeypatch.setattr(pipeline_module, "match_features", match_features)
-    encoder, triton = Encoder(embeddings[0]), Triton()
+    encoder, triton = Encoder(index.dense.embeddings[0]), Triton()
     reranker = Reranker(triton, tokenizer, {"reranker": 1.0}, timeout_s=5.0, max_in_flight=1)
-    speller = SpellingCorrector.for_texts([p.search_text() for p in PRODUCTS])
+    speller = SpellingCorrector.for_catalog(PRODUCTS)
     pipeline = Pipeline(Settings(), index, encoder, {}, reranker=reranker, speller=speller)  # type: ignore[arg-type]
     return pipeline, encoder, triton, reranker, feature_queries
 

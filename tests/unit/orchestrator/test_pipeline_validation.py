@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from orchestrator.catalog import Product
@@ -10,7 +9,6 @@ from orchestrator.errors import InvalidRequest
 from orchestrator.filters import Filter
 from orchestrator.index import CatalogIndex
 from orchestrator.pipeline import Pipeline, SearchQuery
-from orchestrator.retrieval import DenseIndex, LexicalIndex
 from orchestrator.settings import Settings
 
 PRODUCTS = [
@@ -23,16 +21,8 @@ SHA = "0123456789abcdef" * 4
 
 
 @pytest.fixture(scope="module")
-def index() -> CatalogIndex:
-    rng = np.random.default_rng(0)
-    embeddings = rng.standard_normal((len(PRODUCTS), 384)).astype(np.float32)
-    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return CatalogIndex(
-        products=list(PRODUCTS),
-        lexical=LexicalIndex.build([p.search_text() for p in PRODUCTS]),
-        dense=DenseIndex.build(embeddings),
-        manifest={"catalog_sha256": SHA},
-    )
+def index(make_index) -> CatalogIndex:
+    return make_index(PRODUCTS, catalog_sha256=SHA)
 
 
 def make_pipeline(index: CatalogIndex, **settings) -> Pipeline:

@@ -1,0 +1,28 @@
+"""Shared fixtures for the orchestrator's unit tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.catalog import Product
+from orchestrator.index import CatalogIndex
+from orchestrator.retrieval import DenseIndex, LexicalIndex
+
+
+@pytest.fixture(scope="session")
+def make_index():
+    """Builds a tiny in-memory CatalogIndex over the given products: real BM25, seeded random unit embeddings."""
+
+    def build(products: list[Product], catalog_sha256: str = "0" * 64) -> CatalogIndex:
+        rng = np.random.default_rng(0)
+        embeddings = rng.standard_normal((len(products), 384)).astype(np.float32)
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+        return CatalogIndex(
+            products=list(products),
+            lexical=LexicalIndex.build([product.search_text() for product in products]),
+            dense=DenseIndex.build(embeddings),
+            manifest={"catalog_sha256": catalog_sha256},
+        )
+
+    return build
