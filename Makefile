@@ -29,7 +29,7 @@ test: export
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-## proto: regenerate orchestrator/_proto from proto/
+## proto: regenerate core/_proto from proto/
 proto: setup
 	PYTHON=$(BIN)/python scripts/gen_proto.sh
 

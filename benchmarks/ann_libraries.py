@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.tokenization import TextEncoder  # noqa: E402
-from training.metrics import percentile  # noqa: E402
+from core.metrics import percentile  # noqa: E402
+from core.tokenization import TextEncoder  # noqa: E402
 
 M, EF_CONSTRUCTION, K = 32, 200, 100
 

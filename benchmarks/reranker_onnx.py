@@ -27,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.catalog import load_catalog  # noqa: E402
+from core.metrics import percentile  # noqa: E402
 from export.reranker import (  # noqa: E402
     INT8_FILE,
     calibration_lists,
@@ -39,8 +41,6 @@ from export.reranker import (  # noqa: E402
     to_fp16,
     to_int8,
 )
-from orchestrator.catalog import load_catalog  # noqa: E402
-from training.metrics import percentile  # noqa: E402
 
 CANDIDATES = 100
 

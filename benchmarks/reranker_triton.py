@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import tritonclient.grpc as triton_grpc  # noqa: E402
 
-from export.specs import RERANKER  # noqa: E402
-from orchestrator.tokenization import PairEncoder  # noqa: E402
+from core.metrics import percentile  # noqa: E402
+from core.specs import RERANKER  # noqa: E402
+from core.tokenization import PairEncoder  # noqa: E402
 from orchestrator.triton_process import LocalTriton  # noqa: E402
-from training.metrics import percentile  # noqa: E402
 
 HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.catalog import catalog_digest  # noqa: E402
+from core.catalog import catalog_digest  # noqa: E402
 from orchestrator.triton_process import LocalTriton  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     with LocalTriton(ROOT / "model_repository" / "cpu") as triton:
         rows = []
         for task, retrieval, fusion in combos:
-            command = [sys.executable, "-m", "orchestrator", "eval", task, "--catalog", args.catalog,
+            command = [sys.executable, "-m", "cli", "eval", task, "--catalog", args.catalog,
                        "--judgments", args.judgments, "--retrieval", retrieval, "--fusion", fusion,
                        "--triton-url", triton.url, "--index", str(index), "--json", "--no-rerank"]
             if args.split:

@@ -21,11 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.__main__ import _run_on_catalog  # noqa: E402
-from orchestrator.catalog import catalog_digest, load_catalog  # noqa: E402
-from training.data import load_judgments  # noqa: E402
+from cli.stack import run_on_catalog  # noqa: E402
+
+from core.catalog import catalog_digest, load_catalog  # noqa: E402
+from core.judgments import load_judgments  # noqa: E402
+from core.splits import select  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
-from training.splits import select  # noqa: E402
 
 HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
 
@@ -53,7 +54,7 @@ def main() -> None:
         return results
 
     # Settings from the environment, with this script's --model-repository and --rerank-depth.
-    results = _run_on_catalog(args, args.catalog, work, index_dir=index_dir)
+    results = run_on_catalog(args, args.catalog, work, index_dir=index_dir)
     print(f"{len(judgments)} {args.split}-split queries, full-catalog search for 100 products, one client")
     print(f"{'':<22} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for rerank, result in results.items():

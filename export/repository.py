@@ -14,7 +14,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .specs import BI_ENCODER, ModelSpec
+from core.specs import BI_ENCODER, ModelSpec
+
 from .triton_config import render
 
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "ort_model.py"
@@ -91,10 +92,12 @@ def log_parity(spec: ModelSpec, parity: list, log) -> None:
 
 def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> None:
     """Export the bi-encoder into every target of the repository at `root`, unless already current."""
-    from .onnx import base_model_path, export_bi_encoder  # noqa: PLC0415 - imports torch
+    from core.base_model import base_model_dir  # noqa: PLC0415
+
+    from .onnx import export_bi_encoder  # noqa: PLC0415 - imports torch
 
     spec = BI_ENCODER
-    model_dir = base_model_path()
+    model_dir = base_model_dir()
     stamp = source_stamp(model_dir, spec)
     if not force and is_current(root, spec, stamp):
         log(f"{spec.name}: up to date in {root}")

@@ -25,10 +25,11 @@ from typing import Callable
 
 import numpy as np
 
+from core.specs import RERANKER, ModelSpec
+
 from .errors import ExportError, ParityError
 from .onnx import check_io, trace_to_onnx
 from .repository import PYTHON_BACKEND_MODEL, VERSION, _digest, export_record, is_current, log_parity, source_stamp
-from .specs import RERANKER, ModelSpec
 from .triton_config import render
 from .validate import Parity, check_parity
 
@@ -61,12 +62,11 @@ PARITY_PAIRS = [
 
 def pair_encoder(spec: ModelSpec = RERANKER):
     """The PairEncoder the orchestrator sends the served reranker's inputs with (its default max_pair_tokens)."""
-    from orchestrator.settings import Settings  # noqa: PLC0415
-    from orchestrator.tokenization import PairEncoder  # noqa: PLC0415
+    from core.base_model import base_model_dir  # noqa: PLC0415
+    from core.settings import Settings  # noqa: PLC0415
+    from core.tokenization import PairEncoder  # noqa: PLC0415
 
-    from .onnx import base_model_path  # noqa: PLC0415
-
-    return PairEncoder(base_model_path() / "tokenizer.json", min(Settings.max_pair_tokens, spec.sequence_lengths[2]))
+    return PairEncoder(base_model_dir() / "tokenizer.json", min(Settings.max_pair_tokens, spec.sequence_lengths[2]))
 
 
 def _encode(encoder, pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
@@ -88,7 +88,7 @@ def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RE
     """Export the merged reranker to `out_file` and check it against PyTorch; on mismatch delete it and raise."""
     import torch  # noqa: PLC0415
 
-    from training.cross_encoder import CrossEncoder  # noqa: PLC0415
+    from core.cross_encoder import CrossEncoder  # noqa: PLC0415
 
     model = CrossEncoder.from_adapter(Path(adapter_dir), attention="eager")  # fusable by fuse_for_cpu
     encoder = pair_encoder(spec)
@@ -117,9 +117,9 @@ def fuse_for_cpu(fp32_file: Path, out_file: Path, spec: ModelSpec = RERANKER) ->
     from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
     from transformers import AutoConfig  # noqa: PLC0415
 
-    from .onnx import base_model_path  # noqa: PLC0415
+    from core.base_model import base_model_dir  # noqa: PLC0415
 
-    config = AutoConfig.from_pretrained(str(base_model_path()), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(base_model_dir()), local_files_only=True)
     optimized = optimize_model(str(fp32_file), model_type="bert", num_heads=config.num_attention_heads,
                                hidden_size=config.hidden_size, opt_level=1, use_gpu=False)
     fused = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
@@ -258,10 +258,10 @@ def default_gate_data(repo_root: Path = REPO_ROOT) -> GateData:
 def gate_lists(judgments: Path, catalog: Path, split: str | None = "dev", seed: int = 0) -> list:
     """The QueryLists of one split of the judgments (dev by default; None: all), as training builds them, with
     the queries spelling-corrected as the service corrects them."""
-    from orchestrator.catalog import load_catalog  # noqa: PLC0415
-    from training.data import load_judgments  # noqa: PLC0415
-    from training.splits import select  # noqa: PLC0415
-    from training.train import build_lists, correct_queries  # noqa: PLC0415
+    from core.catalog import load_catalog  # noqa: PLC0415
+    from core.judged import build_lists, correct_queries  # noqa: PLC0415
+    from core.judgments import load_judgments  # noqa: PLC0415
+    from core.splits import select  # noqa: PLC0415
 
     products = load_catalog(catalog)
     lists = build_lists(products, select(load_judgments(judgments), split), seed)
@@ -322,7 +322,7 @@ def score_onnx(session, encoder, lists: list, spec: ModelSpec = RERANKER) -> lis
 
 def measure_ndcg(onnx_file: Path, lists: list, spec: ModelSpec = RERANKER, threads: int = 0) -> tuple[float, float]:
     """(mean nDCG@10, seconds) of one ONNX file on the QueryLists, run with ONNX Runtime on CPU."""
-    from training.train import mean_ndcg  # noqa: PLC0415
+    from core.judged import mean_ndcg  # noqa: PLC0415
 
     session = ort_session(onnx_file, threads)
     started = time.perf_counter()
@@ -393,13 +393,13 @@ def adapter_digest(adapter_dir: Path) -> str:
 def reranker_source_stamp(adapter_dir: Path, spec: ModelSpec, int8_method: str, gate: GateData,
                           skip: Collection[str], tolerance: float) -> dict[str, str]:
     """What a reranker export depends on: the bi-encoder's stamp fields, the adapter, and how it was gated."""
-    from .onnx import base_model_path  # noqa: PLC0415
+    from core.base_model import base_model_dir  # noqa: PLC0415
 
     here = Path(__file__).parent
-    stamp = source_stamp(base_model_path(), spec)
+    stamp = source_stamp(base_model_dir(), spec)
     stamp.update({
         "exporter_sha256": _digest(here / "reranker.py") + _digest(here / "onnx.py")[:16],
-        "cross_encoder_sha256": _digest(REPO_ROOT / "training" / "cross_encoder.py"),
+        "cross_encoder_sha256": _digest(REPO_ROOT / "core" / "cross_encoder.py"),
         "tensorrt_sha256": _digest(here / "tensorrt.py"),
         "adapter_sha256": adapter_digest(adapter_dir),
         "int8_method": int8_method,
@@ -417,7 +417,7 @@ def combination_weights(adapter_dir: Path) -> dict[str, float]:
         weights = json.loads(manifest.read_text()).get("combination", {}).get("weights")
         if weights:
             return {name: float(value) for name, value in weights.items()}
-    from orchestrator.pipeline import DEFAULT_WEIGHTS  # noqa: PLC0415
+    from core.weights import DEFAULT_WEIGHTS  # noqa: PLC0415
 
     return dict(DEFAULT_WEIGHTS)
 
@@ -450,7 +450,8 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
                                gate_data: GateData | None = None, tolerance: float = GATE_TOLERANCE) -> None:
     """Export the reranker into cpu/ (int8, Python backend), gpu/ (fp16, onnxruntime_onnx + TensorRT) and
     tensorrt/ (an engine, where TensorRT and a GPU exist), unless current. Nothing is written if a gate fails."""
-    from .onnx import base_model_path  # noqa: PLC0415
+    from core.base_model import base_model_dir  # noqa: PLC0415
+
     from .tensorrt import build_engine  # noqa: PLC0415
 
     spec = RERANKER
@@ -493,7 +494,7 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
             tensorrt=tensorrt_note,
             combination=combination_weights(adapter_dir),
         )
-        tokenizer = base_model_path() / "tokenizer.json"
+        tokenizer = base_model_dir() / "tokenizer.json"
         served = {
             # FP32 rides along unused, so benchmarks/reranker_triton.py can serve it for comparison.
             "cpu": (render(spec, "cpu", onnx_file=INT8_FILE),

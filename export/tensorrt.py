@@ -10,8 +10,9 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+from core.specs import ModelSpec
+
 from .errors import ExportError
-from .specs import ModelSpec
 
 PRECISIONS = ("fp32", "fp16", "int8")
 WORKSPACE_BYTES = 1 << 30

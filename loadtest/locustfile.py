@@ -18,8 +18,8 @@ from pathlib import Path
 import grpc
 from locust import between, events, task
 
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from loadtest.grpc_user import GrpcUser
-from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 
 JUDGMENTS = Path(__file__).resolve().parent.parent / "data" / "demo" / "judgments.csv"
 MAX_FAIL_RATIO = 0.01

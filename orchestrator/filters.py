@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .catalog import Product
-from .errors import InvalidRequest
+from core.catalog import Product
+from core.errors import InvalidRequest
 
 TEXT_FIELDS = ("brand", "category", "department")
 NUMERIC_FIELDS = ("price",)

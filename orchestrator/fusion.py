@@ -76,7 +76,7 @@ def combine_with_reranker(fused: Fused, reranker_scores: np.ndarray, weights: di
     """Re-order the first len(reranker_scores) fused candidates by a learned linear combination.
 
     final = w_reranker * cross-encoder score + w_bm25 * bm25 / max(bm25) + w_dense * cosine + sum of w_f * feature f,
-    over the reranked candidates, with `features` (orchestrator/features.py) aligned with them. Every term is kept
+    over the reranked candidates, with `features` (core/features.py) aligned with them. Every term is kept
     as a component, so the final score is the sum of the contributions; a weight missing from `weights` is 0,
     except the reranker's (1).
     """

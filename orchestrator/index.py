@@ -22,13 +22,13 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from export.specs import BI_ENCODER
+from core.catalog import Product, catalog_digest
+from core.errors import IndexError_
+from core.specs import BI_ENCODER
+from core.tokenization import TextEncoder
 
-from .catalog import Product, catalog_digest
-from .errors import IndexError_
 from .filters import FilterColumns
 from .retrieval import DenseIndex, LexicalIndex
-from .tokenization import TextEncoder
 from .triton import TritonClient
 
 FORMAT_VERSION = 1

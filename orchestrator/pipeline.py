@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from export.specs import BI_ENCODER, RERANKER
+from core.errors import InvalidRequest, TritonError
+from core.features import match_features
+from core.settings import Settings
+from core.specs import BI_ENCODER, RERANKER
+from core.spelling import SpellingCorrector
+from core.tokenization import PairEncoder, TextEncoder
 
-from .errors import InvalidRequest, TritonError
-from .features import FEATURES, match_features
 from .filters import Filter
 from .fusion import Component, combine_with_reranker, fuse
 from .index import CatalogIndex
 from .retrieval import top_rows
-from .settings import Settings
-from .spelling import SpellingCorrector
-from .tokenization import PairEncoder, TextEncoder
 from .triton import TritonClient
 
 MODES = ("hybrid", "lexical", "dense")
@@ -75,10 +75,6 @@ class QueryEncoder:
     async def encode(self, text: str) -> np.ndarray:
         output = await self.client.infer(BI_ENCODER, self.tokenizer([text]))
         return output["embedding"][0]
-
-
-# The reranker alone, used when no fitted combination.json is found beside the model.
-DEFAULT_WEIGHTS = {"reranker": 1.0, "bm25": 0.0, "dense": 0.0, **{name: 0.0 for name in FEATURES}}
 
 
 class Reranker:

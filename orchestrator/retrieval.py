@@ -12,7 +12,7 @@ import bm25s
 import faiss
 import numpy as np
 
-from .analysis import analyze
+from core.analysis import analyze
 
 # FAISS, hnswlib and usearch measured alike on the Home Depot catalog's 47,742 embeddings
 # (benchmarks/ann_libraries.py: recall@100 0.989-0.990 at ef 256, p50 0.62-0.73 ms a query). FAISS is kept
@@ -23,7 +23,7 @@ HNSW_EF_SEARCH = 256
 
 
 class LexicalIndex:
-    """Okapi BM25 (Lucene's variant, k1=1.2, b=0.75) over `orchestrator.analysis` terms."""
+    """Okapi BM25 (Lucene's variant, k1=1.2, b=0.75) over `core.analysis` terms."""
 
     def __init__(self, bm25: bm25s.BM25) -> None:
         self._bm25 = bm25

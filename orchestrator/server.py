@@ -16,15 +16,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from export.specs import BI_ENCODER, RERANKER
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.settings import Settings
+from core.specs import BI_ENCODER, RERANKER
+from core.spelling import SpellingCorrector
+from core.tokenization import PairEncoder, TextEncoder
+from core.weights import DEFAULT_WEIGHTS
 
-from ._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from .index import CatalogIndex
-from .pipeline import DEFAULT_WEIGHTS, Pipeline, QueryEncoder, Reranker
+from .pipeline import Pipeline, QueryEncoder, Reranker
 from .servicer import RankingServicer
-from .settings import Settings
-from .spelling import SpellingCorrector
-from .tokenization import PairEncoder, TextEncoder
 from .triton import TritonClient
 from .triton_process import LocalTriton
 

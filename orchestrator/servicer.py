@@ -6,8 +6,9 @@ import logging
 
 import grpc
 
-from ._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from .errors import InvalidRequest, ShoprankError, TritonError
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.errors import InvalidRequest, ShoprankError, TritonError
+
 from .filters import Filter
 from .pipeline import Pipeline, SearchQuery, SearchResult
 

@@ -9,9 +9,8 @@ import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
-from export.specs import ModelSpec
-
-from .errors import TritonError, TritonUnavailable
+from core.errors import TritonError, TritonUnavailable
+from core.specs import ModelSpec
 
 
 class TritonClient:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ConfigError, TritonUnavailable
+from core.errors import ConfigError, TritonUnavailable
 
 READY_LINE = "Started GRPCInferenceService"
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates orchestrator/_proto from proto/ (needs the dev extra: grpcio-tools).
+# Regenerates core/_proto from proto/ (needs the dev extra: grpcio-tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-out=orchestrator/_proto
+out=core/_proto
 rm -rf "$out/shoprank"
 "$PY" -m grpc_tools.protoc -I proto --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
     proto/shoprank/v1/ranking.proto

@@ -1,1 +1,1 @@
-"""Training and evaluation. `training.metrics`, `training.data` and `training.evaluate` need no torch."""
+"""Training and evaluation. `core.metrics`, `core.judgments` and `training.evaluate` need no torch."""

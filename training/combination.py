@@ -1,7 +1,7 @@
 """Learning the weights that combine the cross-encoder's score with BM25, the cosine and match features.
 
 final = reranker + w_bm25 * bm25 / max(bm25 over the query's candidates) + w_dense * cosine
-        + w_overlap * overlap + w_numbers * numbers + w_units * units   (orchestrator/features.py)
+        + w_overlap * overlap + w_numbers * numbers + w_units * units   (core/features.py)
 
 The components come from the serving path itself (Search with the judged products as candidates and
 explain on), so the weights are fit on exactly the numbers the orchestrator combines. The reranker's weight
@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from orchestrator.pipeline import DEFAULT_WEIGHTS
-
-from .metrics import ndcg_at_k
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.metrics import ndcg_at_k
+from core.weights import DEFAULT_WEIGHTS
 
 # Every weight the orchestrator combines, the reranker's first (its weight stays 1).
 COMPONENTS = tuple(DEFAULT_WEIGHTS)

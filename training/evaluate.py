@@ -16,9 +16,8 @@ from typing import Any
 import grpc
 from tqdm import tqdm
 
-from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-
-from .metrics import ndcg_at_k, percentile, recall_at_k
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.metrics import ndcg_at_k, percentile, recall_at_k
 
 TASKS = ("rerank", "search")
 RETRIEVAL = {

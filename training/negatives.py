@@ -12,14 +12,13 @@ File format, JSON Lines: {"query": "...", "product_ids": ["...", ...]} in fused 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import grpc
 from tqdm import tqdm
 
-from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from orchestrator.errors import DataError
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.errors import DataError
 
 MINE_DEPTH = 100
 
@@ -70,9 +69,3 @@ def load(path: Path) -> dict[str, list[str]]:
                 raise DataError(f"negatives {path} line {line_number}: query must be text and product_ids a list")
             mined[query] = [str(pid) for pid in product_ids]
     return mined
-
-
-def sample(mined: dict[str, list[str]], query: str, count: int, seed: int) -> list[str]:
-    """A seeded sample of `count` of the query's mined negatives (fewer when fewer were mined)."""
-    pool = mined.get(query, [])
-    return random.Random(f"{seed}:negatives:{query}").sample(pool, min(count, len(pool)))

@@ -1,6 +1,6 @@
 """`shoprank train reranker`: fine-tune the cross-encoder's LoRA adapters and head on graded judgments.
 
-Queries are split deterministically (training/splits.py): train for learning, dev for choosing (loss, epoch),
+Queries are split deterministically (core/splits.py): train for learning, dev for choosing (loss, epoch),
 test measured once at the end for the manifest and never used for a decision. Each batch holds whole queries,
 so the listwise loss sees every judged product of a query together. With mined negatives
 (training/negatives.py), each train query also gets a seeded sample of retrieved-but-unjudged products at gain 0;
@@ -13,7 +13,6 @@ Losses:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -29,15 +28,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from orchestrator.catalog import Product, load_catalog
-from orchestrator.spelling import SpellingCorrector
-from orchestrator.tokenization import PairEncoder, TextEncoder
+from core.catalog import load_catalog
+from core.base_model import base_model_dir
+from core.cross_encoder import CrossEncoder
+from core.judged import QueryList, build_lists, correct_queries, mean_ndcg
+from core.judgments import load_judgments
+from core.splits import select
+from core.tokenization import PairEncoder
 
-from .cross_encoder import CrossEncoder, base_model_dir
-from .data import load_judgments
 from . import negatives
-from .metrics import ndcg_at_k
-from .splits import select
 
 LOSSES = ("pointwise", "listwise")
 
@@ -64,47 +63,8 @@ class TrainConfig:
     layers: int | None = None
     # Mined negatives (gain 0) added to each train query; 0: judged products only.
     negatives_per_query: int = 0
-    # Train and measure on queries as the service reads them, misspellings corrected (orchestrator/spelling.py).
+    # Train and measure on queries as the service reads them, misspellings corrected (core/spelling.py).
     correct_spelling: bool = True
-
-
-@dataclass(frozen=True)
-class QueryList:
-    """One judged query: its products' texts and gains."""
-
-    query: str
-    product_ids: tuple[str, ...]
-    texts: tuple[str, ...]
-    gains: np.ndarray
-
-
-def build_lists(products: list[Product], judgments: dict[str, dict[str, float]], seed: int,
-                mined: dict[str, list[str]] | None = None, negatives_per_query: int = 0) -> list[QueryList]:
-    """QueryLists in a seeded shuffled product order, so no file order leaks into tie-breaking; with `mined`,
-    each query's judged products plus up to `negatives_per_query` of its mined negatives at gain 0."""
-    by_id = {product.product_id: product for product in products}
-    lists = []
-    for query, judged_all in judgments.items():
-        judged = {pid: gain for pid, gain in judged_all.items() if pid in by_id}
-        if not judged:
-            continue
-        if mined and negatives_per_query:
-            extra = [pid for pid in negatives.sample(mined, query, negatives_per_query, seed) if pid in by_id]
-            judged.update({pid: 0.0 for pid in extra if pid not in judged})
-        ids = sorted(judged)
-        random.Random(f"{seed}:{query}").shuffle(ids)
-        lists.append(QueryList(query, tuple(ids), tuple(by_id[pid].search_text() for pid in ids),
-                               np.array([judged[pid] for pid in ids], dtype=np.float32)))
-    return lists
-
-
-def correct_queries(splits: dict[str, list[QueryList]], products: list[Product]) -> dict[str, list[QueryList]]:
-    """The splits with their queries spelling-corrected as the service corrects them (same catalog, same
-    tokenizer vocabulary); which split a query is in, and its mined negatives, follow the query as typed."""
-    words = TextEncoder(base_model_dir() / "tokenizer.json", 64).words()
-    corrector = SpellingCorrector.for_catalog(products, words)
-    return {name: [dataclasses.replace(item, query=corrector.correct(item.query)) for item in lists]
-            for name, lists in splits.items()}
 
 
 def listwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -138,17 +98,6 @@ def score_lists(model: CrossEncoder, encoder: PairEncoder, lists: list[QueryList
         flat = model(**feeds).squeeze(-1).numpy()
         scores.extend(np.split(flat, np.cumsum(sizes)[:-1]))
     return scores
-
-
-def mean_ndcg(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:
-    """Mean nDCG@k of ranking each list by its scores (stable: ties keep the shuffled order)."""
-    values = []
-    for item, score in zip(lists, scores):
-        order = np.argsort(-score, kind="stable")
-        value = ndcg_at_k([item.product_ids[i] for i in order], dict(zip(item.product_ids, item.gains.tolist())), k)
-        if value is not None:
-            values.append(value)
-    return float(np.mean(values)) if values else float("nan")
 
 
 def data_digest(*paths: Path) -> str:

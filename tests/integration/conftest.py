@@ -13,12 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from orchestrator._proto.shoprank.v1 import ranking_pb2_grpc
-from orchestrator.catalog import load_catalog
+from core._proto.shoprank.v1 import ranking_pb2_grpc
+from core.catalog import load_catalog
+from core.settings import Settings
+from core.tokenization import TextEncoder
 from orchestrator.index import build_index
 from orchestrator.server import Service
-from orchestrator.settings import Settings
-from orchestrator.tokenization import TextEncoder
 from orchestrator.triton import TritonClient
 from orchestrator.triton_process import LocalTriton
 

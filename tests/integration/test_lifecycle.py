@@ -14,8 +14,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from orchestrator.errors import TritonUnavailable
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.errors import TritonUnavailable
 from orchestrator.triton_process import LocalTriton, free_port
 
 from .conftest import DEMO_CATALOG, DEMO_JUDGMENTS, ROOT, ServiceThread
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 def shoprank(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -80,7 +80,7 @@ def test_not_serving_until_triton_is_ready_then_degraded_when_it_goes(settings, 
 def test_unreachable_triton_at_start_is_a_clear_error(demo_index, tmp_path):
     port = free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "serve", "--index", str(demo_index), "--port", "0",
+        [sys.executable, "-m", "cli", "serve", "--index", str(demo_index), "--port", "0",
          "--triton-url", f"127.0.0.1:{port}"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "SHOPRANK_TRITON_START_TIMEOUT_S": "3"},
@@ -127,10 +127,10 @@ def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
 
 
 def test_mined_negatives_are_retrieved_unjudged_catalog_products_of_train_queries(triton, demo_index, tmp_path):
-    from orchestrator.catalog import load_catalog
-    from training.data import load_judgments
+    from core.catalog import load_catalog
+    from core.judgments import load_judgments
+    from core.splits import select
     from training.negatives import load
-    from training.splits import select
 
     out = tmp_path / "negatives.jsonl"
     result = shoprank("train", "negatives", "--catalog", str(DEMO_CATALOG), "--judgments", str(DEMO_JUDGMENTS),

@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from export.specs import RERANKER
-from orchestrator._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from orchestrator.features import FEATURES
-from orchestrator.tokenization import PairEncoder
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.features import FEATURES
+from core.specs import RERANKER
+from core.tokenization import PairEncoder
 
 from .conftest import ServiceThread
 

@@ -11,10 +11,10 @@ import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from export.specs import BI_ENCODER
-from orchestrator.catalog import load_catalog
-from orchestrator.features import FEATURES
-from orchestrator._proto.shoprank.v1 import ranking_pb2
+from core._proto.shoprank.v1 import ranking_pb2
+from core.catalog import load_catalog
+from core.features import FEATURES
+from core.specs import BI_ENCODER
 
 from .conftest import DEMO_CATALOG
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from export.onnx import PARITY_TEXTS, base_model_path, tokenize, torch_reference
-from export.specs import BI_ENCODER
+from core.base_model import base_model_dir
+from core.specs import BI_ENCODER
+from export.onnx import PARITY_TEXTS, tokenize, torch_reference
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def test_served_config_names_the_spec_tensors(triton):
 
 
 def test_triton_embeddings_match_pytorch(triton):
-    model_dir = base_model_path()
+    model_dir = base_model_dir()
     feeds = tokenize(model_dir, PARITY_TEXTS, BI_ENCODER.sequence_lengths[2])
     expected = torch_reference(model_dir, PARITY_TEXTS)["embedding"]
     served = _infer(triton.url, feeds)
@@ -43,7 +44,7 @@ def test_triton_embeddings_match_pytorch(triton):
 
 def test_dynamically_batched_requests_get_their_own_results(triton):
     """Requests of different lengths, sent at once, are padded together by the model and split back correctly."""
-    model_dir = base_model_path()
+    model_dir = base_model_dir()
     expected = torch_reference(model_dir, PARITY_TEXTS)["embedding"]
     single_feeds = [tokenize(model_dir, [text], BI_ENCODER.sequence_lengths[2]) for text in PARITY_TEXTS]
     before = _inference_stats(triton.url)

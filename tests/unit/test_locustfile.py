@@ -29,7 +29,7 @@ def test_locustfile_imports_and_defines_the_shopper():
         import loadtest.locustfile as lf
         from locust import events
         from loadtest.grpc_user import GrpcUser
-        from orchestrator._proto.shoprank.v1 import ranking_pb2_grpc
+        from core._proto.shoprank.v1 import ranking_pb2_grpc
 
         assert issubclass(lf.ShopperUser, GrpcUser) and GrpcUser.abstract and not lf.ShopperUser.abstract
         assert lf.ShopperUser.stub_class is ranking_pb2_grpc.RankingStub

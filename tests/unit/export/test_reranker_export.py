@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from core.specs import RERANKER  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.reranker import (  # noqa: E402
     INT8_FILE,
@@ -33,7 +34,6 @@ from export.reranker import (  # noqa: E402
     to_fp16,
     to_int8,
 )
-from export.specs import RERANKER  # noqa: E402
 from export.tensorrt import build_engine, optimization_profile  # noqa: E402
 from export.triton_config import TARGETS, render  # noqa: E402
 
@@ -49,7 +49,7 @@ def adapter(tmp_path_factory) -> Path:
     """An untrained adapter (fresh LoRA, seeded random head) saved as training saves one."""
     import torch
 
-    from training.cross_encoder import CrossEncoder
+    from core.cross_encoder import CrossEncoder
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("adapter")
@@ -184,10 +184,10 @@ def test_gate_data_prefers_home_depot_next_to_the_repository(tmp_path):
 
 
 def test_gate_lists_take_one_split_with_queries_corrected_as_served(demo_lists):
-    from orchestrator.catalog import load_catalog
-    from training.data import load_judgments
-    from training.splits import select
-    from training.train import build_lists
+    from core.catalog import load_catalog
+    from core.judged import build_lists
+    from core.judgments import load_judgments
+    from core.splits import select
 
     assert len(demo_lists) == 33
     dev = gate_lists(DEMO.judgments, DEMO.catalog, "dev")

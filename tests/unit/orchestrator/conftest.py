@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.catalog import Product
+from core.catalog import Product
 from orchestrator.index import CatalogIndex
 from orchestrator.retrieval import DenseIndex, LexicalIndex
 

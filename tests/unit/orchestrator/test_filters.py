@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.catalog import Product
-from orchestrator.errors import InvalidRequest
+from core.catalog import Product
+from core.errors import InvalidRequest
 from orchestrator.filters import Filter, FilterColumns
 
 PRODUCTS = [

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import orchestrator.pipeline as pipeline_module
-from orchestrator.catalog import Product
+from core.catalog import Product
+from core.settings import Settings
+from core.spelling import SpellingCorrector
 from orchestrator.pipeline import Pipeline, Reranker, SearchQuery
-from orchestrator.settings import Settings
-from orchestrator.spelling import SpellingCorrector
 
 PRODUCTS = [Product("p1", "Cordless Drill"), Product("p2", "Claw Hammer"), Product("p3", "Toilet Tank Lid")]
 

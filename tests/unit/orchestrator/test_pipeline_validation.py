@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.catalog import Product
-from orchestrator.errors import InvalidRequest
+from core.catalog import Product
+from core.errors import InvalidRequest
+from core.settings import Settings
 from orchestrator.filters import Filter
 from orchestrator.index import CatalogIndex
 from orchestrator.pipeline import Pipeline, SearchQuery
-from orchestrator.settings import Settings
 
 PRODUCTS = [
     Product("p1", "Cordless Drill", brand="Bosch", price=99.0),

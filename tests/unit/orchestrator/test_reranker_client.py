@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from orchestrator.errors import TritonError
+from core.errors import TritonError
 from orchestrator.pipeline import Reranker
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator._proto.shoprank.v1 import ranking_pb2 as pb
+from core._proto.shoprank.v1 import ranking_pb2 as pb
 from orchestrator.filters import Filter
 from orchestrator.pipeline import ScoredItem, SearchQuery, SearchResult
 from orchestrator.servicer import to_query, to_response

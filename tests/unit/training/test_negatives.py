@@ -1,6 +1,7 @@
 import pytest
 
-from orchestrator.errors import DataError
+from core.errors import DataError
+from core.judged import sample_negatives
 from training import negatives
 
 
@@ -28,9 +29,9 @@ def test_malformed_line_is_named(tmp_path, line):
 
 def test_sample_is_seeded_bounded_and_from_the_pool():
     mined = {"q": [str(n) for n in range(50)], "few": ["1"]}
-    first = negatives.sample(mined, "q", 5, seed=0)
+    first = sample_negatives(mined, "q", 5, seed=0)
     assert len(first) == 5 and len(set(first)) == 5 and set(first) <= set(mined["q"])
-    assert negatives.sample(mined, "q", 5, seed=0) == first
-    assert negatives.sample(mined, "q", 5, seed=1) != first
-    assert negatives.sample(mined, "few", 5, seed=0) == ["1"]
-    assert negatives.sample(mined, "unknown", 5, seed=0) == []
+    assert sample_negatives(mined, "q", 5, seed=0) == first
+    assert sample_negatives(mined, "q", 5, seed=1) != first
+    assert sample_negatives(mined, "few", 5, seed=0) == ["1"]
+    assert sample_negatives(mined, "unknown", 5, seed=0) == []

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.catalog import Product
-from training.train import QueryList, build_lists, correct_queries, listwise_loss, mean_ndcg, pointwise_loss
+from core.catalog import Product
+from core.judged import QueryList, build_lists, correct_queries, mean_ndcg
+from training.train import listwise_loss, pointwise_loss
 
 
 def test_listwise_loss_prefers_scores_ordered_like_gains():

@@ -52,7 +52,7 @@ class Settings:
     max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48
     # Query words no product has are corrected into catalog terms up to this many edits away
-    # (orchestrator/spelling.py); 0 turns correction off.
+    # (core/spelling.py); 0 turns correction off.
     max_spelling_edits: int = 2
     default_top_k: int = 10
     max_top_k: int = 1000

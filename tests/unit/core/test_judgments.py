@@ -1,4 +1,4 @@
-"""training.data.load_judgments: graded judgments in CSV or JSON Lines."""
+"""core.judgments.load_judgments: graded judgments in CSV or JSON Lines."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from orchestrator.errors import DataError
-from training.data import load_judgments
+from core.errors import DataError
+from core.judgments import load_judgments
 
 
 def write(tmp_path, name, text):

@@ -1,4 +1,4 @@
-"""orchestrator.catalog: loading CSV / JSON Lines catalogs and the errors that name the offending line."""
+"""core.catalog: loading CSV / JSON Lines catalogs and the errors that name the offending line."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.catalog import Product, catalog_digest, load_catalog
-from orchestrator.errors import DataError
+from core.catalog import Product, catalog_digest, load_catalog
+from core.errors import DataError
 
 
 def write_csv(tmp_path: Path, text: str, name: str = "catalog.csv") -> Path:

@@ -2,7 +2,7 @@
 
 A MiniLM cross-encoder reads "12 in." and "12-Inch" as similar text but does not check that the numbers agree,
 and a 48-token window may cut a title before the words that matter. These features look at the whole text:
-- overlap: share of the query's distinct terms (orchestrator/analysis.py) that occur in the product text;
+- overlap: share of the query's distinct terms (core/analysis.py) that occur in the product text;
 - numbers: +1 when every number of the query occurs in the product text, -1 when none does, linear in between;
   0 for a query without numbers;
 - units: the same over the query's number-unit pairs ("40v", "5 mm", "12 in."), units spelled one way

@@ -1,10 +1,10 @@
-"""orchestrator.analysis: the terms BM25 indexes, for products and queries alike."""
+"""core.analysis: the terms BM25 indexes, for products and queries alike."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.analysis import STOPWORDS, analyze
+from core.analysis import STOPWORDS, analyze
 
 
 def test_cjk_run_yields_overlapping_bigrams():

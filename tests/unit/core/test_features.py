@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from orchestrator.features import FEATURES, match_features, numbers_and_units
+from core.features import FEATURES, match_features, numbers_and_units
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""orchestrator.settings: defaults, SHOPRANK_* variables, overrides and validation."""
+"""core.settings: defaults, SHOPRANK_* variables, overrides and validation."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigError
-from orchestrator.settings import Settings
+from core.errors import ConfigError
+from core.settings import Settings
 
 
 def test_defaults_from_empty_environment():

@@ -1,4 +1,4 @@
-"""export.specs: the model specs every other part reads."""
+"""core.specs: the model specs every other part reads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from export.specs import BI_ENCODER, RERANKER, EMBEDDING_DIM, MODELS, TRITON_DTYPES, ModelSpec, TensorSpec
+from core.specs import BI_ENCODER, EMBEDDING_DIM, MODELS, RERANKER, TRITON_DTYPES, ModelSpec, TensorSpec
 
 
 def test_tensor_triton_dims_drop_batch_and_mark_dynamic():

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from training.splits import select, split_of
+from core.splits import select, split_of
 
 
 def test_split_depends_only_on_the_normalized_query():

@@ -1,4 +1,4 @@
-"""training.cross_encoder: a truncated cross-encoder keeps its shape through save and load."""
+"""core.cross_encoder: a truncated cross-encoder keeps its shape through save and load."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 def test_a_cross_encoder_of_fewer_layers_reloads_with_them(tmp_path):
     import torch
 
-    from training.cross_encoder import SHAPE_FILE, CrossEncoder
+    from core.cross_encoder import SHAPE_FILE, CrossEncoder
 
     torch.manual_seed(0)
     model = CrossEncoder.from_base(layers=2)
@@ -30,7 +30,7 @@ def test_a_cross_encoder_of_fewer_layers_reloads_with_them(tmp_path):
 
 
 def test_an_adapter_without_a_shape_file_keeps_every_layer(tmp_path):
-    from training.cross_encoder import SHAPE_FILE, CrossEncoder
+    from core.cross_encoder import SHAPE_FILE, CrossEncoder
 
     CrossEncoder.from_base().save_adapter(tmp_path)
     (tmp_path / SHAPE_FILE).unlink()  # as adapters released before the file existed

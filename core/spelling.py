@@ -5,7 +5,7 @@ BM25 then matches nothing for that word, and the bi-encoder and cross-encoder re
 Only words that cannot be right are corrected, and only into terms that occur in the catalog:
 - a word is left alone when it is short (under 4 letters) or very long, a stopword, has digits or non-Latin
   letters, is a whole word of the encoder's WordPiece vocabulary ("hire", "maid": real words, whatever the
-  catalog says), or its index term (orchestrator/analysis.py) occurs in some product;
+  catalog says), or its index term (core/analysis.py) occurs in some product;
 - otherwise it becomes, in this order of preference:
   1. the catalog term one edit away (insert, delete, substitute, or swap two neighbours) found in the most
      products, unless a split into two catalog terms is more common;

@@ -1,12 +1,15 @@
-"""The orchestrator's errors. Only the servicer turns them into gRPC status codes.
+"""shoprank's errors, shared by serving, training and export. Only the servicer turns them into gRPC status codes.
 
     ShoprankError
     ├── InvalidRequest        the caller asked for something malformed (empty query, unknown filter field...)
     ├── ConfigError           a setting or command-line value is out of range
     ├── DataError             a data file (catalog, judgments) is missing, unreadable or malformed; names the line
     ├── IndexError_           an index directory is missing or does not match what is asked of it
-    └── TritonError           Triton is unreachable, a model is not ready, or an inference failed
-        └── TritonUnavailable     nothing answers at the Triton URL
+    ├── TritonError           Triton is unreachable, a model is not ready, or an inference failed
+    │   └── TritonUnavailable     nothing answers at the Triton URL
+    ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
+    └── StoreError            the profile store failed
+        └── StoreUnavailable      the profile store cannot be reached
 """
 
 
@@ -36,3 +39,15 @@ class TritonError(ShoprankError):
 
 class TritonUnavailable(TritonError):
     """Triton does not answer at all."""
+
+
+class InvalidEvent(ShoprankError):
+    """A feedback event cannot be recorded as sent."""
+
+
+class StoreError(ShoprankError):
+    """The profile store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The profile store cannot be reached (not started, down, or refusing writes)."""

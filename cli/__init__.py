@@ -1,0 +1,1 @@
+"""The `shoprank` command line: above serving, training and export, and imported by none of them."""

@@ -1,0 +1,106 @@
+"""`shoprank train`: the cross-encoder, its combination weights, and mined negatives."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from core.errors import ShoprankError
+
+from .stack import run_on_catalog, triton_options
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    if args.model == "combination":
+        cmd_fit_combination(args)
+        return
+    if args.model == "negatives":
+        cmd_mine_negatives(args)
+        return
+    try:
+        from training.train import TrainConfig, train_reranker  # noqa: PLC0415 - imports torch and peft
+    except ImportError as error:
+        raise ShoprankError(f"training needs the train extra (pip install 'shoprank[train]'): {error}") from None
+
+    negatives_path = Path(args.negatives) if args.negatives else None
+    config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                         max_train_queries=args.max_train_queries, layers=args.layers,
+                         negatives_per_query=args.negatives_per_query if negatives_path else 0,
+                         correct_spelling=not args.no_spelling_correction)
+    manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
+                              max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
+                              finalize_only=args.finalize, negatives_path=negatives_path)
+    print(json.dumps({key: manifest.get(key) for key in ("complete", "epochs_completed", "dev_ndcg@10", "test_ndcg@10")}))
+
+
+def cmd_mine_negatives(args: argparse.Namespace) -> None:
+    """Mine retrieved-but-unjudged products of the train split's queries (training/negatives.py)."""
+    from core.judgments import load_judgments  # noqa: PLC0415
+    from core.splits import select  # noqa: PLC0415
+    from training import negatives  # noqa: PLC0415
+
+    catalog = Path(args.catalog)
+    judgments = select(load_judgments(args.judgments), "train")
+    mined = run_on_catalog(args, catalog, lambda stub: negatives.mine(stub, judgments))
+    negatives.save(Path(args.out), mined)
+    print(json.dumps({"queries": len(mined), "negatives": sum(len(ids) for ids in mined.values()), "out": args.out}))
+
+
+def cmd_fit_combination(args: argparse.Namespace) -> None:
+    """Fit the weights of the reranker, BM25, cosine and match features on the dev split through the serving path;
+    store them in the manifest."""
+    from core.catalog import load_catalog  # noqa: PLC0415
+    from core.judgments import load_judgments  # noqa: PLC0415
+    from core.splits import select  # noqa: PLC0415
+    from training.combination import collect, cross_validate, fit  # noqa: PLC0415
+
+    catalog = Path(args.catalog)
+    manifest_path = Path(args.out) / "manifest.json"
+    if not manifest_path.is_file():
+        raise ShoprankError(f"no reranker manifest at {manifest_path}: train the reranker into {args.out} first")
+    judgments = select(load_judgments(args.judgments), "dev")
+    catalog_ids = {product.product_id for product in load_catalog(catalog)}
+
+    def reranker_on(settings):  # the components need the reranker, whatever the serving default
+        return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100)
+
+    data = run_on_catalog(args, catalog, lambda stub: collect(stub, judgments, catalog_ids), adjust=reranker_on)
+    weights, combined, alone = fit(data)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["combination"] = {"weights": weights, "fit_on": "dev split", "dev_ndcg@10": round(combined, 4),
+                               "dev_ndcg@10_2fold": round(cross_validate(data), 4),
+                               "dev_ndcg@10_reranker_alone": round(alone, 4)}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest["combination"]))
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register this module's commands."""
+    sub = commands.add_parser("train", help="fine-tune a model on judgments")
+    sub.add_argument("model", choices=("reranker", "combination", "negatives"),
+                     help="reranker: fine-tune the cross-encoder; combination: fit its weights with BM25, cosine and "
+                          "match features on dev; negatives: mine retrieved-but-unjudged products of the train queries")
+    sub.add_argument("--catalog", required=True)
+    sub.add_argument("--judgments", required=True)
+    sub.add_argument("--out", required=True,
+                     help="reranker and combination: the model folder (checkpoints, adapter and head, manifest.json); "
+                          "negatives: the JSON Lines file to write")
+    sub.add_argument("--loss", choices=("pointwise", "listwise"), default="pointwise",
+                     help="default pointwise: it beat listwise on dev (models/reranker/manifest.json)")
+    sub.add_argument("--epochs", type=int, default=2)
+    sub.add_argument("--negatives", help="mined negatives file (`shoprank train negatives`) to add to the train queries")
+    sub.add_argument("--negatives-per-query", type=int, default=3, help="mined negatives added to each train query (default 3)")
+    sub.add_argument("--no-spelling-correction", action="store_true",
+                     help="reranker: train on queries as typed, not as the service corrects them")
+    sub.add_argument("--index", help="combination and negatives: prebuilt index of the catalog (default: cached under .shoprank/indexes)")
+    sub.add_argument("--lr", type=float, default=3e-4)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")
+    sub.add_argument("--layers", type=int, help="keep only the first N transformer layers (default: all 6)")
+    sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
+    sub.add_argument("--finalize", action="store_true",
+                     help="train no further: release the best adapter of the epochs completed in --out")
+    triton_options(sub)
+    sub.set_defaults(func=cmd_train)

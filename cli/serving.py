@@ -1,0 +1,155 @@
+"""`shoprank index`, `serve`, `search` and `demo`: build an index, run the service, ask it, show it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import grpc
+
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.errors import ShoprankError
+
+from .stack import build_and_save, index_is_current, settings_from, triton_options, with_service
+
+DEMO_CATALOG = Path("data/demo/catalog.csv")
+DEMO_QUERIES = [
+    ("cordless drill", []),
+    ("bluetooth headphnes", []),
+    ("手机推荐", []),
+    ("something to keep coffee hot", []),
+    ("phone", [ranking_pb2.Filter(field="category", any_of=["Phones"]), ranking_pb2.Filter(field="price", max=400)]),
+]
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from core.catalog import load_catalog  # noqa: PLC0415
+    from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
+
+    settings = settings_from(args)
+    load_catalog(args.catalog)  # fail on a bad catalog before starting anything
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        asyncio.run(build_and_save(settings, Path(args.catalog), Path(args.out), url))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from orchestrator.server import serve  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings_from(args)))
+
+
+def _parse_filter(text: str) -> ranking_pb2.Filter:
+    """'brand=Voltra,Kestrel' or 'price=10..500' (either bound may be empty)."""
+    field, _, value = text.partition("=")
+    if not field or not value:
+        raise ShoprankError(f"--filter {text!r}: expected FIELD=VALUE[,VALUE...] or FIELD=MIN..MAX")
+    if ".." in value:
+        low, _, high = value.partition("..")
+        item = ranking_pb2.Filter(field=field)
+        try:
+            if low:
+                item.min = float(low)
+            if high:
+                item.max = float(high)
+        except ValueError:
+            raise ShoprankError(f"--filter {text!r}: bounds must be numbers") from None
+        return item
+    return ranking_pb2.Filter(field=field, any_of=value.split(","))
+
+
+def format_response(query: str, response: ranking_pb2.SearchResponse, explain: bool) -> str:
+    """A human-readable ranking with each item's score breakdown."""
+    lines = [f"\nquery {query!r}: {len(response.items)} items in {response.took_ms:.1f} ms "
+             f"(models: {', '.join(f'{k}={v}' for k, v in sorted(response.model_versions.items()))})"]
+    if response.corrected_query:
+        lines.append(f"  showing results for {response.corrected_query!r} (--exact searches for the query as typed)")
+    if response.degraded:
+        lines.append(f"  DEGRADED: {response.degraded_reason}")
+    for position, item in enumerate(response.items, start=1):
+        lines.append(f"  {position:2d}. {item.score:8.4f}  {item.product_id:<10} {item.title}")
+        if explain:
+            parts = [
+                f"{c.name}: raw {c.raw:.3f}, rank {c.rank or '-'}, +{c.contribution:.4f}" for c in item.components
+            ]
+            lines.append("                 " + " | ".join(parts))
+    return "\n".join(lines)
+
+
+async def _search(address: str, request: ranking_pb2.SearchRequest) -> ranking_pb2.SearchResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await ranking_pb2_grpc.RankingStub(channel).Search(request, timeout=30)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    request = ranking_pb2.SearchRequest(
+        query=args.query,
+        user_id=args.user_id or "",
+        filters=[_parse_filter(text) for text in args.filter or []],
+        candidate_ids=args.candidates.split(",") if args.candidates else [],
+        explain=args.explain,
+        skip_spelling_correction=args.exact,
+    )
+    if args.top_k is not None:
+        request.top_k = args.top_k
+    response = asyncio.run(_search(args.server, request))
+    print(format_response(args.query, response, args.explain))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
+
+    settings = settings_from(args)
+    index_dir = Path(".shoprank/demo-index")
+    started = time.perf_counter()
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        print(f"Triton ready at {url} ({time.perf_counter() - started:.1f}s)", flush=True)
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        if not index_is_current(index_dir, DEMO_CATALOG):
+            asyncio.run(build_and_save(settings, DEMO_CATALOG, index_dir, url))
+
+        async def work(stub):
+            for query, filters in DEMO_QUERIES:
+                request = ranking_pb2.SearchRequest(query=query, top_k=5, explain=True, filters=filters)
+                response = await stub.Search(request, timeout=30)
+                shown = query + "".join(f" [{f.field}: {', '.join(f.any_of) or f'max {f.max:g}'}]" for f in filters)
+                print(format_response(shown, response, explain=True), flush=True)
+
+        asyncio.run(with_service(settings, work))
+    print("\ndemo finished: orchestrator and Triton stopped cleanly")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register this module's commands."""
+    sub = commands.add_parser("index", help="embed a catalog through Triton and build the ANN and BM25 indexes")
+    sub.add_argument("--catalog", required=True, help="catalog file, CSV or JSON Lines")
+    sub.add_argument("--out", required=True, help="index directory to write")
+    triton_options(sub)
+    sub.set_defaults(func=cmd_index)
+
+    sub = commands.add_parser("serve", help="run the gRPC ranking service")
+    sub.add_argument("--index", help="index directory (default: .shoprank/index)")
+    sub.add_argument("--host")
+    sub.add_argument("--port", type=int)
+    sub.add_argument("--fusion", choices=("rrf", "blend"))
+    triton_options(sub)
+    sub.set_defaults(func=cmd_serve)
+
+    sub = commands.add_parser("search", help="send one Search call to a running service and print the ranking")
+    sub.add_argument("query")
+    sub.add_argument("--server", default="127.0.0.1:50051")
+    sub.add_argument("--top-k", type=int)
+    sub.add_argument("--user-id")
+    sub.add_argument("--filter", action="append", help="FIELD=V1,V2 or price=MIN..MAX; repeatable")
+    sub.add_argument("--candidates", help="comma-separated product ids to rank instead of the whole catalog")
+    sub.add_argument("--explain", action="store_true")
+    sub.add_argument("--exact", action="store_true", help="no spelling correction: search for the query as typed")
+    sub.set_defaults(func=cmd_search)
+
+    sub = commands.add_parser("demo", help="index the demo catalog, serve it, answer a few queries, stop")
+    triton_options(sub)
+    sub.set_defaults(func=cmd_demo)

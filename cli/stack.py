@@ -1,0 +1,103 @@
+"""What several commands share: settings from arguments, a running Triton, a fresh index, a service on port 0."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import grpc
+
+from core._proto.shoprank.v1 import ranking_pb2_grpc
+
+
+def settings_from(args: argparse.Namespace, **extra):
+    from core.settings import Settings  # noqa: PLC0415
+
+    return Settings.from_env(
+        index_dir=getattr(args, "index", None),
+        model_repository=getattr(args, "model_repository", None),
+        triton_url=getattr(args, "triton_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        fusion=getattr(args, "fusion", None),
+        rerank_depth=getattr(args, "rerank_depth", None),
+        **extra,
+    )
+
+
+async def build_and_save(settings, catalog: Path, out: Path, url: str) -> None:
+    from core.catalog import load_catalog  # noqa: PLC0415
+    from core.specs import BI_ENCODER  # noqa: PLC0415
+    from core.tokenization import TextEncoder  # noqa: PLC0415
+    from orchestrator.index import build_index  # noqa: PLC0415
+    from orchestrator.triton import TritonClient  # noqa: PLC0415
+
+    products = load_catalog(catalog)
+    encoder = TextEncoder(settings.tokenizer_file, settings.max_product_tokens)
+    client = TritonClient(url, timeout_s=60.0)
+    try:
+        await client.wait_until_ready([BI_ENCODER], settings.triton_start_timeout_s)
+        index = await build_index(catalog, products, client, encoder)
+    finally:
+        await client.close()
+    index.save(out)
+    manifest = index.manifest
+    print(
+        f"indexed {manifest['products']} products into {out} in {manifest['build_seconds']:.1f}s "
+        f"(embedding {manifest['products'] / manifest['embed_seconds']:.0f} products/s through Triton)",
+        flush=True,
+    )
+
+
+def index_is_current(directory: Path, catalog: Path) -> bool:
+    from core.catalog import catalog_digest  # noqa: PLC0415
+    from orchestrator.index import FORMAT_VERSION  # noqa: PLC0415
+
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return False
+    data = json.loads(manifest.read_text())
+    return data.get("format_version") == FORMAT_VERSION and data.get("catalog_sha256") == catalog_digest(catalog)
+
+
+def run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Path | None = None, adjust=None):
+    """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale, and return
+    `work(stub)` run against a Service on it. The index lives at `index_dir`, else --index, else cached under
+    .shoprank/indexes by the catalog's digest; `adjust` edits the settings."""
+    from core.catalog import catalog_digest  # noqa: PLC0415
+    from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
+
+    if index_dir is None:
+        given = getattr(args, "index", None)
+        index_dir = Path(given) if given else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
+    settings = settings_from(args)
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        if adjust is not None:
+            settings = adjust(settings)
+        if not index_is_current(index_dir, catalog):
+            asyncio.run(build_and_save(settings, catalog, index_dir, url))
+        return asyncio.run(with_service(settings, work))
+
+
+async def with_service(settings, work):
+    """Start a Service (port 0), run `work(stub)`, stop the service."""
+    from orchestrator.server import Service  # noqa: PLC0415
+
+    service = await Service(dataclasses.replace(settings, port=0)).start()
+    try:
+        async with grpc.aio.insecure_channel(f"{settings.host}:{service.port}") as channel:
+            return await work(ranking_pb2_grpc.RankingStub(channel))
+    finally:
+        await service.stop()
+
+
+def triton_options(sub: argparse.ArgumentParser) -> None:
+    """The options of every command that starts (or reaches) Triton."""
+    sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
+    sub.add_argument("--rerank-depth", type=int,
+                     help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
+    sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
