@@ -6,9 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup export demo test test-unit proto bench clean
 
-## setup: create .venv with shoprank and everything its tests, export and benchmarks need
+## setup: create .venv with shoprank and everything its tests, export and benchmarks need, and redis-server
+## (Debian's package) for the shared profile store's tests
 setup: $(STAMP)
 $(STAMP): pyproject.toml
+	command -v redis-server >/dev/null || apt-get install -y -q redis-server || (apt-get update -q && apt-get install -y -q redis-server)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[export,train,test,loadtest,dev]'

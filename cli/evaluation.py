@@ -1,15 +1,24 @@
-"""`shoprank eval`: judged queries through the serving path."""
+"""`shoprank eval`: judged queries (rerank, search) and users' next orders (personal) through the serving path."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
-from .stack import run_on_catalog, triton_options
+from core.errors import ShoprankError
+
+from .stack import catalog_options, run_on_catalog, triton_options
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.task == "personal":
+        cmd_eval_personal(args)
+        return
+    if not args.judgments:
+        raise ShoprankError(f"eval {args.task} needs --judgments")
     from core.catalog import load_catalog  # noqa: PLC0415
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.splits import select  # noqa: PLC0415
@@ -19,7 +28,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     judgments = select(load_judgments(args.judgments), args.split)
     if args.max_queries:
         judgments = dict(list(judgments.items())[: args.max_queries])
-    catalog_ids = {product.product_id for product in load_catalog(catalog)}
+    catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
 
     async def work(stub):
         return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
@@ -27,26 +36,64 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     result = run_on_catalog(args, catalog, work)
     result["split"] = args.split or "all"
-    if args.json:
+    _print(result, args.json)
+
+
+def cmd_eval_personal(args: argparse.Namespace) -> None:
+    """Replay each user's past orders into a fresh profile store, then search the aisles of their last order."""
+    from training.blend import split_of_user  # noqa: PLC0415
+
+    from core.catalog import load_catalog  # noqa: PLC0415
+    from training.personal import evaluate_personal, load_histories  # noqa: PLC0415
+
+    if not args.events:
+        raise ShoprankError("eval personal needs --events")
+    catalog = Path(args.catalog)
+    products = load_catalog(catalog, skip_untitled=args.skip_untitled)
+    histories = load_histories(Path(args.events))
+    if args.split:
+        histories = {user: h for user, h in histories.items() if split_of_user(user) == args.split}
+    if args.max_users:
+        histories = dict(list(histories.items())[: args.max_users])
+    if not histories:
+        raise ShoprankError(f"no users in {args.events}" + (f" in the {args.split} split" if args.split else ""))
+
+    with tempfile.TemporaryDirectory(prefix="shoprank-eval-") as scratch:
+        def fresh_store(settings):  # never the serving store: the replay must start from nothing
+            return dataclasses.replace(settings, profile_store=f"sqlite:///{Path(scratch).resolve()}/profiles.db")
+
+        result = run_on_catalog(args, catalog, lambda stub: evaluate_personal(stub, histories, products,
+                                                                               show_progress=not args.json),
+                                adjust=fresh_store)
+    result["split"] = args.split or "all"
+    _print(result, args.json)
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
-            print(f"{key:>24}: {value}")
+            print(f"{key:>28}: {value}")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's commands."""
     sub = commands.add_parser("eval", help="evaluate judged queries through the serving path")
-    sub.add_argument("task", choices=("rerank", "search"))
+    sub.add_argument("task", choices=("rerank", "search", "personal"),
+                     help="rerank, search: judged queries (--judgments); personal: users' last orders (--events)")
     sub.add_argument("--catalog", required=True)
-    sub.add_argument("--judgments", required=True)
+    sub.add_argument("--judgments", help="rerank and search: the judged queries")
+    sub.add_argument("--events", help="personal: users' events (FORMATS.md); all but each user's last order are replayed")
+    sub.add_argument("--max-users", type=int, help="personal: only the first N users (in file order) of the selection")
     sub.add_argument("--retrieval", choices=("hybrid", "lexical", "dense"), default="hybrid")
     sub.add_argument("--fusion", choices=("rrf", "blend"))
     sub.add_argument("--index", help="prebuilt index of the catalog (default: built once and cached under .shoprank/indexes)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
-    sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries of this split (core/splits.py)")
+    sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries (personal: the users) of this split (core/splits.py; training/blend.py)")
     sub.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder: the fused order")
     sub.add_argument("--max-queries", type=int, help="only the first N queries (in file order) of the selection")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
+    catalog_options(sub)
     triton_options(sub)
     sub.set_defaults(func=cmd_eval)

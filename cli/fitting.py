@@ -1,18 +1,24 @@
-"""`shoprank train`: the cross-encoder, its combination weights, and mined negatives."""
+"""`shoprank train`: the cross-encoder, its combination weights, mined negatives, and the personalization blend."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 from core.errors import ShoprankError
 
-from .stack import run_on_catalog, triton_options
+from .stack import catalog_options, run_on_catalog, triton_options
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.model == "blend":
+        cmd_fit_blend(args)
+        return
+    if not args.judgments:
+        raise ShoprankError(f"train {args.model} needs --judgments")
     if args.model == "combination":
         cmd_fit_combination(args)
         return
@@ -61,7 +67,7 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     if not manifest_path.is_file():
         raise ShoprankError(f"no reranker manifest at {manifest_path}: train the reranker into {args.out} first")
     judgments = select(load_judgments(args.judgments), "dev")
-    catalog_ids = {product.product_id for product in load_catalog(catalog)}
+    catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
 
     def reranker_on(settings):  # the components need the reranker, whatever the serving default
         return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100)
@@ -76,14 +82,53 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     print(json.dumps(manifest["combination"]))
 
 
+def cmd_fit_blend(args: argparse.Namespace) -> None:
+    """Replay users' past orders, read the blend features of their next orders' searches, fit the blend."""
+    from training.blend import QueryGroup, fit, load_groups, save_groups  # noqa: PLC0415
+
+    from core.catalog import load_catalog  # noqa: PLC0415
+    from orchestrator.personalization.profile import FEATURES, GROUPS  # noqa: PLC0415
+    from training.personal import collect_blend_data, load_histories  # noqa: PLC0415
+
+    if args.data and Path(args.data).is_file():
+        groups = load_groups(Path(args.data), features=FEATURES)
+        print(f"blend data: {len(groups)} searches from {args.data}", flush=True)
+    else:
+        if not args.events:
+            raise ShoprankError("train blend needs --events (or --data FILE collected before)")
+        catalog = Path(args.catalog)
+        products = load_catalog(catalog, skip_untitled=args.skip_untitled)
+        histories = load_histories(Path(args.events))
+        if args.max_users:
+            histories = dict(list(histories.items())[: args.max_users])
+        with tempfile.TemporaryDirectory(prefix="shoprank-blend-") as scratch:
+            def collecting(settings):  # a fresh store, and no blend: the explained order is the relevance order
+                return dataclasses.replace(settings, blend_model=None,
+                                           profile_store=f"sqlite:///{Path(scratch).resolve()}/profiles.db")
+
+            collected = run_on_catalog(args, catalog, lambda stub: collect_blend_data(stub, histories, products,
+                                                                                      FEATURES, GROUPS), adjust=collecting)
+        groups = [QueryGroup(query_id, user, X, y) for query_id, user, X, y in collected]
+        if args.data:
+            save_groups(Path(args.data), groups, features=FEATURES)
+            print(f"blend data: {len(groups)} searches saved to {args.data}", flush=True)
+    manifest = fit(groups, Path(args.out), seed=args.seed, log=lambda message: print(message, flush=True),
+                   features=FEATURES, feature_groups=GROUPS)
+    print(json.dumps({key: manifest.get(key) for key in ("kind", "version", "metrics")}))
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's commands."""
     sub = commands.add_parser("train", help="fine-tune a model on judgments")
-    sub.add_argument("model", choices=("reranker", "combination", "negatives"),
+    sub.add_argument("model", choices=("reranker", "combination", "negatives", "blend"),
                      help="reranker: fine-tune the cross-encoder; combination: fit its weights with BM25, cosine and "
-                          "match features on dev; negatives: mine retrieved-but-unjudged products of the train queries")
+                          "match features on dev; negatives: mine retrieved-but-unjudged products of the train queries; "
+                          "blend: learn the personalization blend from users' events (--events)")
     sub.add_argument("--catalog", required=True)
-    sub.add_argument("--judgments", required=True)
+    sub.add_argument("--judgments", help="reranker, combination, negatives: the judged queries")
+    sub.add_argument("--events", help="blend: users' events (FORMATS.md), each user's last order is the target")
+    sub.add_argument("--data", help="blend: the collected features file (.npz): read when it exists, else written")
+    sub.add_argument("--max-users", type=int, help="blend: only the first N users of the events file")
     sub.add_argument("--out", required=True,
                      help="reranker and combination: the model folder (checkpoints, adapter and head, manifest.json); "
                           "negatives: the JSON Lines file to write")
@@ -102,5 +147,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
     sub.add_argument("--finalize", action="store_true",
                      help="train no further: release the best adapter of the epochs completed in --out")
+    catalog_options(sub)
     triton_options(sub)
     sub.set_defaults(func=cmd_train)

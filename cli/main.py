@@ -13,13 +13,13 @@ import grpc
 from core.errors import ShoprankError
 from export.errors import ExportError
 
-from . import evaluation, exporting, fitting, serving
+from . import evaluation, exporting, feedback, fitting, serving
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoprank", description="E-commerce search ranking served by NVIDIA Triton.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (exporting, serving, evaluation, fitting):
+    for group in (exporting, serving, feedback, evaluation, fitting):
         group.add_commands(commands)
     return parser
 

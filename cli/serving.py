@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import grpc
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import ShoprankError
 
-from .stack import build_and_save, index_is_current, settings_from, triton_options, with_service
+from .stack import build_and_save, catalog_options, index_is_current, settings_from, triton_options, with_service
 
 DEMO_CATALOG = Path("data/demo/catalog.csv")
 DEMO_QUERIES = [
@@ -24,6 +25,12 @@ DEMO_QUERIES = [
     ("something to keep coffee hot", []),
     ("phone", [ranking_pb2.Filter(field="category", any_of=["Phones"]), ranking_pb2.Filter(field="price", max=400)]),
 ]
+# Two shoppers with different histories, then the same query for each: the blend puts what each prefers first.
+DEMO_QUERY_PERSONAL = "headphones"
+DEMO_HISTORIES = {
+    "demo-alice": [("D0031", "purchase", 40), ("D0032", "click", 10), ("D0032", "purchase", 9), ("D0031", "cart", 2)],
+    "demo-bob": [("D0029", "purchase", 60), ("D0029", "purchase", 30), ("D0030", "click", 3), ("D0027", "click", 1)],
+}
 
 
 def cmd_index(args: argparse.Namespace) -> None:
@@ -31,9 +38,9 @@ def cmd_index(args: argparse.Namespace) -> None:
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
     settings = settings_from(args)
-    load_catalog(args.catalog)  # fail on a bad catalog before starting anything
+    load_catalog(args.catalog, skip_untitled=args.skip_untitled)  # fail on a bad catalog before starting anything
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        asyncio.run(build_and_save(settings, Path(args.catalog), Path(args.out), url))
+        asyncio.run(build_and_save(settings, Path(args.catalog), Path(args.out), url, args.skip_untitled))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -68,6 +75,8 @@ def format_response(query: str, response: ranking_pb2.SearchResponse, explain: b
              f"(models: {', '.join(f'{k}={v}' for k, v in sorted(response.model_versions.items()))})"]
     if response.corrected_query:
         lines.append(f"  showing results for {response.corrected_query!r} (--exact searches for the query as typed)")
+    if response.personalization:
+        lines.append(f"  personalization: {response.personalization}")
     if response.degraded:
         lines.append(f"  DEGRADED: {response.degraded_reason}")
     for position, item in enumerate(response.items, start=1):
@@ -93,7 +102,14 @@ def cmd_search(args: argparse.Namespace) -> None:
         candidate_ids=args.candidates.split(",") if args.candidates else [],
         explain=args.explain,
         skip_spelling_correction=args.exact,
+        skip_personalization=args.no_personalization,
     )
+    for text in args.blend or []:
+        group, _, value = text.partition("=")
+        try:
+            setattr(request.blend_weights, group, float(value))
+        except (AttributeError, ValueError):
+            raise ShoprankError(f"--blend {text!r}: expected relevance|preference|popularity=NUMBER") from None
     if args.top_k is not None:
         request.top_k = args.top_k
     response = asyncio.run(_search(args.server, request))
@@ -118,9 +134,36 @@ def cmd_demo(args: argparse.Namespace) -> None:
                 response = await stub.Search(request, timeout=30)
                 shown = query + "".join(f" [{f.field}: {', '.join(f.any_of) or f'max {f.max:g}'}]" for f in filters)
                 print(format_response(shown, response, explain=True), flush=True)
+            await _demo_personalization(stub)
 
-        asyncio.run(with_service(settings, work))
+        with tempfile.TemporaryDirectory(prefix="shoprank-demo-") as scratch:  # each demo starts with no profiles
+            store = f"sqlite:///{Path(scratch).resolve()}/profiles.db"
+            asyncio.run(with_service(dataclasses.replace(settings, profile_store=store), work))
     print("\ndemo finished: orchestrator and Triton stopped cleanly")
+
+
+async def _demo_personalization(stub) -> None:
+    from .feedback import feedback_event  # noqa: PLC0415
+
+    now = time.time()
+    for user, history in DEMO_HISTORIES.items():
+        events = [feedback_event(user, product, kind, at=now - days * 86400) for product, kind, days in history]
+
+        async def stream(events=events):
+            for event in events:
+                yield event
+
+        result = await stub.FeedbackStream(stream(), timeout=30)
+        print(f"\n{user}: {result.accepted} events recorded ({', '.join(f'{k} {p}' for p, k, _ in history)})")
+    for user in ("", *DEMO_HISTORIES):
+        request = ranking_pb2.SearchRequest(query=DEMO_QUERY_PERSONAL, user_id=user, top_k=4, explain=True)
+        response = await stub.Search(request, timeout=30)
+        shown = f"{DEMO_QUERY_PERSONAL} (user {user or 'anonymous'})"
+        print(format_response(shown, response, explain=False), flush=True)
+        for position, item in enumerate(response.items[:2], start=1):
+            personal = [c for c in item.components if c.name.startswith(("preference:", "popularity:")) and abs(c.contribution) >= 0.01]
+            if personal:
+                print(f"      {position}. personal: " + " | ".join(f"{c.name.split(':')[1]} {c.raw:.2f} -> {c.contribution:+.3f}" for c in personal))
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -128,6 +171,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("index", help="embed a catalog through Triton and build the ANN and BM25 indexes")
     sub.add_argument("--catalog", required=True, help="catalog file, CSV or JSON Lines")
     sub.add_argument("--out", required=True, help="index directory to write")
+    catalog_options(sub)
     triton_options(sub)
     sub.set_defaults(func=cmd_index)
 
@@ -136,6 +180,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--host")
     sub.add_argument("--port", type=int)
     sub.add_argument("--fusion", choices=("rrf", "blend"))
+    sub.add_argument("--profile-store", help="sqlite:///FILE (default .shoprank/profiles.db) or redis://HOST:PORT/DB")
     triton_options(sub)
     sub.set_defaults(func=cmd_serve)
 
@@ -148,6 +193,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--candidates", help="comma-separated product ids to rank instead of the whole catalog")
     sub.add_argument("--explain", action="store_true")
     sub.add_argument("--exact", action="store_true", help="no spelling correction: search for the query as typed")
+    sub.add_argument("--no-personalization", action="store_true", help="rank as for an anonymous user")
+    sub.add_argument("--blend", action="append", metavar="GROUP=WEIGHT",
+                     help="override a blend group's weight (relevance, preference, popularity); repeatable")
     sub.set_defaults(func=cmd_search)
 
     sub = commands.add_parser("demo", help="index the demo catalog, serve it, answer a few queries, stop")

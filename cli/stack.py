@@ -24,18 +24,19 @@ def settings_from(args: argparse.Namespace, **extra):
         port=getattr(args, "port", None),
         fusion=getattr(args, "fusion", None),
         rerank_depth=getattr(args, "rerank_depth", None),
+        profile_store=getattr(args, "profile_store", None),
         **extra,
     )
 
 
-async def build_and_save(settings, catalog: Path, out: Path, url: str) -> None:
+async def build_and_save(settings, catalog: Path, out: Path, url: str, skip_untitled: bool = False) -> None:
     from core.catalog import load_catalog  # noqa: PLC0415
     from core.specs import BI_ENCODER  # noqa: PLC0415
     from core.tokenization import TextEncoder  # noqa: PLC0415
     from orchestrator.index import build_index  # noqa: PLC0415
     from orchestrator.triton import TritonClient  # noqa: PLC0415
 
-    products = load_catalog(catalog)
+    products = load_catalog(catalog, skip_untitled=skip_untitled)
     encoder = TextEncoder(settings.tokenizer_file, settings.max_product_tokens)
     client = TritonClient(url, timeout_s=60.0)
     try:
@@ -79,7 +80,7 @@ def run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Pat
         if adjust is not None:
             settings = adjust(settings)
         if not index_is_current(index_dir, catalog):
-            asyncio.run(build_and_save(settings, catalog, index_dir, url))
+            asyncio.run(build_and_save(settings, catalog, index_dir, url, getattr(args, "skip_untitled", False)))
         return asyncio.run(with_service(settings, work))
 
 
@@ -101,3 +102,9 @@ def triton_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--rerank-depth", type=int,
                      help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
     sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
+
+
+def catalog_options(sub: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a catalog file."""
+    sub.add_argument("--skip-untitled", action="store_true",
+                     help="leave out products with an empty title (with a warning) instead of rejecting the catalog")

@@ -6,12 +6,15 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import DataError
+
+log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("product_id", "title")
 KNOWN_COLUMNS = ("product_id", "title", "description", "brand", "category", "department", "price", "image_url")
@@ -60,16 +63,22 @@ class Product:
         return cls(**data)
 
 
-def load_catalog(path: str | Path) -> list[Product]:
+def load_catalog(path: str | Path, skip_untitled: bool = False) -> list[Product]:
     """Read a catalog file; `.jsonl`/`.json` are JSON Lines, everything else is CSV.
 
     Raises DataError naming the file and row for a missing file, missing required columns,
-    broken UTF-8, an empty id or title, a duplicate id, or a price that is not a number.
+    broken UTF-8, an empty id or title, a duplicate id, or a price that is not a number. With `skip_untitled`,
+    products with an empty title are left out instead (nothing could find them by text), with a warning that
+    counts them and names the first lines.
     """
     path = Path(path)
     products: list[Product] = []
     first_row_of: dict[str, int] = {}
+    untitled: list[int] = []
     for line_number, row in read_table(path, REQUIRED_COLUMNS, "catalog"):
+        if skip_untitled and cell_text(row.get("product_id")) and not cell_text(row.get("title")):
+            untitled.append(line_number)
+            continue
         product = _product(row, path, line_number)
         if product.product_id in first_row_of:
             raise DataError(
@@ -78,6 +87,9 @@ def load_catalog(path: str | Path) -> list[Product]:
             )
         first_row_of[product.product_id] = line_number
         products.append(product)
+    if untitled:
+        lines = ", ".join(map(str, untitled[:5])) + (" ..." if len(untitled) > 5 else "")
+        log.warning("catalog %s: left out %d products with an empty title (lines %s)", path, len(untitled), lines)
     if not products:
         raise DataError(f"catalog {path}: no products")
     return products

@@ -54,6 +54,17 @@ class Settings:
     # Query words no product has are corrected into catalog terms up to this many edits away
     # (core/spelling.py); 0 turns correction off.
     max_spelling_edits: int = 2
+    # Personalization: users' events live in the profile store (sqlite:///FILE, or redis://HOST:PORT/DB shared by
+    # several replicas); the learned blend (models/blend, `shoprank train blend`) re-orders the reranked head and
+    # the user's own products among the candidates (the first blend_depth of the fused order when not reranked).
+    profile_store: str = "sqlite:///.shoprank/profiles.db"
+    blend_model: Path | None = Path("models/blend")
+    blend_depth: int = 100
+    max_profile_events: int = 2000
+    max_event_future_s: float = 300.0
+    max_user_id_bytes: int = 256
+    # Key of the hash that logs carry instead of user ids; empty: a random key per process.
+    log_key: str = ""
     default_top_k: int = 10
     max_top_k: int = 1000
     max_query_chars: int = 1000
@@ -66,7 +77,8 @@ class Settings:
         if not 0.0 <= self.blend_lexical_weight <= 1.0:
             raise ConfigError("blend_lexical_weight must lie in [0, 1]")
         for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates",
-                     "max_pair_tokens", "max_concurrent_reranks"):
+                     "max_pair_tokens", "max_concurrent_reranks", "blend_depth", "max_profile_events",
+                     "max_user_id_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.max_spelling_edits not in (0, 1, 2):
@@ -96,7 +108,7 @@ class Settings:
             if raw is not None:
                 values[item.name] = _parse(item.name, raw, item.type)
         values.update({key: value for key, value in overrides.items() if value is not None})
-        for key in ("index_dir", "model_repository", "tokenizer_path"):
+        for key in ("index_dir", "model_repository", "tokenizer_path", "blend_model"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return cls(**values)

@@ -1,5 +1,5 @@
-"""The ranking pipeline: validate -> correct spelling -> encode the query -> retrieve -> fuse -> rerank -> top k,
-with explanations.
+"""The ranking pipeline: validate -> correct spelling -> encode the query -> retrieve -> fuse -> rerank ->
+personalize -> top k, with explanations.
 
 Domain types only; the servicer converts to and from protobuf.
 """
@@ -7,12 +7,13 @@ Domain types only; the servicer converts to and from protobuf.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import InvalidRequest, TritonError
+from core.errors import InvalidRequest, StoreError, TritonError
 from core.features import match_features
 from core.settings import Settings
 from core.specs import BI_ENCODER, RERANKER
@@ -22,10 +23,12 @@ from core.tokenization import PairEncoder, TextEncoder
 from .filters import Filter
 from .fusion import Component, combine_with_reranker, fuse
 from .index import CatalogIndex
+from .personalization.personalizer import Personalizer
 from .retrieval import top_rows
 from .triton import TritonClient
 
 MODES = ("hybrid", "lexical", "dense")
+BLEND_GROUPS = ("relevance", "preference", "popularity")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class SearchQuery:
     mode: str = "hybrid"
     skip_rerank: bool = False
     correct_spelling: bool = True
+    personalize: bool = True
+    blend_weights: dict[str, float] | None = None  # group weights overriding the learned blend's (experiments)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ class SearchResult:
     took_ms: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     corrected_query: str = ""  # what was searched for, when spelling correction changed the query
+    personalized: bool = False
+    personalization: str = ""  # why the order is, or is not, personalized
 
     @property
     def degraded(self) -> bool:
@@ -112,13 +119,17 @@ class Pipeline:
     """Answers SearchQuery objects against one loaded index."""
 
     def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str],
-                 reranker: Reranker | None = None, speller: SpellingCorrector | None = None) -> None:
+                 reranker: Reranker | None = None, speller: SpellingCorrector | None = None,
+                 personalizer: Personalizer | None = None) -> None:
         self.settings = settings
         self.index = index
         self.encoder = encoder
         self.reranker = reranker
         self.speller = speller
+        self.personalizer = personalizer
         self.model_versions = {**model_versions, "index": index.version}
+        if personalizer is not None and personalizer.model is not None:
+            self.model_versions["blend"] = str(personalizer.model.version)
 
     def validate(self, request: SearchQuery) -> int:
         """Raise InvalidRequest for anything malformed; return the effective top_k."""
@@ -134,6 +145,11 @@ class Pipeline:
             raise InvalidRequest(f"unknown retrieval mode {request.mode!r}; known: {', '.join(MODES)}")
         for item in request.filters:
             item.validate()
+        if len(request.user_id.encode("utf-8")) > settings.max_user_id_bytes:
+            raise InvalidRequest(f"user_id is over {settings.max_user_id_bytes} bytes")
+        for group, weight in (request.blend_weights or {}).items():
+            if group not in BLEND_GROUPS or not math.isfinite(weight):
+                raise InvalidRequest(f"blend weight {group}={weight}: expected a finite weight of {', '.join(BLEND_GROUPS)}")
         if len(request.candidate_ids) > settings.max_candidates:
             raise InvalidRequest(f"{len(request.candidate_ids)} candidate ids; the limit is {settings.max_candidates}")
         unknown = [pid for pid in request.candidate_ids if pid not in self.index.row_of]
@@ -151,6 +167,10 @@ class Pipeline:
         use_dense = request.mode in ("hybrid", "dense")
         # Every model sees the corrected query: retrieval, the cross-encoder and the match features. Under 1 ms
         # for a typical query, but up to ~40 ms for 1,000 characters of long unknown words: off the event loop.
+        # The user's profile loads from the store while the query is understood and retrieved.
+        profile_task = None
+        if self.personalizer is not None and request.user_id and request.personalize:
+            profile_task = asyncio.create_task(self.personalizer.profile(request.user_id))
         query = request.query
         if self.speller is not None and request.correct_spelling:
             query = await asyncio.to_thread(self.speller.correct, query)
@@ -168,6 +188,16 @@ class Pipeline:
         lexical_scores = await asyncio.to_thread(index.lexical.scores, query)
 
         degraded_reason = ""
+        profile, personalization = None, _why_not_personal(self.personalizer, request)
+        if profile_task is not None:
+            try:
+                profile = await profile_task
+            except StoreError as error:
+                degraded_reason = f"personalization skipped, non-personalized order: {error}"
+                personalization = "off: the profile store is unavailable"
+            else:
+                personalization = (f"personalized from {profile.events} events" if profile is not None
+                                   else "cold start: no events for this user yet, non-personalized order")
         query_embedding = None
         if embedding_task is not None:
             try:
@@ -186,6 +216,9 @@ class Pipeline:
                 pools.append(top_rows(matched, lexical_scores[matched], depth)[0])
             if use_dense:
                 pools.append(index.dense.search(query_embedding, depth)[0])
+            if profile is not None:  # the user's own products that match the query are candidates too
+                touched = self.personalizer.touched_rows(profile)
+                pools.append(touched[lexical_scores[touched] > 0])
             rows = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
 
         raw: dict[str, np.ndarray] = {}
@@ -193,7 +226,7 @@ class Pipeline:
             raw["bm25"] = lexical_scores[rows].astype(np.float64)
         if use_dense:
             raw["dense"] = index.dense.scores(query_embedding, rows).astype(np.float64)
-        fused = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
+        fused = pool = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
 
         if self.reranker is not None and settings.rerank_depth > 0 and not request.skip_rerank and len(fused.rows):
             depth = min(max(settings.rerank_depth, top_k), len(fused.rows))
@@ -211,6 +244,20 @@ class Pipeline:
             else:
                 fused = combine_with_reranker(fused, scores, self.reranker.weights, features)
 
+        personalized = False
+        if profile is not None and len(fused.rows):
+            try:
+                fused = await self.personalizer.blend(fused, pool, profile, request.blend_weights, request.explain,
+                                                      depth=top_k)
+                personalized = self.personalizer.model is not None
+            except StoreError as error:
+                reason = f"personalization skipped, non-personalized order: {error}"
+                degraded_reason = f"{degraded_reason}; {reason}" if degraded_reason else reason
+                personalization = "off: the profile store is unavailable"
+            else:
+                if not personalized:
+                    personalization = "off: no blend model loaded; features shown, relevance order kept"
+
         items = []
         for position in range(min(top_k, len(fused.rows))):
             product = index.products[int(fused.rows[position])]
@@ -224,6 +271,8 @@ class Pipeline:
             degraded_reason=degraded_reason,
             took_ms=(time.perf_counter() - started) * 1000.0,
             corrected_query=query if query != request.query else "",
+            personalized=personalized,
+            personalization=personalization,
         )
 
 
@@ -234,3 +283,14 @@ def _explain(component: Component, position: int) -> tuple[str, float, int, floa
         int(component.rank[position]),
         float(component.contribution[position]),
     )
+
+
+def _why_not_personal(personalizer: Personalizer | None, request: SearchQuery) -> str:
+    """What the response says when the user's profile is not asked for."""
+    if personalizer is None:
+        return "off: personalization is not configured"
+    if not request.user_id:
+        return "anonymous: no user_id, non-personalized order"
+    if not request.personalize:
+        return "off by request"
+    return ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import signal
 
 import grpc
@@ -24,6 +25,9 @@ from core.tokenization import PairEncoder, TextEncoder
 from core.weights import DEFAULT_WEIGHTS
 
 from .index import CatalogIndex
+from .personalization.blend import BlendModel
+from .personalization.personalizer import Personalizer
+from .personalization.store import ProfileStore, open_store
 from .pipeline import Pipeline, QueryEncoder, Reranker
 from .servicer import RankingServicer
 from .triton import TritonClient
@@ -35,10 +39,12 @@ SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
 HEALTH_POLL_S = 1.0
 
 
-def create_server(pipeline: Pipeline, host: str, port: int) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def create_server(pipeline: Pipeline, host: str, port: int,
+                  log_key: str = "") -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A gRPC server for the pipeline, bound but not started; returns (server, bound port, health servicer)."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
-    ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline), server)
+    key = log_key.encode("utf-8") if log_key else secrets.token_bytes(32)
+    ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline, key), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -61,6 +67,8 @@ class Service:
         self._health: health.aio.HealthServicer | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._models = [BI_ENCODER]
+        self._store: ProfileStore | None = None
+        self.pipeline: Pipeline | None = None
 
     async def start(self) -> "Service":
         """Load the index, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
@@ -75,9 +83,21 @@ class Service:
             self._local_triton = LocalTriton(settings.model_repository, start_timeout_s=settings.triton_start_timeout_s)
             self.triton_url = self._local_triton.url
             log.info("starting tritonserver on %s with %s", self.triton_url, settings.model_repository)
+        # A store that is down at start is a clear error now, not a silent loss of every later event.
+        self._store = open_store(settings.profile_store)
+        await self._store.start()
+        blend = None
+        if settings.blend_model is not None and (settings.blend_model / "manifest.json").is_file():
+            blend = await asyncio.to_thread(BlendModel.load, settings.blend_model)
+        elif settings.blend_model is not None:
+            log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
+        personalizer = Personalizer(self._store, index, blend, settings)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
-        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer), {}, speller=speller)
-        self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port)
+        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer), {}, speller=speller,
+                            personalizer=personalizer)
+        self.pipeline = pipeline
+        self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port,
+                                                              log_key=settings.log_key)
         await self._set_health(False)
         await self._server.start()
         try:
@@ -146,6 +166,9 @@ class Service:
         if self._local_triton is not None:
             await asyncio.to_thread(self._local_triton.stop)
             self._local_triton = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from core.errors import InvalidRequest, ShoprankError, TritonError
+from core.errors import InvalidEvent, InvalidRequest, ShoprankError, StoreError, TritonError
 
 from .filters import Filter
+from .personalization.events import Event
+from .personalization.personalizer import user_key
 from .pipeline import Pipeline, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,33 @@ def to_query(request: ranking_pb2.SearchRequest) -> SearchQuery:
         mode=_MODES.get(request.retrieval, f"unknown ({request.retrieval})"),
         skip_rerank=request.skip_rerank,
         correct_spelling=not request.skip_spelling_correction,
+        personalize=not request.skip_personalization,
+        blend_weights={field.name: value for field, value in request.blend_weights.ListFields()}
+        if request.HasField("blend_weights") else None,
+    )
+
+
+_EVENT_TYPES = {
+    ranking_pb2.EVENT_TYPE_VIEW: "view",
+    ranking_pb2.EVENT_TYPE_CLICK: "click",
+    ranking_pb2.EVENT_TYPE_CART: "cart",
+    ranking_pb2.EVENT_TYPE_PURCHASE: "purchase",
+}
+# Feedback streams are recorded in batches: each batch is one durable write to the store.
+STREAM_BATCH = 500
+MAX_LISTED_ERRORS = 1000
+
+
+def to_event(message: ranking_pb2.FeedbackEvent) -> Event:
+    """Protobuf event -> domain event (validated later, against the catalog)."""
+    return Event(
+        event_id=message.event_id,
+        user_id=message.user_id,
+        product_id=message.product_id,
+        type=_EVENT_TYPES.get(message.type, "unspecified" if message.type == 0 else f"unknown ({message.type})"),
+        time=message.time.seconds + message.time.nanos / 1e9 if message.HasField("time") else 0.0,
+        query=message.query,
+        quantity=message.quantity if message.HasField("quantity") else 1,
     )
 
 
@@ -65,14 +95,17 @@ def to_response(result: SearchResult) -> ranking_pb2.SearchResponse:
         degraded_reason=result.degraded_reason,
         took_ms=result.took_ms,
         corrected_query=result.corrected_query,
+        personalized=result.personalized,
+        personalization=result.personalization,
     )
 
 
 class RankingServicer(ranking_pb2_grpc.RankingServicer):
     """shoprank.v1.Ranking over a Pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, log_key: bytes = b"") -> None:
         self.pipeline = pipeline
+        self.log_key = log_key
 
     async def Search(self, request: ranking_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> ranking_pb2.SearchResponse:  # noqa: N802
         try:
@@ -87,3 +120,71 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
             log.exception("search failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
         return to_response(result)
+
+    def _personalizer(self):
+        if self.pipeline.personalizer is None:
+            raise StoreError("personalization is not configured on this server")
+        return self.pipeline.personalizer
+
+    async def Feedback(self, request: ranking_pb2.FeedbackEvent, context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackAck:  # noqa: N802
+        try:
+            [added] = await self._personalizer().record([to_event(request)])
+        except InvalidEvent as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except StoreError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"event not recorded, send it again: {error}")
+        except Exception:
+            log.exception("feedback failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the event was not recorded")
+        return ranking_pb2.FeedbackAck(duplicate=not added)
+
+    async def FeedbackStream(self, request_iterator: AsyncIterator[ranking_pb2.FeedbackEvent], context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackStreamResult:  # noqa: N802
+        """Valid events are recorded batch by batch; a store failure ends the call with UNAVAILABLE, saying how many
+        events before it were recorded, so the sender can resume from there."""
+        result = ranking_pb2.FeedbackStreamResult()
+        batch: list[Event] = []
+        recorded = 0  # events of the stream, counted from its start, that are decided (recorded or rejected)
+
+        async def flush() -> None:
+            nonlocal recorded
+            added = await personalizer.record(batch)
+            result.accepted += sum(added)
+            result.duplicates += len(added) - sum(added)
+            batch.clear()
+            recorded = result.received
+
+        try:
+            personalizer = self._personalizer()
+            async for message in request_iterator:
+                index = result.received
+                result.received += 1
+                try:
+                    batch.append(personalizer.check(to_event(message)))
+                except InvalidEvent as error:
+                    result.rejected += 1
+                    if len(result.errors) < MAX_LISTED_ERRORS:
+                        result.errors.append(ranking_pb2.EventError(index=index, event_id=message.event_id[:256], reason=str(error)))
+                if len(batch) >= STREAM_BATCH:
+                    await flush()
+            if batch:
+                await flush()
+        except StoreError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"the events before stream index {recorded} are recorded, none after: send again from "
+                                f"there ({error})")
+        except Exception:
+            log.exception("feedback stream failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; events after the last acknowledged batch were not recorded")
+        log.info("feedback stream: %d received, %d accepted, %d duplicates, %d rejected",
+                 result.received, result.accepted, result.duplicates, result.rejected)
+        return result
+
+    async def ForgetUser(self, request: ranking_pb2.ForgetUserRequest, context: grpc.aio.ServicerContext) -> ranking_pb2.ForgetUserResponse:  # noqa: N802
+        try:
+            deleted = await self._personalizer().forget(request.user_id)
+        except InvalidEvent as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except StoreError as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"user not forgotten, ask again: {error}")
+        log.info("forgot user %s: %d events deleted", user_key(request.user_id, self.log_key), deleted)
+        return ranking_pb2.ForgetUserResponse(events_deleted=deleted)

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_CATALOG = ROOT / "data" / "demo" / "catalog.csv"
 DEMO_JUDGMENTS = ROOT / "data" / "demo" / "judgments.csv"
 MODEL_REPOSITORY = ROOT / "model_repository"
+BLEND_MODEL = ROOT / "models" / "blend"
 
 
 class ServiceThread:
@@ -76,10 +77,12 @@ def triton(model_repository):
 
 
 @pytest.fixture(scope="session")
-def settings(model_repository) -> Settings:
+def settings(model_repository, tmp_path_factory) -> Settings:
     # Reranking on, with a deadline loose enough for a loaded CI machine (the missed deadline has its own test).
+    # The profile store is the session's own file; the blend is the released one.
+    store = tmp_path_factory.mktemp("profiles") / "profiles.db"
     return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0, rerank_depth=100,
-                    rerank_timeout_s=15.0)
+                    rerank_timeout_s=15.0, profile_store=f"sqlite:///{store}", blend_model=BLEND_MODEL)
 
 
 @pytest.fixture(scope="session")

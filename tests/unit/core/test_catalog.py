@@ -263,6 +263,19 @@ def test_empty_title_names_line(tmp_path):
     assert "empty title" in str(error.value)
 
 
+def test_untitled_products_can_be_left_out_with_a_warning(tmp_path, caplog):
+    path = write_csv(tmp_path, "product_id,title\np1,Drill\np2,   \np3,Saw\np4,\n")
+    with caplog.at_level("WARNING", logger="core.catalog"):
+        products = load_catalog(path, skip_untitled=True)
+    assert [product.product_id for product in products] == ["p1", "p3"]
+    assert "left out 2 products with an empty title (lines 3, 5)" in caplog.text
+
+
+def test_skipping_untitled_products_still_rejects_a_catalog_of_nothing_else(tmp_path):
+    with pytest.raises(DataError, match="no products"):
+        load_catalog(write_csv(tmp_path, "product_id,title\np1,\n"), skip_untitled=True)
+
+
 def test_empty_product_id_names_line(tmp_path):
     with pytest.raises(DataError, match=r"line 2: empty product_id"):
         load_catalog(write_csv(tmp_path, "product_id,title\n,Drill\n"))

@@ -7,7 +7,7 @@ import pytest
 from core._proto.shoprank.v1 import ranking_pb2 as pb
 from orchestrator.filters import Filter
 from orchestrator.pipeline import ScoredItem, SearchQuery, SearchResult
-from orchestrator.servicer import to_query, to_response
+from orchestrator.servicer import to_event, to_query, to_response
 
 
 def test_minimal_request_defaults():
@@ -124,3 +124,34 @@ def test_degraded_response():
     assert len(response.items) == 0
     # serializes cleanly
     assert pb.SearchResponse.FromString(response.SerializeToString()) == response
+
+
+def test_personalization_fields_reach_the_query():
+    plain = to_query(pb.SearchRequest(query="q", user_id="u"))
+    assert plain.personalize is True and plain.blend_weights is None
+    request = pb.SearchRequest(query="q", skip_personalization=True, blend_weights=pb.BlendWeights(preference=0.0, popularity=2.0))
+    query = to_query(request)
+    assert query.personalize is False
+    assert query.blend_weights == {"preference": 0.0, "popularity": 2.0}  # unset groups keep the model's weight
+
+
+def test_feedback_event_conversion():
+    message = pb.FeedbackEvent(event_id="e1", user_id="u1", product_id="p1", type=pb.EVENT_TYPE_CART, query="drill")
+    message.time.FromNanoseconds(1_700_000_000_500_000_000)
+    event = to_event(message)
+    assert (event.event_id, event.user_id, event.product_id, event.type, event.query) == ("e1", "u1", "p1", "cart", "drill")
+    assert event.time == pytest.approx(1_700_000_000.5)
+    assert event.quantity == 1
+    message.quantity = 3
+    assert to_event(message).quantity == 3
+
+
+def test_feedback_event_without_type_or_time_converts_to_what_validation_rejects():
+    event = to_event(pb.FeedbackEvent(event_id="e", user_id="u", product_id="p"))
+    assert event.type == "unspecified" and event.time == 0.0
+    assert to_event(pb.FeedbackEvent(type=42)).type == "unknown (42)"
+
+
+def test_personalization_fields_reach_the_response():
+    response = to_response(SearchResult(items=[], model_versions={}, personalized=True, personalization="personalized from 3 events"))
+    assert response.personalized and response.personalization == "personalized from 3 events"

@@ -39,6 +39,21 @@ class RankingStub:
                 request_serializer=shoprank_dot_v1_dot_ranking__pb2.SearchRequest.SerializeToString,
                 response_deserializer=shoprank_dot_v1_dot_ranking__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/shoprank.v1.Ranking/Feedback',
+                request_serializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackEvent.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackAck.FromString,
+                _registered_method=True)
+        self.FeedbackStream = channel.stream_unary(
+                '/shoprank.v1.Ranking/FeedbackStream',
+                request_serializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackEvent.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackStreamResult.FromString,
+                _registered_method=True)
+        self.ForgetUser = channel.unary_unary(
+                '/shoprank.v1.Ranking/ForgetUser',
+                request_serializer=shoprank_dot_v1_dot_ranking__pb2.ForgetUserRequest.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_ranking__pb2.ForgetUserResponse.FromString,
+                _registered_method=True)
 
 
 class RankingServicer:
@@ -51,6 +66,29 @@ class RankingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """Record one feedback event; answered once it is durable. INVALID_ARGUMENT for a bad event, UNAVAILABLE when
+        the profile store is down (the event is not recorded; send it again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FeedbackStream(self, request_iterator, context):
+        """Record a stream of feedback events (bulk replays, a shop's event pipeline). Bad events are reported by their
+        index and skipped; the valid ones around them are kept. Answered once every accepted event is durable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetUser(self, request, context):
+        """Delete a user's profile and events from the store. The user's next search is a cold-start one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RankingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +96,21 @@ def add_RankingServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=shoprank_dot_v1_dot_ranking__pb2.SearchRequest.FromString,
                     response_serializer=shoprank_dot_v1_dot_ranking__pb2.SearchResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackEvent.FromString,
+                    response_serializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackAck.SerializeToString,
+            ),
+            'FeedbackStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.FeedbackStream,
+                    request_deserializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackEvent.FromString,
+                    response_serializer=shoprank_dot_v1_dot_ranking__pb2.FeedbackStreamResult.SerializeToString,
+            ),
+            'ForgetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetUser,
+                    request_deserializer=shoprank_dot_v1_dot_ranking__pb2.ForgetUserRequest.FromString,
+                    response_serializer=shoprank_dot_v1_dot_ranking__pb2.ForgetUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +140,87 @@ class Ranking:
             '/shoprank.v1.Ranking/Search',
             shoprank_dot_v1_dot_ranking__pb2.SearchRequest.SerializeToString,
             shoprank_dot_v1_dot_ranking__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Ranking/Feedback',
+            shoprank_dot_v1_dot_ranking__pb2.FeedbackEvent.SerializeToString,
+            shoprank_dot_v1_dot_ranking__pb2.FeedbackAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FeedbackStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoprank.v1.Ranking/FeedbackStream',
+            shoprank_dot_v1_dot_ranking__pb2.FeedbackEvent.SerializeToString,
+            shoprank_dot_v1_dot_ranking__pb2.FeedbackStreamResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Ranking/ForgetUser',
+            shoprank_dot_v1_dot_ranking__pb2.ForgetUserRequest.SerializeToString,
+            shoprank_dot_v1_dot_ranking__pb2.ForgetUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

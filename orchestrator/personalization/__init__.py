@@ -1,0 +1,1 @@
+"""Personalization: users' feedback events and the profile stores that keep them."""

@@ -1,0 +1,57 @@
+"""Feedback events (a view, click, add-to-cart or purchase of one product by one user) and their validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.errors import InvalidEvent
+
+EVENT_TYPES = ("view", "click", "cart", "purchase")
+MAX_ID_BYTES = 256
+MAX_QUANTITY = 10_000
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing a user did with a product."""
+
+    event_id: str
+    user_id: str
+    product_id: str
+    type: str  # one of EVENT_TYPES
+    time: float  # unix seconds
+    query: str = ""
+    quantity: int = 1
+    category: str = ""  # the product's catalog category, filled in by the service before storing
+
+
+def validate(event: Event, known_product: Callable[[str], bool], now: float, max_future_s: float = 300.0) -> None:
+    """Raise InvalidEvent, saying what is wrong, unless the event can be recorded as sent."""
+    label = f"event {event.event_id[:64]!r}"
+    for field in ("event_id", "user_id", "product_id"):
+        value = getattr(event, field)
+        if not value or not value.strip():
+            raise InvalidEvent(f"{label}: {field} is missing")
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as error:
+            raise InvalidEvent(f"{label}: {field} is not valid Unicode ({error.reason})") from None
+        if size > MAX_ID_BYTES:
+            raise InvalidEvent(f"{label}: {field} is {size} bytes in UTF-8, over {MAX_ID_BYTES}")
+    if event.type not in EVENT_TYPES:
+        raise InvalidEvent(f"{label}: type {event.type!r} is not one of {', '.join(EVENT_TYPES)}")
+    if not known_product(event.product_id):
+        raise InvalidEvent(f"{label}: product {event.product_id!r} is not in the catalog")
+    if not event.time > 0:  # also rejects NaN
+        raise InvalidEvent(f"{label}: time is missing (got {event.time!r}; unix seconds expected)")
+    if event.time > now + max_future_s:
+        raise InvalidEvent(
+            f"{label}: time {event.time} is {event.time - now:.0f} s in the future "
+            f"(at most {max_future_s:.0f} s allowed)"
+        )
+    if not 1 <= event.quantity <= MAX_QUANTITY:
+        raise InvalidEvent(f"{label}: quantity {event.quantity} is outside 1..{MAX_QUANTITY}")
+    if len(event.query) > MAX_QUERY_CHARS:
+        raise InvalidEvent(f"{label}: query is {len(event.query)} characters, over {MAX_QUERY_CHARS}")

@@ -1,0 +1,147 @@
+"""Personalization in the serving path: feedback events in, a learned preference blend out.
+
+    personalizer = Personalizer(store, index, blend, settings)
+    added = await personalizer.record(events)                # validated, then durable in the store
+    profile = await personalizer.profile(user_id)            # None for a cold-start user
+    ranked = await personalizer.blend(relevance, pool, profile, weights, explain)
+
+The blend re-orders the head of the relevance order (the reranked candidates, or the first `blend_depth` of the
+fused order) together with the candidates the user has touched further down, whose relevance rank is their place
+in the fused order. Its score is the learned blend model's (orchestrator/personalization/blend.py): the sum of
+each feature's contribution, scaled per group (relevance, preference, popularity) by the request's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from core.errors import InvalidEvent
+from core.settings import Settings
+
+from ..fusion import Component, Fused
+from ..index import CatalogIndex
+from .blend import BlendModel
+from .events import Event, validate
+from .profile import FEATURES, GROUPS, UserProfile, features
+from .store import ProfileStore
+
+BIAS = "blend:bias"
+
+
+def user_key(user_id: str, key: bytes) -> str:
+    """A keyed hash of a user id: what logs carry instead of the id."""
+    return "u:" + hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+class Personalizer:
+    """Records feedback events and blends a user's preferences into a relevance order."""
+
+    def __init__(self, store: ProfileStore, index: CatalogIndex, blend: BlendModel | None, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.index = index
+        self.model = blend
+        self.settings = settings
+        self.clock = clock
+
+    def check(self, event: Event) -> Event:
+        """The event with its product's category filled in; InvalidEvent if it cannot be recorded."""
+        validate(event, self.index.row_of.__contains__, self.clock(), self.settings.max_event_future_s)
+        product = self.index.products[self.index.row_of[event.product_id]]
+        return replace(event, category=product.category)
+
+    async def record(self, events: Sequence[Event]) -> list[bool]:
+        """Validate then durably record the events; True for each new one. InvalidEvent names the first bad one."""
+        return await self.store.append([self.check(event) for event in events])
+
+    async def forget(self, user_id: str) -> int:
+        """Delete everything the store holds of the user; the number of events deleted."""
+        if not user_id:
+            raise InvalidEvent("user_id is missing")
+        return await self.store.forget(user_id)
+
+    async def profile(self, user_id: str) -> UserProfile | None:
+        """The user's profile from the store, or None when the user has no usable events (cold start)."""
+        events = await self.store.user_events(user_id, self.settings.max_profile_events)
+        if not events:
+            return None
+        index = self.index
+        embeddings = index.dense.embeddings
+
+        def embedding_of(product_id: str) -> np.ndarray | None:
+            row = index.row_of.get(product_id)
+            return None if row is None else embeddings[row]
+
+        def product_of(product_id: str):
+            row = index.row_of.get(product_id)
+            return None if row is None else index.products[row]
+
+        profile = UserProfile.from_events(events, self.clock(), embedding_of, product_of)
+        return None if profile.is_cold else profile
+
+    def touched_rows(self, profile: UserProfile) -> np.ndarray:
+        """Catalog rows of the products the user bought, carted or clicked."""
+        ids = set(profile.purchases) | set(profile.clicks_carts)
+        return np.array(sorted(self.index.row_of[pid] for pid in ids if pid in self.index.row_of), dtype=np.int64)
+
+    async def blend(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
+                    weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0) -> Fused:
+        """Re-order the relevance head and the user's own candidates by the blend model.
+
+        `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
+        every candidate (the same list when nothing was reranked, then its first max(blend_depth, depth) form the
+        head). Without a blend model the relevance order is
+        kept and, with `explain`, the features are shown with no contribution (how the blend's training data is read).
+        """
+        head = relevance.rows if relevance is not pool else pool.rows[: max(self.settings.blend_depth, depth)]
+        in_head = set(head.tolist())
+        touched = set(self.touched_rows(profile).tolist()) if profile is not None else set()
+        extra = [position for position, row in enumerate(pool.rows.tolist()) if row in touched and row not in in_head]
+        rows = np.concatenate([head, pool.rows[extra]]).astype(np.int64)
+        relevance_scores = np.concatenate([relevance.scores[: len(head)], pool.scores[extra]])
+        ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
+
+        products = [self.index.products[int(row)] for row in rows]
+        stats = await self.store.product_stats([product.product_id for product in products])
+        categories = sorted({product.category for product in products if product.category})
+        category_purchases = await self.store.category_purchases(categories)
+        X = features(profile, self.clock(), products, self.index.dense.embeddings[rows], stats, category_purchases,
+                     relevance_scores, ranks)
+        if self.model is None:  # the relevance order, as it was
+            scores, contributions = relevance_scores.astype(np.float64), np.zeros((len(rows), len(FEATURES) + 1))
+            order = np.argsort(ranks, kind="stable")
+        else:
+            scores, contributions = self.model.score(X, weights)
+            order = np.lexsort((rows, -scores))
+        components = _components(relevance, pool, len(head), extra, order) if explain else ()
+        if explain:
+            components += tuple(
+                Component(f"{GROUPS[name]}:{name}", X[order, column].astype(np.float64), np.zeros(len(rows), np.int64),
+                          contributions[order, column])
+                for column, name in enumerate(FEATURES)
+            ) + (Component(BIAS, np.zeros(len(rows)), np.zeros(len(rows), np.int64), contributions[order, -1]),)
+        return Fused(rows[order], scores[order], components)
+
+
+def _components(relevance: Fused, pool: Fused, head: int, extra: list[int], order: np.ndarray) -> tuple[Component, ...]:
+    """The relevance components of the blended rows, kept for their raw values and ranks; they add to the score
+    only through the blend's relevance features, so their contribution here is 0."""
+    pooled = {component.name: component for component in pool.components}
+    result = []
+    for component in relevance.components:
+        raw = component.raw[:head]
+        rank = component.rank[:head]
+        if component.name in pooled:
+            raw = np.concatenate([raw, pooled[component.name].raw[extra]])
+            rank = np.concatenate([rank, pooled[component.name].rank[extra]])
+        else:  # the reranker and match features score only the head
+            raw = np.concatenate([raw, np.full(len(extra), np.nan)])
+            rank = np.concatenate([rank, np.zeros(len(extra), np.int64)])
+        result.append(Component(component.name, raw[order], rank[order], np.zeros(len(order))))
+    return tuple(result)

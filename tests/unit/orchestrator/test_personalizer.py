@@ -1,0 +1,120 @@
+"""orchestrator.personalization.personalizer on a tiny in-memory index and a real SQLite store (no Triton).
+
+The end-to-end behaviour (gRPC, Triton, both stores) is in tests/integration/test_personalization.py; these pin
+down which candidates the blend sees and how it orders and explains them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from core.catalog import Product
+from core.errors import InvalidEvent
+from core.settings import Settings
+from orchestrator.fusion import Fused, fuse
+from orchestrator.personalization.blend import BlendModel
+from orchestrator.personalization.events import Event
+from orchestrator.personalization.personalizer import BIAS, Personalizer, user_key
+from orchestrator.personalization.profile import FEATURES, GROUPS
+from orchestrator.personalization.store import open_store
+
+PRODUCTS = [Product(f"p{i}", f"Product {i}", category="A" if i < 6 else "B", brand=f"brand{i % 3}") for i in range(10)]
+NOW = 1_700_000_000.0
+
+
+def linear_blend(directory, weights: dict[str, float]) -> BlendModel:
+    """A linear blend whose score is the sum of the given features' raw values (NaN as 0), plus 0.5."""
+    ones = dict.fromkeys(FEATURES, 1.0)
+    spec = {"weights": {name: weights.get(name, 0.0) for name in FEATURES}, "fill": dict.fromkeys(FEATURES, 0.0),
+            "mean": dict.fromkeys(FEATURES, 0.0), "std": ones, "log1p": [], "bias": 0.5}
+    (directory / "linear.json").write_text(json.dumps(spec))
+    (directory / "manifest.json").write_text(json.dumps({"kind": "linear", "version": 3, "model_file": "linear.json",
+                                                         "features": list(FEATURES), "groups": GROUPS}))
+    return BlendModel.load(directory)
+
+
+@pytest.fixture
+def setup(make_index, tmp_path):
+    def build(blend: BlendModel | None, blend_depth: int = 3):
+        store = open_store(f"sqlite:///{tmp_path / 'profiles.db'}")
+        asyncio.run(store.start())
+        index = make_index(PRODUCTS)
+        settings = Settings(blend_depth=blend_depth)
+        return Personalizer(store, index, blend, settings, clock=lambda: NOW), index
+
+    return build
+
+
+def relevance_order(index) -> Fused:
+    """Every product a candidate, by a descending score in id order: p0 first."""
+    rows = np.arange(len(PRODUCTS))
+    return fuse(rows, {"bm25": np.linspace(10, 1, len(rows))}, "blend")
+
+
+def purchase(user: str, product: str, days_ago: float, event_id: str) -> Event:
+    return Event(event_id, user, product, "purchase", NOW - days_ago * 86400)
+
+
+def test_the_blend_sees_the_head_and_the_users_own_products_further_down(setup, tmp_path):
+    personalizer, index = setup(linear_blend(tmp_path, {"user_purchases": 1.0}), blend_depth=3)
+    asyncio.run(personalizer.record([purchase("u", "p8", 10, "e1"), purchase("u", "p8", 5, "e2")]))
+    profile = asyncio.run(personalizer.profile("u"))
+    pool = relevance_order(index)
+    blended = asyncio.run(personalizer.blend(pool, pool, profile))
+    ids = [index.products[row].product_id for row in blended.rows]
+    assert ids[0] == "p8"  # bought twice, from rank 9 to the top
+    assert sorted(ids) == ["p0", "p1", "p2", "p8"]  # the head of 3 and the user's own product, nothing else
+
+
+def test_group_weights_scale_contributions_and_the_explanation_sums_to_the_score(setup, tmp_path):
+    personalizer, index = setup(linear_blend(tmp_path, {"user_purchases": 1.0, "relevance": 0.1}), blend_depth=3)
+    asyncio.run(personalizer.record([purchase("u", "p8", 10, "e1")]))
+    profile = asyncio.run(personalizer.profile("u"))
+    pool = relevance_order(index)
+    blended = asyncio.run(personalizer.blend(pool, pool, profile, {"preference": 0.0}, explain=True))
+    assert index.products[blended.rows[0]].product_id == "p0"  # preference off: relevance decides
+    blend_parts = [c for c in blended.components if ":" in c.name]
+    total = np.sum([c.contribution for c in blend_parts], axis=0)
+    assert total == pytest.approx(blended.scores)
+    by_name = {c.name: c for c in blended.components}
+    assert np.all(by_name["preference:user_purchases"].contribution == 0)
+    assert by_name[BIAS].contribution[0] == pytest.approx(0.5)
+    assert by_name["bm25"].contribution.sum() == 0  # relevance components explain the input, add nothing
+
+
+def test_without_a_blend_model_the_relevance_order_is_kept_and_features_explained(setup):
+    personalizer, index = setup(None, blend_depth=3)
+    asyncio.run(personalizer.record([purchase("u", "p8", 10, "e1")]))
+    profile = asyncio.run(personalizer.profile("u"))
+    pool = relevance_order(index)
+    blended = asyncio.run(personalizer.blend(pool, pool, profile, explain=True))
+    assert [index.products[row].product_id for row in blended.rows] == ["p0", "p1", "p2", "p8"]
+    purchases = {c.name: c for c in blended.components}["preference:user_purchases"]
+    assert purchases.raw.tolist() == [0, 0, 0, 1] and np.all(purchases.contribution == 0)
+
+
+def test_cold_start_users_have_no_profile(setup):
+    personalizer, _ = setup(None)
+    assert asyncio.run(personalizer.profile("nobody")) is None
+
+
+def test_recorded_events_carry_their_products_category_and_bad_ones_are_refused(setup):
+    personalizer, _ = setup(None)
+    asyncio.run(personalizer.record([purchase("u", "p7", 1, "e1")]))
+    [stored] = asyncio.run(personalizer.store.user_events("u"))
+    assert stored.category == "B"
+    with pytest.raises(InvalidEvent, match="not in the catalog"):
+        asyncio.run(personalizer.record([purchase("u", "nope", 1, "e2")]))
+    with pytest.raises(InvalidEvent, match="future"):
+        asyncio.run(personalizer.record([Event("e3", "u", "p1", "click", NOW + 3600)]))
+    assert len(asyncio.run(personalizer.store.user_events("u"))) == 1
+
+
+def test_user_key_is_a_keyed_hash_that_hides_the_id():
+    assert user_key("alice", b"k1") == user_key("alice", b"k1")
+    assert user_key("alice", b"k1") != user_key("alice", b"k2")
+    assert "alice" not in user_key("alice", b"k1")
