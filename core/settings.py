@@ -60,6 +60,11 @@ class Settings:
     profile_store: str = "sqlite:///.shoprank/profiles.db"
     blend_model: Path | None = Path("models/blend")
     blend_depth: int = 100
+    # Besides the head and the user's own products, the most bought of the first popularity_scan candidates join
+    # the blend (a filtered search's candidates are every product that passes the filter).
+    popular_depth: int = 50
+    popularity_scan: int = 2000
+    popularity_refresh_s: float = 5.0
     max_profile_events: int = 2000
     max_event_future_s: float = 300.0
     max_user_id_bytes: int = 256
@@ -77,12 +82,14 @@ class Settings:
         if not 0.0 <= self.blend_lexical_weight <= 1.0:
             raise ConfigError("blend_lexical_weight must lie in [0, 1]")
         for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates",
-                     "max_pair_tokens", "max_concurrent_reranks", "blend_depth", "max_profile_events",
+                     "max_pair_tokens", "max_concurrent_reranks", "blend_depth", "max_profile_events", "popularity_scan",
                      "max_user_id_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.max_spelling_edits not in (0, 1, 2):
             raise ConfigError("max_spelling_edits must be 0 (off), 1 or 2")
+        if self.popular_depth < 0:
+            raise ConfigError("popular_depth must be 0 (off) or more")
         if self.rerank_depth < 0:
             raise ConfigError("rerank_depth must be 0 (off) or more")
 

@@ -147,7 +147,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
 
         async def flush() -> None:
             nonlocal recorded
-            added = await personalizer.record(batch)
+            added = await personalizer.record(batch, checked=True)
             result.accepted += sum(added)
             result.duplicates += len(added) - sum(added)
             batch.clear()

@@ -146,7 +146,7 @@ async def evaluate_personal(stub: ranking_pb2_grpc.RankingStub, histories: dict[
     popularity = Counter(e.product_id for h in histories.values() for e in h.past if e.type == "purchase")
 
     figures: dict[str, list[float]] = defaultdict(list)
-    latencies = []
+    latencies: dict[str, list[float]] = defaultdict(list)
     degraded = 0
     users = set()
     searches = [(history, category, bought) for history in histories.values()
@@ -155,8 +155,10 @@ async def evaluate_personal(stub: ranking_pb2_grpc.RankingStub, histories: dict[
         judged = dict.fromkeys(bought, 1.0)
         started = time.perf_counter()
         personal = await stub.Search(search_request(category, history.user_id), timeout=60)
-        latencies.append((time.perf_counter() - started) * 1000)
+        middle = time.perf_counter()
         plain = await stub.Search(search_request(category, ""), timeout=60)
+        latencies["personal"].append((middle - started) * 1000)
+        latencies["nonpersonal"].append((time.perf_counter() - middle) * 1000)
         degraded += personal.degraded
         ranked = [item.product_id for item in personal.items]
         figures["personal"].append(ndcg_at_k(ranked, judged, 10))
@@ -179,8 +181,8 @@ async def evaluate_personal(stub: ranking_pb2_grpc.RankingStub, histories: dict[
         "personal_vs_purchase_count": paired_bootstrap(figures["personal"], figures["purchase_count"]).text(),
         "personal_vs_nonpersonal": paired_bootstrap(figures["personal"], figures["nonpersonal"]).text(),
         "degraded": degraded,
-        "search_p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
-        "search_p99_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        **{f"search_p{q}_ms{'' if kind == 'personal' else '_nonpersonal'}": round(float(np.percentile(values, q)), 1)
+           for kind, values in latencies.items() for q in (50, 99)},
         "replayed": replayed,
     }
 

@@ -13,15 +13,17 @@ each feature's contribution, scaled per group (relevance, preference, popularity
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from core.errors import InvalidEvent
+from core.errors import InvalidEvent, StoreError
 from core.settings import Settings
 
 from ..fusion import Component, Fused
@@ -32,6 +34,7 @@ from .profile import FEATURES, GROUPS, UserProfile, features
 from .store import ProfileStore
 
 BIAS = "blend:bias"
+log = logging.getLogger(__name__)
 
 
 def user_key(user_id: str, key: bytes) -> str:
@@ -49,6 +52,11 @@ class Personalizer:
         self.model = blend
         self.settings = settings
         self.clock = clock
+        # Purchase events per catalog row, for choosing the popular candidates: read from the store again after
+        # this replica records events, and in the background every popularity_refresh_s for other replicas' events.
+        self._purchases = np.zeros(len(index.products))
+        self._purchases_read_at: float | None = None
+        self._refreshing: asyncio.Task | None = None
 
     def check(self, event: Event) -> Event:
         """The event with its product's category filled in; InvalidEvent if it cannot be recorded."""
@@ -56,9 +64,39 @@ class Personalizer:
         product = self.index.products[self.index.row_of[event.product_id]]
         return replace(event, category=product.category)
 
-    async def record(self, events: Sequence[Event]) -> list[bool]:
-        """Validate then durably record the events; True for each new one. InvalidEvent names the first bad one."""
-        return await self.store.append([self.check(event) for event in events])
+    async def record(self, events: Sequence[Event], checked: bool = False) -> list[bool]:
+        """Validate (unless `checked` says they passed `check`) then durably record the events; True for each new one.
+        InvalidEvent names the first bad one, and then nothing is recorded."""
+        added = await self.store.append(list(events) if checked else [self.check(event) for event in events])
+        if any(added):
+            self._purchases_read_at = None
+        return added
+
+    async def purchase_counts(self) -> np.ndarray:
+        """Purchase events per catalog row: exact after this replica's own events, at most popularity_refresh_s
+        behind other replicas' (refreshed in the background, never holding up a search)."""
+        if self._purchases_read_at is None:
+            await self._read_purchases()
+        elif (time.monotonic() - self._purchases_read_at > self.settings.popularity_refresh_s
+              and (self._refreshing is None or self._refreshing.done())):
+            self._refreshing = asyncio.create_task(self._read_purchases(background=True))
+        return self._purchases
+
+    async def _read_purchases(self, background: bool = False) -> None:
+        read_at = time.monotonic()
+        try:
+            counts = await self.store.purchase_counts()
+        except StoreError as error:
+            if not background:
+                raise
+            log.warning("popularity not refreshed, kept from %.0f s ago: %s", read_at - self._purchases_read_at, error)
+            return
+        purchases = np.zeros(len(self.index.products))
+        row_of = self.index.row_of
+        for product_id, count in counts.items():
+            if product_id in row_of:
+                purchases[row_of[product_id]] = count
+        self._purchases, self._purchases_read_at = purchases, read_at
 
     async def forget(self, user_id: str) -> int:
         """Delete everything the store holds of the user; the number of events deleted."""
@@ -92,17 +130,27 @@ class Personalizer:
 
     async def blend(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
                     weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0) -> Fused:
-        """Re-order the relevance head and the user's own candidates by the blend model.
+        """Re-order the relevance head, the user's own candidates and the most bought ones by the blend model.
 
         `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
         every candidate (the same list when nothing was reranked, then its first max(blend_depth, depth) form the
-        head). Without a blend model the relevance order is
-        kept and, with `explain`, the features are shown with no contribution (how the blend's training data is read).
+        head). Further down the pool, the user's own products and the `popular_depth` most bought of the first
+        `popularity_scan` candidates join the head, ranked by their place in the pool. Without a blend model the
+        relevance order is kept and, with `explain`, the features are shown with no contribution (how the blend's
+        training data is read).
         """
-        head = relevance.rows if relevance is not pool else pool.rows[: max(self.settings.blend_depth, depth)]
+        settings = self.settings
+        head = relevance.rows if relevance is not pool else pool.rows[: max(settings.blend_depth, depth)]
         in_head = set(head.tolist())
         touched = set(self.touched_rows(profile).tolist()) if profile is not None else set()
-        extra = [position for position, row in enumerate(pool.rows.tolist()) if row in touched and row not in in_head]
+        own = [position for position, row in enumerate(pool.rows.tolist()) if row in touched and row not in in_head]
+        popular = []
+        if settings.popular_depth:
+            scanned = pool.rows[: settings.popularity_scan]
+            counts = (await self.purchase_counts())[scanned]
+            eligible = np.flatnonzero((counts > 0) & ~np.isin(scanned, head) & ~np.isin(scanned, list(touched)))
+            popular = eligible[np.lexsort((eligible, -counts[eligible]))][: settings.popular_depth].tolist()
+        extra = sorted(set(own) | set(popular))
         rows = np.concatenate([head, pool.rows[extra]]).astype(np.int64)
         relevance_scores = np.concatenate([relevance.scores[: len(head)], pool.scores[extra]])
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)

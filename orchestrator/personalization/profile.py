@@ -4,7 +4,7 @@ Features by group (GROUPS), in the order of FEATURES:
 - relevance: the pipeline's relevance score, and 1 / log2(1 + rank) of the candidate in the relevance order;
 - preference: cosine with the user's preference vector (time-decayed, type-weighted mean of the embeddings of the
   products they touched); decayed, weighted shares of their events in the candidate's category, department and
-  brand; how often they bought it, in what share of their orders, their clicks and carts, days since they last
+  brand; how often they bought it, in what share of their orders and of their last RECENT_ORDERS orders, their clicks and carts, days since they last
   bought it, their usual days between orders, and the ratio of the two ("due");
 - popularity: log1p of the product's purchases, its reorder rate, its share of its category's purchases.
 
@@ -25,7 +25,7 @@ import numpy as np
 _BY_GROUP = {
     "relevance": ("relevance", "relevance_rank"),
     "preference": ("pref_cosine", "category_affinity", "department_affinity", "brand_affinity",
-                   "user_purchases", "user_order_share", "user_clicks_carts",
+                   "user_purchases", "user_order_share", "recent_order_share", "user_clicks_carts",
                    "days_since_purchase", "purchase_interval", "due_ratio"),
     "popularity": ("popularity", "reorder_rate", "category_share"),
 }
@@ -36,6 +36,7 @@ EVENT_WEIGHTS = {"view": 0.1, "click": 0.3, "cart": 0.6, "purchase": 1.0}
 HALF_LIFE_DAYS = 30.0
 # Purchases closer than this belong to one order: a checkout's events share (nearly) one time, orders are apart.
 ORDER_GAP_SECONDS = 3600.0
+RECENT_ORDERS = 3
 DAY = 86400.0
 
 
@@ -73,6 +74,7 @@ class UserProfile:
     brand_affinity: dict[str, float] = field(default_factory=dict)
     purchases: dict[str, int] = field(default_factory=dict)
     orders_with: dict[str, int] = field(default_factory=dict)
+    recent_orders_with: dict[str, int] = field(default_factory=dict)  # of the last RECENT_ORDERS orders
     last_purchase: dict[str, float] = field(default_factory=dict)  # unix seconds
     clicks_carts: dict[str, int] = field(default_factory=dict)
     orders: int = 0
@@ -160,6 +162,9 @@ class UserProfile:
             holding[product_ids[position]].add(index)
         self.orders = int(starts.sum())
         self.orders_with = {product_id: len(holding[product_id]) for product_id in self.purchases}
+        recent = self.orders - RECENT_ORDERS
+        self.recent_orders_with = {product_id: sum(index >= recent for index in holding[product_id])
+                                   for product_id in self.purchases}
         if self.orders >= 2:
             self.interval_days = float(np.median(np.diff(ordered[starts]))) / DAY
 
@@ -215,6 +220,9 @@ def features(
     if profile.orders:
         X[:, _COLUMN["user_order_share"]] = [profile.orders_with.get(product_id, 0) / profile.orders
                                              for product_id in ids]
+        recent = min(profile.orders, RECENT_ORDERS)
+        X[:, _COLUMN["recent_order_share"]] = [profile.recent_orders_with.get(product_id, 0) / recent
+                                               for product_id in ids]
     X[:, _COLUMN["user_clicks_carts"]] = [profile.clicks_carts.get(product_id, 0) for product_id in ids]
     last = np.array([profile.last_purchase.get(product_id, np.nan) for product_id in ids], dtype=np.float64)
     days = np.maximum(now - last, 0.0) / DAY

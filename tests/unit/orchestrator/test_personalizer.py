@@ -118,3 +118,16 @@ def test_user_key_is_a_keyed_hash_that_hides_the_id():
     assert user_key("alice", b"k1") == user_key("alice", b"k1")
     assert user_key("alice", b"k1") != user_key("alice", b"k2")
     assert "alice" not in user_key("alice", b"k1")
+
+
+def test_the_most_bought_candidates_further_down_join_the_blend(setup, tmp_path):
+    personalizer, index = setup(linear_blend(tmp_path, {"popularity": 1.0}), blend_depth=3)
+    others = [purchase(f"other{i}", "p9", 3, f"o{i}") for i in range(3)] + [purchase("other9", "p6", 3, "o9")]
+    asyncio.run(personalizer.record(others + [purchase("u", "p1", 10, "e1")]))
+    profile = asyncio.run(personalizer.profile("u"))
+    pool = relevance_order(index)
+    personalizer.settings = Settings(blend_depth=3, popular_depth=1)
+    blended = asyncio.run(personalizer.blend(pool, pool, profile))
+    ids = [index.products[row].product_id for row in blended.rows]
+    assert ids[0] == "p9"  # bought by three users: the most popular candidate, from rank 10
+    assert sorted(ids) == ["p0", "p1", "p2", "p9"]  # p6, bought once, is past popular_depth

@@ -95,11 +95,11 @@ def matrix(profile: UserProfile | None, ids=("A", "B", "C", "D", "E"), stats=Non
 
 
 def test_features_and_groups_are_named_once_in_order():
-    assert len(set(FEATURES)) == len(FEATURES) == 15
+    assert len(set(FEATURES)) == len(FEATURES) == 16
     assert set(GROUPS) == set(FEATURES)
     assert {GROUPS["relevance"], GROUPS["relevance_rank"]} == {"relevance"}
     assert {GROUPS[name] for name in ("popularity", "reorder_rate", "category_share")} == {"popularity"}
-    assert sum(group == "preference" for group in GROUPS.values()) == 10
+    assert sum(group == "preference" for group in GROUPS.values()) == 11
 
 
 def test_counts_orders_interval_and_days_since():
@@ -107,12 +107,14 @@ def test_counts_orders_interval_and_days_since():
     assert profile.purchases == {"A": 3, "B": 1, "C": 1}
     assert profile.orders == 4  # the purchase of X, gone from the catalog, was still an order
     assert profile.orders_with == {"A": 3, "B": 1, "C": 1}
+    assert profile.recent_orders_with == {"A": 2, "B": 0, "C": 1}  # of the orders of days 10, 30 and 35
     assert profile.interval_days == pytest.approx(10.0)  # gaps 10, 20, 5 days
     assert profile.clicks_carts == {"B": 1, "C": 1}
     X = matrix(profile)
     assert X.dtype == np.float32 and X.shape == (5, len(FEATURES))
     assert X[:, COLUMN["user_purchases"]].tolist() == [3, 1, 1, 0, 0]
     assert X[:, COLUMN["user_order_share"]] == pytest.approx([0.75, 0.25, 0.25, 0, 0])
+    assert X[:, COLUMN["recent_order_share"]] == pytest.approx([2 / 3, 0, 1 / 3, 0, 0])
     assert X[:, COLUMN["user_clicks_carts"]].tolist() == [0, 1, 1, 0, 0]
     days = X[:, COLUMN["days_since_purchase"]]
     assert days[:3] == pytest.approx([10.0, 40.0 - 60 / DAY, 10.0], abs=1e-4)
@@ -194,7 +196,7 @@ def test_cold_start(events):
     for cold in (profile, None):
         X = matrix(cold)
         for name in ("pref_cosine", "category_affinity", "department_affinity", "brand_affinity",
-                     "user_purchases", "user_order_share", "user_clicks_carts"):
+                     "user_purchases", "user_order_share", "recent_order_share", "user_clicks_carts"):
             assert (X[:, COLUMN[name]] == 0).all(), name
         for name in ("days_since_purchase", "purchase_interval", "due_ratio"):
             assert np.isnan(X[:, COLUMN[name]]).all(), name
