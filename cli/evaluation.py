@@ -41,9 +41,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_eval_personal(args: argparse.Namespace) -> None:
     """Replay each user's past orders into a fresh profile store, then search the aisles of their last order."""
-    from training.blend import split_of_user  # noqa: PLC0415
-
     from core.catalog import load_catalog  # noqa: PLC0415
+    from training.blend import split_of_user  # noqa: PLC0415
     from training.personal import evaluate_personal, load_histories  # noqa: PLC0415
 
     if not args.events:

@@ -84,10 +84,9 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
 
 def cmd_fit_blend(args: argparse.Namespace) -> None:
     """Replay users' past orders, read the blend features of their next orders' searches, fit the blend."""
-    from training.blend import QueryGroup, fit, load_groups, save_groups  # noqa: PLC0415
-
     from core.catalog import load_catalog  # noqa: PLC0415
     from orchestrator.personalization.profile import FEATURES, GROUPS  # noqa: PLC0415
+    from training.blend import QueryGroup, fit, load_groups, save_groups  # noqa: PLC0415
     from training.personal import collect_blend_data, load_histories  # noqa: PLC0415
 
     if args.data and Path(args.data).is_file():

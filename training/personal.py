@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from core.stats import paired_bootstrap
 from tqdm import tqdm
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.catalog import Product, cell_text, read_table
 from core.errors import DataError
 from core.metrics import ndcg_at_k, recall_at_k
+from core.stats import paired_bootstrap
 
 DAY = 86400.0
 _TYPES = {"view": ranking_pb2.EVENT_TYPE_VIEW, "click": ranking_pb2.EVENT_TYPE_CLICK,

@@ -128,17 +128,9 @@ class Personalizer:
         ids = set(profile.purchases) | set(profile.clicks_carts)
         return np.array(sorted(self.index.row_of[pid] for pid in ids if pid in self.index.row_of), dtype=np.int64)
 
-    async def blend(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
-                    weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0) -> Fused:
-        """Re-order the relevance head, the user's own candidates and the most bought ones by the blend model.
-
-        `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
-        every candidate (the same list when nothing was reranked, then its first max(blend_depth, depth) form the
-        head). Further down the pool, the user's own products and the `popular_depth` most bought of the first
-        `popularity_scan` candidates join the head, ranked by their place in the pool. Without a blend model the
-        relevance order is kept and, with `explain`, the features are shown with no contribution (how the blend's
-        training data is read).
-        """
+    async def _candidates(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
+                          depth: int) -> tuple[np.ndarray, list[int]]:
+        """The head's rows, and the pool positions of the user's own and the most bought candidates below it."""
         settings = self.settings
         head = relevance.rows if relevance is not pool else pool.rows[: max(settings.blend_depth, depth)]
         in_head = set(head.tolist())
@@ -150,7 +142,20 @@ class Personalizer:
             counts = (await self.purchase_counts())[scanned]
             eligible = np.flatnonzero((counts > 0) & ~np.isin(scanned, head) & ~np.isin(scanned, list(touched)))
             popular = eligible[np.lexsort((eligible, -counts[eligible]))][: settings.popular_depth].tolist()
-        extra = sorted(set(own) | set(popular))
+        return head, sorted(set(own) | set(popular))
+
+    async def blend(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
+                    weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0) -> Fused:
+        """Re-order the relevance head, the user's own candidates and the most bought ones by the blend model.
+
+        `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
+        every candidate (the same list when nothing was reranked, then its first max(blend_depth, depth) form the
+        head). Further down the pool, the user's own products and the `popular_depth` most bought of the first
+        `popularity_scan` candidates join the head, ranked by their place in the pool. Without a blend model the
+        relevance order is kept and, with `explain`, the features are shown with no contribution (how the blend's
+        training data is read).
+        """
+        head, extra = await self._candidates(relevance, pool, profile, depth)
         rows = np.concatenate([head, pool.rows[extra]]).astype(np.int64)
         relevance_scores = np.concatenate([relevance.scores[: len(head)], pool.scores[extra]])
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
