@@ -19,7 +19,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,10 +31,36 @@ from ..index import CatalogIndex
 from .blend import BlendModel
 from .events import Event, validate
 from .profile import FEATURES, GROUPS, UserProfile, features
-from .store import ProfileStore
+from .store import ProductStats, ProfileStore
 
 BIAS = "blend:bias"
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Popularity:
+    """What all users bought, per catalog row and per category, as read from the store at one moment."""
+
+    purchases: np.ndarray
+    reorders: np.ndarray
+    category_purchases: dict[str, float]
+
+    @classmethod
+    def empty(cls, products: int) -> "Popularity":
+        return cls(np.zeros(products), np.zeros(products), {})
+
+    @classmethod
+    def of(cls, figures: dict[str, tuple[float, int]], index: CatalogIndex) -> "Popularity":
+        """From the store's {product_id: (purchases, reorders)}; products no longer in the catalog are left out."""
+        popularity = cls.empty(len(index.products))
+        for product_id, (purchases, reorders) in figures.items():
+            row = index.row_of.get(product_id)
+            if row is not None:
+                popularity.purchases[row], popularity.reorders[row] = purchases, reorders
+                category = index.products[row].category
+                if category:
+                    popularity.category_purchases[category] = popularity.category_purchases.get(category, 0.0) + purchases
+        return popularity
 
 
 def user_key(user_id: str, key: bytes) -> str:
@@ -52,10 +78,13 @@ class Personalizer:
         self.model = blend
         self.settings = settings
         self.clock = clock
-        # Purchase events per catalog row, for choosing the popular candidates: read from the store again after
-        # this replica records events, and in the background every popularity_refresh_s for other replicas' events.
-        self._purchases = np.zeros(len(index.products))
-        self._purchases_read_at: float | None = None
+        # Popularity, read from the store as a whole and kept here so that a search reads none of it: purchase
+        # events and reorders per catalog row, purchases per category. Read before the first search, then in the
+        # background (a search never waits) after this replica records events or popularity_refresh_s after the
+        # last read, for other replicas' events.
+        self._popularity = Popularity.empty(len(index.products))
+        self._popularity_read_at: float | None = None
+        self._popularity_changed = False
         self._refreshing: asyncio.Task | None = None
 
     def check(self, event: Event) -> Event:
@@ -69,34 +98,31 @@ class Personalizer:
         InvalidEvent names the first bad one, and then nothing is recorded."""
         added = await self.store.append(list(events) if checked else [self.check(event) for event in events])
         if any(added):
-            self._purchases_read_at = None
+            self._popularity_changed = True
         return added
 
-    async def purchase_counts(self) -> np.ndarray:
-        """Purchase events per catalog row: exact after this replica's own events, at most popularity_refresh_s
-        behind other replicas' (refreshed in the background, never holding up a search)."""
-        if self._purchases_read_at is None:
-            await self._read_purchases()
-        elif (time.monotonic() - self._purchases_read_at > self.settings.popularity_refresh_s
+    async def popularity(self) -> Popularity:
+        """The store's popularity figures as last read; the first call reads them, later ones start a background
+        read when this replica recorded events since, or popularity_refresh_s passed."""
+        if self._popularity_read_at is None:
+            await self._read_popularity()
+        elif ((self._popularity_changed
+               or time.monotonic() - self._popularity_read_at > self.settings.popularity_refresh_s)
               and (self._refreshing is None or self._refreshing.done())):
-            self._refreshing = asyncio.create_task(self._read_purchases(background=True))
-        return self._purchases
+            self._refreshing = asyncio.create_task(self._read_popularity(background=True))
+        return self._popularity
 
-    async def _read_purchases(self, background: bool = False) -> None:
-        read_at = time.monotonic()
+    async def _read_popularity(self, background: bool = False) -> None:
+        read_at, self._popularity_changed = time.monotonic(), False
         try:
-            counts = await self.store.purchase_counts()
+            figures = await self.store.product_figures()
         except StoreError as error:
             if not background:
                 raise
-            log.warning("popularity not refreshed, kept from %.0f s ago: %s", read_at - self._purchases_read_at, error)
+            self._popularity_changed = True  # try again at the next search
+            log.warning("popularity not refreshed, kept from %.0f s ago: %s", read_at - self._popularity_read_at, error)
             return
-        purchases = np.zeros(len(self.index.products))
-        row_of = self.index.row_of
-        for product_id, count in counts.items():
-            if product_id in row_of:
-                purchases[row_of[product_id]] = count
-        self._purchases, self._purchases_read_at = purchases, read_at
+        self._popularity, self._popularity_read_at = Popularity.of(figures, self.index), read_at
 
     async def forget(self, user_id: str) -> int:
         """Delete everything the store holds of the user; the number of events deleted."""
@@ -139,7 +165,7 @@ class Personalizer:
         popular = []
         if settings.popular_depth:
             scanned = pool.rows[: settings.popularity_scan]
-            counts = (await self.purchase_counts())[scanned]
+            counts = (await self.popularity()).purchases[scanned]
             eligible = np.flatnonzero((counts > 0) & ~np.isin(scanned, head) & ~np.isin(scanned, list(touched)))
             popular = eligible[np.lexsort((eligible, -counts[eligible]))][: settings.popular_depth].tolist()
         return head, sorted(set(own) | set(popular))
@@ -161,11 +187,12 @@ class Personalizer:
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
 
         products = [self.index.products[int(row)] for row in rows]
-        stats = await self.store.product_stats([product.product_id for product in products])
-        categories = sorted({product.category for product in products if product.category})
-        category_purchases = await self.store.category_purchases(categories)
-        X = features(profile, self.clock(), products, self.index.dense.embeddings[rows], stats, category_purchases,
-                     relevance_scores, ranks)
+        popularity = await self.popularity()
+        stats = {product.product_id: ProductStats(purchases=float(popularity.purchases[row]),
+                                                  reorders=int(popularity.reorders[row]))
+                 for product, row in zip(products, rows.tolist())}
+        X = features(profile, self.clock(), products, self.index.dense.embeddings[rows], stats,
+                     popularity.category_purchases, relevance_scores, ranks)
         if self.model is None:  # the relevance order, as it was
             scores, contributions = relevance_scores.astype(np.float64), np.zeros((len(rows), len(FEATURES) + 1))
             order = np.argsort(ranks, kind="stable")

@@ -7,6 +7,8 @@ Keys, under a prefix ("shoprank:" by default) so that a shared Redis is safe:
     {prefix}user:{user_id}:bought    set: the products the user has bought
     {prefix}product:{product_id}     hash: ProductStats' counters
     {prefix}category_purchases       hash: category -> purchase events
+    {prefix}purchases_by_product     sorted set: product id -> purchase events (products bought at least once)
+    {prefix}reorders_by_product      hash: product id -> reorders
     {prefix}seq                      the arrival counter
 """
 
@@ -32,12 +34,12 @@ STATS = [field.name for field in fields(ProductStats)]
 # One call per batch: the batch is written atomically, and made durable by one AOF fsync rather than one per event.
 # Members of a user's sorted set order by time, then (the arrival number's digits) by arrival.
 APPEND = """
--- KEYS: category purchases, arrival counter, purchases by product, then per event: event id, user's events,
--- user's purchases, product
+-- KEYS: category purchases, arrival counter, purchases by product, reorders by product, then per event: event id,
+-- user's events, user's purchases, product
 -- ARGV: per event: user id, product id, counter, time, event JSON, category
 local added = {}
 for i = 0, #ARGV / 6 - 1 do
-    local key, arg = 3 + 4 * i, 6 * i
+    local key, arg = 4 + 4 * i, 6 * i
     added[i + 1] = 0
     if redis.call('SET', KEYS[key + 1], ARGV[arg + 1], 'NX') then
         local seq = redis.call('INCR', KEYS[2])
@@ -48,6 +50,7 @@ for i = 0, #ARGV / 6 - 1 do
             redis.call('ZINCRBY', KEYS[3], 1, ARGV[arg + 2])
             local first = redis.call('SADD', KEYS[key + 3], ARGV[arg + 2]) == 1
             redis.call('HINCRBY', KEYS[key + 4], first and 'buyers' or 'reorders', 1)
+            if not first then redis.call('HINCRBY', KEYS[4], ARGV[arg + 2], 1) end
         end
         added[i + 1] = 1
     end
@@ -57,7 +60,8 @@ return added
 
 # Reads the keys to change from the user's events, so it cannot declare them up front (fine outside Redis Cluster).
 FORGET = """
--- KEYS: user's events, user's purchases, category purchases, purchases by product; ARGV: key prefix
+-- KEYS: user's events, user's purchases, category purchases, purchases by product, reorders by product
+-- ARGV: key prefix
 local counters = {view = 'views', click = 'clicks', cart = 'carts', purchase = 'purchases'}
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
 local touched, bought = {}, {}
@@ -73,6 +77,9 @@ for _, member in ipairs(members) do
             redis.call('ZREM', KEYS[4], event.product_id)
         end
         redis.call('HINCRBY', product, bought[product] and 'reorders' or 'buyers', -1)
+        if bought[product] and redis.call('HINCRBY', KEYS[5], event.product_id, -1) <= 0 then
+            redis.call('HDEL', KEYS[5], event.product_id)
+        end
         bought[product] = true
     end
 end
@@ -127,7 +134,8 @@ class RedisStore:
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
         """Record the new events and their figures atomically, in one call; False for each event id already recorded."""
-        keys, args = [self._key("category_purchases"), self._key("seq"), self._key("purchases_by_product")], []
+        keys, args = [self._key("category_purchases"), self._key("seq"), self._key("purchases_by_product"),
+                      self._key("reorders_by_product")], []
         for event in events:
             keys += [
                 self._key("event", event.event_id),
@@ -161,11 +169,14 @@ class RedisStore:
             for product_id, row in zip(ids, rows)
         }
 
-    async def purchase_counts(self) -> dict[str, float]:
-        """Purchase events of every product bought at least once."""
+    async def product_figures(self) -> dict[str, tuple[float, int]]:
+        """(purchase events, reorders) of every product bought at least once."""
+        pipe = self._redis.pipeline(transaction=True)  # one snapshot of both
+        pipe.zrange(self._key("purchases_by_product"), 0, -1, withscores=True)
+        pipe.hgetall(self._key("reorders_by_product"))
         with self._errors():
-            return {product_id: float(count) for product_id, count
-                    in await self._redis.zrange(self._key("purchases_by_product"), 0, -1, withscores=True)}
+            purchases, reorders = await pipe.execute()
+        return {product_id: (float(count), int(reorders.get(product_id, 0))) for product_id, count in purchases}
 
     async def category_purchases(self, categories: Sequence[str]) -> dict[str, float]:
         """Each category's purchase events; 0 for a category nobody bought from."""
@@ -179,7 +190,8 @@ class RedisStore:
     async def forget(self, user_id: str) -> int:
         """Delete the user's events, event ids and purchases, and take them out of the figures; return the count."""
         user = self._key("user", user_id)
-        keys = [f"{user}:events", f"{user}:bought", self._key("category_purchases"), self._key("purchases_by_product")]
+        keys = [f"{user}:events", f"{user}:bought", self._key("category_purchases"), self._key("purchases_by_product"),
+                self._key("reorders_by_product")]
         with self._errors():
             return await self._forget(keys, [self.prefix])
 

@@ -124,10 +124,10 @@ class SQLiteStore:
         found = {row[0]: ProductStats(float(row[1]), *row[2:]) for row in await self._call(self._read, query, ids)}
         return {product_id: found.get(product_id, ProductStats()) for product_id in ids}
 
-    async def purchase_counts(self) -> dict[str, float]:
-        """Purchase events of every product bought at least once."""
-        rows = await self._call(self._read, "SELECT product_id, purchases FROM product_stats WHERE purchases > 0", ())
-        return {product_id: float(count) for product_id, count in rows}
+    async def product_figures(self) -> dict[str, tuple[float, int]]:
+        """(purchase events, reorders) of every product bought at least once."""
+        query = "SELECT product_id, purchases, reorders FROM product_stats WHERE purchases > 0"
+        return {product_id: (float(count), int(reorders)) for product_id, count, reorders in await self._call(self._read, query, ())}
 
     async def category_purchases(self, categories: Sequence[str]) -> dict[str, float]:
         """Each category's purchase events; 0 for a category nobody bought from."""

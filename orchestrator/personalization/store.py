@@ -8,7 +8,7 @@ One small async interface, two backends: SQLite (one host; stdlib, a file) and R
     events = await store.user_events(user_id)  # the user's latest events, oldest first
     stats = await store.product_stats(product_ids)          # {product_id: ProductStats}
     purchases = await store.category_purchases(categories)  # {category: purchase events}
-    counts = await store.purchase_counts()                  # {product_id: purchase events}, bought ones only
+    figures = await store.product_figures()                 # {product_id: (purchases, reorders)}, bought ones only
     deleted = await store.forget(user_id)      # nothing of the user remains, nor in the figures
     await store.ping(); await store.close()
 
@@ -67,8 +67,8 @@ class ProfileStore(Protocol):
     async def product_stats(self, product_ids: Sequence[str]) -> dict[str, ProductStats]:
         """Each product's figures; zero stats for a product nobody touched."""
 
-    async def purchase_counts(self) -> dict[str, float]:
-        """Purchase events of every product bought at least once (what the popular candidates are chosen by)."""
+    async def product_figures(self) -> dict[str, tuple[float, int]]:
+        """(purchase events, reorders) of every product bought at least once: the popularity a search reads."""
 
     async def category_purchases(self, categories: Sequence[str]) -> dict[str, float]:
         """Each category's purchase events; 0 for a category nobody bought from."""

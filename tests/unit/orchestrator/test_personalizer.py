@@ -131,3 +131,22 @@ def test_the_most_bought_candidates_further_down_join_the_blend(setup, tmp_path)
     ids = [index.products[row].product_id for row in blended.rows]
     assert ids[0] == "p9"  # bought by three users: the most popular candidate, from rank 10
     assert sorted(ids) == ["p0", "p1", "p2", "p9"]  # p6, bought once, is past popular_depth
+
+
+def test_popularity_is_read_once_then_refreshed_in_the_background_after_new_events(setup):
+    personalizer, index = setup(None)
+
+    async def scenario():
+        await personalizer.record([purchase("a", "p9", 3, "e1"), purchase("a", "p9", 2, "e2")])
+        first = await personalizer.popularity()  # the first read holds up its caller
+        await personalizer.record([purchase("b", "p9", 1, "e3")])
+        stale = await personalizer.popularity()  # a search never waits: the last read, and a read started
+        await personalizer._refreshing
+        return first, stale, await personalizer.popularity()
+
+    first, stale, fresh = asyncio.run(scenario())
+    row = index.row_of["p9"]
+    assert (first.purchases[row], first.reorders[row]) == (2, 1)
+    assert stale is first
+    assert (fresh.purchases[row], fresh.reorders[row]) == (3, 1)
+    assert fresh.category_purchases == {"B": 3.0}

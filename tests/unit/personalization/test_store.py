@@ -133,14 +133,14 @@ def test_forget_leaves_nothing_of_the_user_and_the_figures_as_if_never_there(sto
 
     async def work(store):
         await store.append(forgotten[:3] + others + forgotten[3:])
-        with_user = await figures(store), await store.purchase_counts()
+        with_user = await figures(store), await store.product_figures()
         deleted = await store.forget("user-to-forget")
-        return with_user, deleted, await figures(store), await store.user_events("user-to-forget"), await store.purchase_counts()
+        return with_user, deleted, await figures(store), await store.user_events("user-to-forget"), await store.product_figures()
 
     (with_user, counts), deleted, after, left, counts_after = with_store(store_url, work)
     assert with_user[0]["p1"] == ProductStats(purchases=4, buyers=2, reorders=2)
-    assert counts == {"p1": 4.0, "p2": 2.0, "p-only-forgotten": 1.0}  # bought products only
-    assert counts_after == {"p1": 2.0, "p2": 1.0}
+    assert counts == {"p1": (4.0, 2), "p2": (2.0, 0), "p-only-forgotten": (1.0, 0)}  # bought products only
+    assert counts_after == {"p1": (2.0, 1), "p2": (1.0, 0)}
     assert (deleted, left) == (6, [])
     assert after == (  # the other users' figures alone
         {
