@@ -89,10 +89,13 @@ def cmd_fit_blend(args: argparse.Namespace) -> None:
     from training.blend import QueryGroup, fit, load_groups, save_groups  # noqa: PLC0415
     from training.personal import collect_blend_data, load_histories  # noqa: PLC0415
 
-    if args.data and Path(args.data).is_file():
-        groups = load_groups(Path(args.data), features=FEATURES)
-        print(f"blend data: {len(groups)} searches from {args.data}", flush=True)
+    if args.data and all(Path(path).is_file() for path in args.data):
+        groups = [group for path in args.data for group in load_groups(Path(path), features=FEATURES)]
+        print(f"blend data: {len(groups)} searches from {', '.join(args.data)}", flush=True)
     else:
+        if args.data and len(args.data) > 1:
+            raise ShoprankError(f"--data: {', '.join(p for p in args.data if not Path(p).is_file())} missing; "
+                                "several files are read only when all exist")
         if not args.events:
             raise ShoprankError("train blend needs --events (or --data FILE collected before)")
         catalog = Path(args.catalog)
@@ -105,12 +108,12 @@ def cmd_fit_blend(args: argparse.Namespace) -> None:
                 return dataclasses.replace(settings, blend_model=None,
                                            profile_store=f"sqlite:///{Path(scratch).resolve()}/profiles.db")
 
-            collected = run_on_catalog(args, catalog, lambda stub: collect_blend_data(stub, histories, products,
-                                                                                      FEATURES, GROUPS), adjust=collecting)
+            collected = run_on_catalog(args, catalog, lambda stub: collect_blend_data(
+                stub, histories, products, FEATURES, GROUPS, searches=tuple(args.searches.split(","))), adjust=collecting)
         groups = [QueryGroup(query_id, user, X, y) for query_id, user, X, y in collected]
         if args.data:
-            save_groups(Path(args.data), groups, features=FEATURES)
-            print(f"blend data: {len(groups)} searches saved to {args.data}", flush=True)
+            save_groups(Path(args.data[0]), groups, features=FEATURES)
+            print(f"blend data: {len(groups)} searches saved to {args.data[0]}", flush=True)
     manifest = fit(groups, Path(args.out), seed=args.seed, log=lambda message: print(message, flush=True),
                    features=FEATURES, feature_groups=GROUPS)
     print(json.dumps({key: manifest.get(key) for key in ("kind", "version", "metrics")}))
@@ -126,7 +129,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--catalog", required=True)
     sub.add_argument("--judgments", help="reranker, combination, negatives: the judged queries")
     sub.add_argument("--events", help="blend: users' events (FORMATS.md), each user's last order is the target")
-    sub.add_argument("--data", help="blend: the collected features file (.npz): read when it exists, else written")
+    sub.add_argument("--data", action="append",
+                     help="blend: the collected features file (.npz): read when it exists, else written; repeatable "
+                          "(all read, when all exist)")
+    sub.add_argument("--searches", default="filtered",
+                     help="blend: which searches to collect: filtered (the aisle's name over the aisle), unfiltered "
+                          "(over the whole catalog, every 6th aisle), or both (default: filtered)")
     sub.add_argument("--max-users", type=int, help="blend: only the first N users of the events file")
     sub.add_argument("--out", required=True,
                      help="reranker and combination: the model folder (checkpoints, adapter and head, manifest.json); "

@@ -247,8 +247,11 @@ class Pipeline:
         personalized = False
         if profile is not None and len(fused.rows):
             try:
+                # A narrowed search (filters, candidates) already says what is relevant; otherwise only products
+                # that match the query's words carry the user's and the shop's signals.
+                matching = None if allowed is not None else lexical_scores > 0
                 fused = await self.personalizer.blend(fused, pool, profile, request.blend_weights, request.explain,
-                                                      depth=top_k)
+                                                      depth=top_k, matching=matching)
                 personalized = self.personalizer.model is not None
             except StoreError as error:
                 reason = f"personalization skipped, non-personalized order: {error}"

@@ -121,10 +121,11 @@ async def replay(stub: ranking_pb2_grpc.RankingStub, histories: dict[str, UserHi
     return dict(totals)
 
 
-def search_request(category: str, user_id: str, top_k: int = 10, explain: bool = False) -> ranking_pb2.SearchRequest:
-    """The category's name, searched over that category's products only."""
-    return ranking_pb2.SearchRequest(query=category, user_id=user_id, top_k=top_k, explain=explain,
-                                     filters=[ranking_pb2.Filter(field="category", any_of=[category])])
+def search_request(category: str, user_id: str, top_k: int = 10, explain: bool = False,
+                   filtered: bool = True) -> ranking_pb2.SearchRequest:
+    """The category's name, searched over that category's products only (or, unfiltered, over the whole catalog)."""
+    filters = [ranking_pb2.Filter(field="category", any_of=[category])] if filtered else []
+    return ranking_pb2.SearchRequest(query=category, user_id=user_id, top_k=top_k, explain=explain, filters=filters)
 
 
 def purchase_count_order(history: UserHistory, products: list[Product], popularity: Counter) -> list[str]:
@@ -189,20 +190,28 @@ async def evaluate_personal(stub: ranking_pb2_grpc.RankingStub, histories: dict[
 
 async def collect_blend_data(stub: ranking_pb2_grpc.RankingStub, histories: dict[str, UserHistory],
                              products: list[Product], features: tuple[str, ...], groups: dict[str, str],
-                             show_progress: bool = True) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+                             show_progress: bool = True, searches: tuple[str, ...] = ("filtered",),
+                             unfiltered_every: int = 6) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     """Replay, then read each search's blend features from its explanation: (query id, user, X, labels) per search.
 
-    The service must run without a blend model, so the order it explains is the relevance order the blend re-ranks.
+    "filtered" searches are the evaluation's (the aisle's name over the aisle); "unfiltered" ones, for every
+    `unfiltered_every`-th of them, search the aisle's name over the whole catalog with the same relevant products,
+    so that the blend also learns from searches where relevance tells products apart and the user's own or popular
+    products of other aisles are wrong answers. The service must run without a blend model, so the order it
+    explains is the relevance order the blend re-ranks.
     """
     catalog_ids = {product.product_id for product in products}
     category_of = {product.product_id: product.category for product in products}
     await replay(stub, histories, catalog_ids, show_progress)
     names = [f"{groups[name]}:{name}" for name in features]
     groups_out = []
-    searches = [(history, category, bought) for history in histories.values()
-                for category, bought in history.queries(category_of)]
-    for history, category, bought in tqdm(searches, desc="collect", unit="query", disable=not show_progress):
-        response = await stub.Search(search_request(category, history.user_id, top_k=1000, explain=True), timeout=60)
+    planned = [(history, category, bought) for history in histories.values()
+               for category, bought in history.queries(category_of)]
+    planned = ([(*search, True) for search in planned] if "filtered" in searches else []) + \
+              ([(*search, False) for search in planned[::unfiltered_every]] if "unfiltered" in searches else [])
+    for history, category, bought, filtered in tqdm(planned, desc="collect", unit="query", disable=not show_progress):
+        request = search_request(category, history.user_id, top_k=1000, explain=True, filtered=filtered)
+        response = await stub.Search(request, timeout=120)
         rows, labels = [], []
         for item in response.items:
             raw = {component.name: component.raw for component in item.components}
@@ -211,6 +220,6 @@ async def collect_blend_data(stub: ranking_pb2_grpc.RankingStub, histories: dict
             rows.append([raw.get(name, float("nan")) for name in names])
             labels.append(1.0 if item.product_id in bought else 0.0)
         if rows:
-            groups_out.append((f"{history.user_id}:{category}", history.user_id,
+            groups_out.append((f"{history.user_id}:{category}" + ("" if filtered else ":unfiltered"), history.user_id,
                                np.asarray(rows, dtype=np.float32), np.asarray(labels, dtype=np.float32)))
     return groups_out

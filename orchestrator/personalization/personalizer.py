@@ -154,24 +154,29 @@ class Personalizer:
         ids = set(profile.purchases) | set(profile.clicks_carts)
         return np.array(sorted(self.index.row_of[pid] for pid in ids if pid in self.index.row_of), dtype=np.int64)
 
-    async def _candidates(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
-                          depth: int) -> tuple[np.ndarray, list[int]]:
-        """The head's rows, and the pool positions of the user's own and the most bought candidates below it."""
+    async def _candidates(self, relevance: Fused, pool: Fused, profile: UserProfile | None, depth: int,
+                          matching: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+        """The head's rows, and the pool positions of the user's own and the most bought candidates below it
+        (those that match the query, when `matching` is given)."""
         settings = self.settings
         head = relevance.rows if relevance is not pool else pool.rows[: max(settings.blend_depth, depth)]
         in_head = set(head.tolist())
         touched = set(self.touched_rows(profile).tolist()) if profile is not None else set()
-        own = [position for position, row in enumerate(pool.rows.tolist()) if row in touched and row not in in_head]
+        own = [position for position, row in enumerate(pool.rows.tolist())
+               if row in touched and row not in in_head and (matching is None or matching[row])]
         popular = []
         if settings.popular_depth:
             scanned = pool.rows[: settings.popularity_scan]
             counts = (await self.popularity()).purchases[scanned]
+            if matching is not None:
+                counts = np.where(matching[scanned], counts, 0.0)
             eligible = np.flatnonzero((counts > 0) & ~np.isin(scanned, head) & ~np.isin(scanned, list(touched)))
             popular = eligible[np.lexsort((eligible, -counts[eligible]))][: settings.popular_depth].tolist()
         return head, sorted(set(own) | set(popular))
 
     async def blend(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
-                    weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0) -> Fused:
+                    weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0,
+                    matching: np.ndarray | None = None) -> Fused:
         """Re-order the relevance head, the user's own candidates and the most bought ones by the blend model.
 
         `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
@@ -180,8 +185,13 @@ class Personalizer:
         `popularity_scan` candidates join the head, ranked by their place in the pool. Without a blend model the
         relevance order is kept and, with `explain`, the features are shown with no contribution (how the blend's
         training data is read).
+
+        `matching` (a mask over catalog rows; None: every candidate) says which candidates may carry the user's and
+        the shop's signals: the others are blended as for an anonymous user with no popularity figures, so a user's
+        own or a popular product that does not match the query cannot overtake those that do. (The blend is learned
+        from aisle searches, where every candidate matches and relevance tells little apart.)
         """
-        head, extra = await self._candidates(relevance, pool, profile, depth)
+        head, extra = await self._candidates(relevance, pool, profile, depth, matching)
         rows = np.concatenate([head, pool.rows[extra]]).astype(np.int64)
         relevance_scores = np.concatenate([relevance.scores[: len(head)], pool.scores[extra]])
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
@@ -191,8 +201,12 @@ class Personalizer:
         stats = {product.product_id: ProductStats(purchases=float(popularity.purchases[row]),
                                                   reorders=int(popularity.reorders[row]))
                  for product, row in zip(products, rows.tolist())}
-        X = features(profile, self.clock(), products, self.index.dense.embeddings[rows], stats,
-                     popularity.category_purchases, relevance_scores, ranks)
+        embeddings = self.index.dense.embeddings[rows]
+        X = features(profile, self.clock(), products, embeddings, stats, popularity.category_purchases,
+                     relevance_scores, ranks)
+        if matching is not None and not matching[rows].all():
+            neutral = ~matching[rows]
+            X[neutral] = features(None, self.clock(), products, embeddings, {}, {}, relevance_scores, ranks)[neutral]
         if self.model is None:  # the relevance order, as it was
             scores, contributions = relevance_scores.astype(np.float64), np.zeros((len(rows), len(FEATURES) + 1))
             order = np.argsort(ranks, kind="stable")

@@ -28,7 +28,7 @@ from .conftest import BLEND_MODEL, ROOT, ServiceThread
 pytestmark = pytest.mark.integration
 
 QUERY = "headphones"
-HEADPHONES = ["D0027", "D0028", "D0029", "D0030", "D0031", "D0032", "D0033", "D0034"]
+HEADPHONES = ["D0027", "D0028", "D0029", "D0030", "D0031", "D0032", "D0033", "D0034"]  # category Headphones
 
 
 def search(stub, user_id: str = "", **fields) -> ranking_pb2.SearchResponse:
@@ -81,7 +81,7 @@ def test_a_purchase_changes_the_same_users_next_search_within_a_second(store_ser
     stub.Feedback(feedback_event(user, "D0032", "click"), timeout=10)  # one event: no longer a cold start
     before = search(stub, user)
     assert before.personalized
-    target = ids(before)[-1]
+    target = [pid for pid in ids(before) if pid in HEADPHONES][-1]  # the last one that matches "headphones"
     started = time.perf_counter()
     for days in (30, 20, 10):
         stub.Feedback(feedback_event(user, target, "purchase", at=time.time() - days * 86400), timeout=10)
@@ -92,6 +92,19 @@ def test_a_purchase_changes_the_same_users_next_search_within_a_second(store_ser
     assert ids(after) != ids(before)
     assert ids(after).index(target) < ids(before).index(target)
     assert elapsed < 1.0, f"feedback to changed search took {elapsed:.2f}s"
+
+
+def test_what_a_user_bought_does_not_overtake_products_that_match_another_query(store_service):
+    stub, _, _ = store_service
+    user = new_user()
+    stream(stub, [feedback_event(user, product, "purchase", at=time.time() - 86400 * d)
+                  for product in ("D0031", "D0032") for d in (30, 10)])
+    for query in ("phone", "cordless drill"):
+        request = dict(query=query, top_k=5)
+        personal = stub.Search(ranking_pb2.SearchRequest(user_id=user, **request), timeout=60)
+        anonymous = stub.Search(ranking_pb2.SearchRequest(**request), timeout=60)
+        assert personal.personalized
+        assert ids(personal) == ids(anonymous)
 
 
 def test_cold_start_and_anonymous_users_get_the_non_personalized_order_and_are_told(store_service):

@@ -150,3 +150,21 @@ def test_popularity_is_read_once_then_refreshed_in_the_background_after_new_even
     assert stale is first
     assert (fresh.purchases[row], fresh.reorders[row]) == (3, 1)
     assert fresh.category_purchases == {"B": 3.0}
+
+
+def test_products_that_do_not_match_the_query_carry_no_personal_or_popularity_signal(setup, tmp_path):
+    personalizer, index = setup(linear_blend(tmp_path, {"user_purchases": 1.0, "popularity": 1.0}), blend_depth=3)
+    others = [purchase(f"other{i}", "p7", 3, f"o{i}") for i in range(3)]
+    asyncio.run(personalizer.record(others + [purchase("u", "p8", 10, "e1"), purchase("u", "p1", 10, "e2")]))
+    profile = asyncio.run(personalizer.profile("u"))
+    pool = relevance_order(index)
+    matching = np.ones(len(PRODUCTS), dtype=bool)
+    matching[[1, 7, 8]] = False  # the user's p1 in the head, the popular p7 and the user's p8 below it
+    blended = asyncio.run(personalizer.blend(pool, pool, profile, explain=True, matching=matching))
+    ids = [index.products[row].product_id for row in blended.rows]
+    assert sorted(ids) == ["p0", "p1", "p2"]  # neither p7 nor p8 joins; p1 stays, with no signal of its own
+    by_name = {c.name: c for c in blended.components}
+    p1 = ids.index("p1")
+    assert by_name["preference:user_purchases"].raw[p1] == 0 and by_name["popularity:popularity"].raw[p1] == 0
+    unmatched = asyncio.run(personalizer.blend(pool, pool, profile, matching=None))
+    assert {"p7", "p8"} <= {index.products[row].product_id for row in unmatched.rows}
