@@ -16,7 +16,6 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -25,35 +24,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.catalog import Product  # noqa: E402
 from orchestrator.personalization.blend import BlendModel  # noqa: E402
+from orchestrator.personalization.events import Event  # noqa: E402
 from orchestrator.personalization.profile import FEATURES, GROUPS, UserProfile, features  # noqa: E402
+from orchestrator.personalization.store import ProductStats  # noqa: E402
 from training.blend import QueryGroup, fit  # noqa: E402
 
 DAY = 86400.0
 NOW = 1_700_000_000.0
-
-
-@dataclass(frozen=True)
-class Event:
-    event_id: str
-    user_id: str
-    product_id: str
-    type: str
-    time: float
-
-
-@dataclass(frozen=True)
-class Product:
-    product_id: str
-    category: str
-    department: str
-    brand: str
-
-
-@dataclass(frozen=True)
-class Stats:
-    purchases: float
-    reorders: int
 
 
 def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -93,7 +72,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    catalog = {f"p{i}": Product(f"p{i}", f"c{i % 120}", f"d{i % 20}", f"b{i % 300}" if i % 3 else "")
+    catalog = {f"p{i}": Product(f"p{i}", f"product {i}", category=f"c{i % 120}", department=f"d{i % 20}",
+                                brand=f"b{i % 300}" if i % 3 else "")
                for i in range(5000)}
     ids = list(catalog)
     embeddings = rng.standard_normal((len(ids), 384)).astype(np.float32)
@@ -119,7 +99,8 @@ def main() -> None:
     profile = UserProfile.from_events(history(1000), NOW, embedding_of, catalog.get)
     candidates = [catalog[product_id] for product_id in rng.choice(ids[:2000], 100, replace=False)]
     candidate_rows = embeddings[[row[product.product_id] for product in candidates]]
-    stats = {product_id: Stats(float(rng.integers(0, 500)), int(rng.integers(0, 100))) for product_id in ids}
+    stats = {product_id: ProductStats(purchases=float(rng.integers(0, 500)), reorders=int(rng.integers(0, 100)))
+             for product_id in ids}
     category_purchases = {f"c{i}": 5000.0 for i in range(120)}
     relevance = np.sort(rng.random(100).astype(np.float32))[::-1]
     ranks = np.arange(1, 101, dtype=np.float64)

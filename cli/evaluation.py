@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
 from core.errors import ShoprankError
 
-from .stack import catalog_options, run_on_catalog, triton_options
+from .stack import catalog_options, fresh_profile_store, run_on_catalog, triton_options
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -57,9 +56,9 @@ def cmd_eval_personal(args: argparse.Namespace) -> None:
     if not histories:
         raise ShoprankError(f"no users in {args.events}" + (f" in the {args.split} split" if args.split else ""))
 
-    with tempfile.TemporaryDirectory(prefix="shoprank-eval-") as scratch:
-        def fresh_store(settings):  # never the serving store: the replay must start from nothing
-            return dataclasses.replace(settings, profile_store=f"sqlite:///{Path(scratch).resolve()}/profiles.db")
+    with fresh_profile_store("eval") as store:
+        def fresh_store(settings):  # the replay must start from nothing
+            return dataclasses.replace(settings, profile_store=store)
 
         result = run_on_catalog(args, catalog, lambda stub: evaluate_personal(stub, histories, products,
                                                                                show_progress=not args.json),

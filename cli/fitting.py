@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
 from core.errors import ShoprankError
 
-from .stack import catalog_options, run_on_catalog, triton_options
+from .stack import catalog_options, fresh_profile_store, run_on_catalog, triton_options
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -103,10 +102,9 @@ def cmd_fit_blend(args: argparse.Namespace) -> None:
         histories = load_histories(Path(args.events))
         if args.max_users:
             histories = dict(list(histories.items())[: args.max_users])
-        with tempfile.TemporaryDirectory(prefix="shoprank-blend-") as scratch:
+        with fresh_profile_store("blend") as store:
             def collecting(settings):  # a fresh store, and no blend: the explained order is the relevance order
-                return dataclasses.replace(settings, blend_model=None,
-                                           profile_store=f"sqlite:///{Path(scratch).resolve()}/profiles.db")
+                return dataclasses.replace(settings, blend_model=None, profile_store=store)
 
             collected = run_on_catalog(args, catalog, lambda stub: collect_blend_data(
                 stub, histories, products, FEATURES, GROUPS, searches=tuple(args.searches.split(","))), adjust=collecting)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +14,15 @@ import grpc
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import ShoprankError
 
-from .stack import build_and_save, catalog_options, index_is_current, settings_from, triton_options, with_service
+from .stack import (
+    build_and_save,
+    catalog_options,
+    fresh_profile_store,
+    index_is_current,
+    settings_from,
+    triton_options,
+    with_service,
+)
 
 DEMO_CATALOG = Path("data/demo/catalog.csv")
 DEMO_QUERIES = [
@@ -136,8 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
                 print(format_response(shown, response, explain=True), flush=True)
             await _demo_personalization(stub)
 
-        with tempfile.TemporaryDirectory(prefix="shoprank-demo-") as scratch:  # each demo starts with no profiles
-            store = f"sqlite:///{Path(scratch).resolve()}/profiles.db"
+        with fresh_profile_store("demo") as store:  # each demo starts with no profiles
             asyncio.run(with_service(dataclasses.replace(settings, profile_store=store), work))
     print("\ndemo finished: orchestrator and Triton stopped cleanly")
 

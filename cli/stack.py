@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -102,6 +105,14 @@ def triton_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--rerank-depth", type=int,
                      help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
     sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
+
+
+@contextmanager
+def fresh_profile_store(purpose: str) -> Iterator[str]:
+    """The URL of an empty SQLite profile store in a temporary directory, removed afterwards: never the serving
+    store, for runs that must start with no users (the demo, replays for evaluation and training)."""
+    with tempfile.TemporaryDirectory(prefix=f"shoprank-{purpose}-") as scratch:
+        yield f"sqlite:///{Path(scratch).resolve()}/profiles.db"
 
 
 def catalog_options(sub: argparse.ArgumentParser) -> None:

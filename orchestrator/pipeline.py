@@ -7,7 +7,6 @@ Domain types only; the servicer converts to and from protobuf.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,12 +22,13 @@ from core.tokenization import PairEncoder, TextEncoder
 from .filters import Filter
 from .fusion import Component, combine_with_reranker, fuse
 from .index import CatalogIndex
+from .personalization.blend import check_weights
 from .personalization.personalizer import Personalizer
 from .retrieval import top_rows
 from .triton import TritonClient
 
 MODES = ("hybrid", "lexical", "dense")
-BLEND_GROUPS = ("relevance", "preference", "popularity")
+STORE_DOWN = "off: the profile store is unavailable"
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,7 @@ class Pipeline:
             item.validate()
         if len(request.user_id.encode("utf-8")) > settings.max_user_id_bytes:
             raise InvalidRequest(f"user_id is over {settings.max_user_id_bytes} bytes")
-        for group, weight in (request.blend_weights or {}).items():
-            if group not in BLEND_GROUPS or not math.isfinite(weight):
-                raise InvalidRequest(f"blend weight {group}={weight}: expected a finite weight of {', '.join(BLEND_GROUPS)}")
+        check_weights(request.blend_weights or {})
         if len(request.candidate_ids) > settings.max_candidates:
             raise InvalidRequest(f"{len(request.candidate_ids)} candidate ids; the limit is {settings.max_candidates}")
         unknown = [pid for pid in request.candidate_ids if pid not in self.index.row_of]
@@ -193,8 +191,8 @@ class Pipeline:
             try:
                 profile = await profile_task
             except StoreError as error:
-                degraded_reason = f"personalization skipped, non-personalized order: {error}"
-                personalization = "off: the profile store is unavailable"
+                degraded_reason = _also(degraded_reason, f"personalization skipped, non-personalized order: {error}")
+                personalization = STORE_DOWN
             else:
                 personalization = (f"personalized from {profile.events} events" if profile is not None
                                    else "cold start: no events for this user yet, non-personalized order")
@@ -203,7 +201,7 @@ class Pipeline:
             try:
                 query_embedding = await embedding_task
             except TritonError as error:
-                degraded_reason = f"dense retrieval skipped, lexical results only: {error}"
+                degraded_reason = _also(degraded_reason, f"dense retrieval skipped, lexical results only: {error}")
                 use_dense, use_lexical = False, True
 
         depth = max(settings.retrieve_depth, top_k)
@@ -239,8 +237,7 @@ class Pipeline:
             try:
                 scores = await scoring
             except TritonError as error:
-                reason = f"reranking skipped, fused order: {error}"
-                degraded_reason = f"{degraded_reason}; {reason}" if degraded_reason else reason
+                degraded_reason = _also(degraded_reason, f"reranking skipped, fused order: {error}")
             else:
                 fused = combine_with_reranker(fused, scores, self.reranker.weights, features)
 
@@ -254,9 +251,8 @@ class Pipeline:
                                                       depth=top_k, matching=matching)
                 personalized = self.personalizer.model is not None
             except StoreError as error:
-                reason = f"personalization skipped, non-personalized order: {error}"
-                degraded_reason = f"{degraded_reason}; {reason}" if degraded_reason else reason
-                personalization = "off: the profile store is unavailable"
+                degraded_reason = _also(degraded_reason, f"personalization skipped, non-personalized order: {error}")
+                personalization = STORE_DOWN
             else:
                 if not personalized:
                     personalization = "off: no blend model loaded; features shown, relevance order kept"
@@ -297,3 +293,8 @@ def _why_not_personal(personalizer: Personalizer | None, request: SearchQuery) -
     if not request.personalize:
         return "off by request"
     return ""
+
+
+def _also(reasons: str, reason: str) -> str:
+    """The degraded reasons so far with one more."""
+    return f"{reasons}; {reason}" if reasons else reason

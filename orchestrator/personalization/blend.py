@@ -141,12 +141,7 @@ class BlendModel:
 
     def _column_weights(self, weights: Mapping[str, float] | None) -> np.ndarray:
         weights = dict(weights or {})
-        unknown = sorted(set(weights) - set(GROUP_NAMES))
-        if unknown:
-            raise InvalidRequest(f"unknown blend weight(s) {unknown}; known: {', '.join(GROUP_NAMES)}")
-        for name, value in weights.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InvalidRequest(f"blend weight {name!r} must be a finite number, not {value!r}")
+        check_weights(weights)
         return np.array([float(weights.get(group, 1.0)) for group in self._group_of_column])
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
@@ -161,6 +156,16 @@ class BlendModel:
         if X.ndim != 2 or X.shape[1] != len(FEATURES):
             raise ValueError(f"expected an (n, {len(FEATURES)}) feature matrix, got shape {X.shape}")
         return X
+
+
+def check_weights(weights: Mapping[str, float]) -> None:
+    """Raise InvalidRequest unless every key is a blend group and every weight a finite number."""
+    unknown = sorted(set(weights) - set(GROUP_NAMES))
+    if unknown:
+        raise InvalidRequest(f"unknown blend weight(s) {unknown}; known: {', '.join(GROUP_NAMES)}")
+    for name, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(f"blend weight {name!r} must be a finite number, not {value!r}")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

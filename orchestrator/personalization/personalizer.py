@@ -6,8 +6,8 @@
     ranked = await personalizer.blend(relevance, pool, profile, weights, explain)
 
 The blend re-orders the head of the relevance order (the reranked candidates, or the first `blend_depth` of the
-fused order) together with the candidates the user has touched further down, whose relevance rank is their place
-in the fused order. Its score is the learned blend model's (orchestrator/personalization/blend.py): the sum of
+fused order) together with the candidates further down that the user has touched or that are the most bought,
+whose relevance rank is their place in the fused order. Its score is the learned blend model's (orchestrator/personalization/blend.py): the sum of
 each feature's contribution, scaled per group (relevance, preference, popularity) by the request's weights.
 """
 
@@ -154,8 +154,8 @@ class Personalizer:
         ids = set(profile.purchases) | set(profile.clicks_carts)
         return np.array(sorted(self.index.row_of[pid] for pid in ids if pid in self.index.row_of), dtype=np.int64)
 
-    async def _candidates(self, relevance: Fused, pool: Fused, profile: UserProfile | None, depth: int,
-                          matching: np.ndarray | None) -> tuple[np.ndarray, list[int]]:
+    def _candidates(self, relevance: Fused, pool: Fused, profile: UserProfile | None, depth: int,
+                    matching: np.ndarray | None, purchases: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """The head's rows, and the pool positions of the user's own and the most bought candidates below it
         (those that match the query, when `matching` is given)."""
         settings = self.settings
@@ -167,7 +167,7 @@ class Personalizer:
         popular = []
         if settings.popular_depth:
             scanned = pool.rows[: settings.popularity_scan]
-            counts = (await self.popularity()).purchases[scanned]
+            counts = purchases[scanned]
             if matching is not None:
                 counts = np.where(matching[scanned], counts, 0.0)
             eligible = np.flatnonzero((counts > 0) & ~np.isin(scanned, head) & ~np.isin(scanned, list(touched)))
@@ -191,13 +191,13 @@ class Personalizer:
         own or a popular product that does not match the query cannot overtake those that do. (The blend is learned
         from aisle searches, where every candidate matches and relevance tells little apart.)
         """
-        head, extra = await self._candidates(relevance, pool, profile, depth, matching)
+        popularity = await self.popularity()
+        head, extra = self._candidates(relevance, pool, profile, depth, matching, popularity.purchases)
         rows = np.concatenate([head, pool.rows[extra]]).astype(np.int64)
         relevance_scores = np.concatenate([relevance.scores[: len(head)], pool.scores[extra]])
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
 
         products = [self.index.products[int(row)] for row in rows]
-        popularity = await self.popularity()
         stats = {product.product_id: ProductStats(purchases=float(popularity.purchases[row]),
                                                   reorders=int(popularity.reorders[row]))
                  for product, row in zip(products, rows.tolist())}
