@@ -36,4 +36,4 @@ proto: setup
 	PYTHON=$(BIN)/python scripts/gen_proto.sh
 
 clean:
-	rm -rf .shoprank model_repository/*/*/[0-9]* model_repository/*/*/tokenizer.json model_repository/*/*/export.json
+	rm -rf .shoprank model_repository/*/*/[0-9]* model_repository/*/*/tokenizer.json model_repository/*/*/sp.model model_repository/*/*/export.json

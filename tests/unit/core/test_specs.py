@@ -7,7 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from core.specs import BI_ENCODER, EMBEDDING_DIM, MODELS, RERANKER, TRITON_DTYPES, ModelSpec, TensorSpec
+from core.specs import (
+    BI_ENCODER,
+    EMBEDDING_DIM,
+    MODELS,
+    MULTILINGUAL_DIM,
+    MULTILINGUAL_ENCODER,
+    RERANKER,
+    TRITON_DTYPES,
+    ModelSpec,
+    TensorSpec,
+)
 
 
 def test_tensor_triton_dims_drop_batch_and_mark_dynamic():
@@ -69,8 +79,19 @@ def test_dynamic_axes_only_named_axes():
     }
 
 
+def test_multilingual_encoder_tensors_and_batching():
+    assert MULTILINGUAL_ENCODER.name == "multilingual_encoder"
+    assert MULTILINGUAL_ENCODER.input_names == BI_ENCODER.input_names
+    assert MULTILINGUAL_ENCODER.output_names == ["embedding"]
+    assert MULTILINGUAL_ENCODER.outputs[0].axes == ("batch", MULTILINGUAL_DIM)
+    assert MULTILINGUAL_DIM == 512
+    assert MULTILINGUAL_ENCODER.merge_requests  # every row computed alone, in fp32
+    assert set(MULTILINGUAL_ENCODER.atol) == {"fp32"}
+    assert all(1 <= size <= MULTILINGUAL_ENCODER.max_batch_size for size in MULTILINGUAL_ENCODER.preferred_batch_sizes)
+
+
 def test_models_registry():
-    assert MODELS == {"bi_encoder": BI_ENCODER, "reranker": RERANKER}
+    assert MODELS == {"bi_encoder": BI_ENCODER, "reranker": RERANKER, "multilingual_encoder": MULTILINGUAL_ENCODER}
     assert all(name == spec.name for name, spec in MODELS.items())
 
 
