@@ -44,8 +44,11 @@ def catalog_index() -> CatalogIndex:
                 for i in range(PRODUCTS)]
     embeddings = rng.standard_normal((PRODUCTS, 384)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    multilingual = rng.standard_normal((PRODUCTS, 512)).astype(np.float32)
+    multilingual /= np.linalg.norm(multilingual, axis=1, keepdims=True)
     return CatalogIndex(products=products, lexical=LexicalIndex.build([p.title for p in products]),
-                        dense=DenseIndex.build(embeddings), manifest={"catalog_sha256": "0" * 64})
+                        dense=DenseIndex.build(embeddings), multilingual=DenseIndex.build(multilingual), intent=None,
+                        manifest={"catalog_sha256": "0" * 64})
 
 
 async def measure(store_url: str, args: argparse.Namespace) -> dict[str, np.ndarray]:

@@ -10,12 +10,17 @@ N judged queries, one call at a time from one client, as full-catalog searches f
 reranking (the top `--rerank-depth` fused candidates rescored in one Triton request) and once with
 `skip_rerank`. Prints client-side p50/p99 and nDCG@10 for both. The index is the one `shoprank eval` builds
 and caches under .shoprank/indexes/.
+
+Before that, on the same Triton, the query encoding alone: each query tokenized in-process and embedded by each
+encoder (MiniLM, multilingual) in one request at a time, as the orchestrator does; p50/p99 in ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +30,38 @@ from cli.stack import run_on_catalog  # noqa: E402
 
 from core.catalog import catalog_digest, load_catalog  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
+from core.metrics import percentile  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: E402
 from core.splits import select  # noqa: E402
+from core.tokenization import SentencePieceEncoder, TextEncoder  # noqa: E402
+from orchestrator.triton import TritonClient  # noqa: E402
+from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 
 HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
+
+
+async def encoding_latency(url: str, settings: Settings, queries: list[str]) -> dict[str, tuple[float, float]]:
+    """Encoder name -> (p50, p99) ms of tokenizing and embedding one query, one request at a time."""
+    client = TritonClient(url, timeout_s=10.0)
+    encoders = {BI_ENCODER: TextEncoder(settings.tokenizer_file, settings.max_query_tokens),
+                MULTILINGUAL_ENCODER: SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)}
+    results = {}
+    try:
+        await client.wait_until_ready(list(encoders), settings.triton_start_timeout_s)
+        for spec, tokenizer in encoders.items():
+            for query in queries[:10]:  # warm-up
+                await client.infer(spec, tokenizer([query]))
+            times = []
+            for query in queries:
+                started = time.perf_counter()
+                await client.infer(spec, tokenizer([query]))
+                times.append((time.perf_counter() - started) * 1000.0)
+            results[spec.name] = (percentile(times, 50), percentile(times, 99))
+    finally:
+        await client.close()
+    return results
 
 
 def main() -> None:
@@ -54,7 +87,14 @@ def main() -> None:
         return results
 
     # Settings from the environment, with this script's --model-repository and --rerank-depth.
-    results = run_on_catalog(args, args.catalog, work, index_dir=index_dir)
+    settings = Settings.from_env(model_repository=args.model_repository)
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
+        encoding = asyncio.run(encoding_latency(url, settings, list(judgments)))
+        results = run_on_catalog(argparse.Namespace(**{**vars(args), "triton_url": url}), args.catalog, work,
+                                 index_dir=index_dir)
+    print(f"{len(judgments)} {args.split}-split queries, query encoding through Triton (tokenizer included)")
+    for name, (p50, p99) in encoding.items():
+        print(f"{name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     print(f"{len(judgments)} {args.split}-split queries, full-catalog search for 100 products, one client")
     print(f"{'':<22} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for rerank, result in results.items():

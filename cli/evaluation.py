@@ -21,17 +21,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from core.catalog import load_catalog  # noqa: PLC0415
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.splits import select  # noqa: PLC0415
-    from training.evaluate import evaluate  # noqa: PLC0415
+    from training.evaluate import Arm, compare, load_groups  # noqa: PLC0415
 
     catalog = Path(args.catalog)
     judgments = select(load_judgments(args.judgments), args.split)
     if args.max_queries:
         judgments = dict(list(judgments.items())[: args.max_queries])
     catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
+    default = Arm("default", args.retrieval, not args.no_rerank)
+    if args.reranker_only:
+        default = Arm("reranker only", args.retrieval, combination_weights={"reranker": 1.0})
+    baselines = [Arm.parse(spec) for spec in args.baseline]
+    groups = load_groups(Path(args.groups)) if args.groups else None
 
     async def work(stub):
-        return await evaluate(stub, judgments, catalog_ids, args.task, args.retrieval, seed=args.seed,
-                              show_progress=not args.json, rerank=not args.no_rerank)
+        return await compare(stub, judgments, catalog_ids, args.task, default, baselines, groups, seed=args.seed,
+                             show_progress=not args.json)
 
     result = run_on_catalog(args, catalog, work)
     result["split"] = args.split or "all"
@@ -90,6 +95,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
     sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries (personal: the users) of this split (core/splits.py; training/blend.py)")
     sub.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder: the fused order")
+    sub.add_argument("--reranker-only", action="store_true",
+                     help="rank by the cross-encoder's score alone (combination weights {reranker: 1})")
+    sub.add_argument("--baseline", action="append", default=[],
+                     help="also rank the same queries another way and report the paired bootstrap 95%% interval of "
+                          "the difference: fused, lexical, or combination weights such as reranker=1, dense=1, "
+                          "multilingual=1 (repeatable)")
+    sub.add_argument("--groups", help="CSV query,group: report nDCG@10 per group as well")
     sub.add_argument("--max-queries", type=int, help="only the first N queries (in file order) of the selection")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     catalog_options(sub)

@@ -54,29 +54,63 @@ def cmd_mine_negatives(args: argparse.Namespace) -> None:
 
 
 def cmd_fit_combination(args: argparse.Namespace) -> None:
-    """Fit the weights of the reranker, BM25, cosine and match features on the dev split through the serving path;
-    store them in the manifest."""
-    from core.catalog import load_catalog  # noqa: PLC0415
+    """Fit the combination's weights per query script through the serving path; store them in the manifest.
+
+    The default weights (every shop without its own) are fit on the dev split of --judgments (the reranker was
+    trained on its train split), its judged products and its searches, and on the train split of every --also
+    set, starting from the released weights, no set falling below what those gave it. Each --shop then gets its
+    own weights, fit on the train split of its judgments from the default ones, none of its sets falling."""
+    from core.catalog import catalog_digest, load_catalog  # noqa: PLC0415
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.splits import select  # noqa: PLC0415
-    from training.combination import collect, cross_validate, fit  # noqa: PLC0415
+    from core.weights import SHOPS, per_script  # noqa: PLC0415
+    from training import combination  # noqa: PLC0415
 
-    catalog = Path(args.catalog)
     manifest_path = Path(args.out) / "manifest.json"
     if not manifest_path.is_file():
         raise ShoprankError(f"no reranker manifest at {manifest_path}: train the reranker into {args.out} first")
-    judgments = select(load_judgments(args.judgments), "dev")
-    catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
+    manifest = json.loads(manifest_path.read_text())
+    # (catalog, judgments, split, search depth): the main set both ways, its judged products and its whole-catalog
+    # searches (what `eval rerank` and `eval search` measure); the others' whole-catalog searches.
+    main = (Path(args.catalog), Path(args.judgments))
+    default_sets = [(*main, "dev", 0), (*main, "dev", 100)]
+    default_sets += [(Path(catalog), Path(judgments), "train", 100) for catalog, judgments in args.also]
+    shop_sets = [(Path(catalog), Path(judgments), "train", 100) for catalog, judgments in args.shop]
+
+    def source(catalog, judgments_file, split, depth) -> str:
+        return f"{judgments_file} ({split}, {'search' if depth else 'judged products'}) over {catalog}"
 
     def reranker_on(settings):  # the components need the reranker, whatever the serving default
         return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100)
 
-    data = run_on_catalog(args, catalog, lambda stub: collect(stub, judgments, catalog_ids), adjust=reranker_on)
-    weights, combined, alone = fit(data)
-    manifest = json.loads(manifest_path.read_text())
-    manifest["combination"] = {"weights": weights, "fit_on": "dev split", "dev_ndcg@10": round(combined, 4),
-                               "dev_ndcg@10_2fold": round(cross_validate(data), 4),
-                               "dev_ndcg@10_reranker_alone": round(alone, 4)}
+    cache = Path(args.components) if args.components else None
+    data = combination.load(cache) if cache is not None and cache.is_file() else []
+    for item in dict.fromkeys(default_sets + shop_sets):
+        name = source(*item)
+        if any(component.source == name for component in data):
+            print(f"combination: {name} from {cache}", flush=True)
+            continue
+        catalog, judgments_file, split, depth = item
+        index_dir = Path(args.index) if args.index and catalog == main[0] else None  # --index is --catalog's
+        judgments = select(load_judgments(judgments_file), split)
+        catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
+        data += run_on_catalog(args, catalog, lambda stub: combination.collect(
+            stub, judgments, catalog_ids, source=name, search_depth=depth), adjust=reranker_on, index_dir=index_dir)
+        if cache is not None:
+            combination.save(cache, data)
+
+    released = per_script(manifest.get("combination", {}).get("weights") or {"reranker": 1.0})
+    default_data = [item for item in data if item.source in {source(*s) for s in default_sets}]
+    # Latin weights start from the released ones; cjk from the multilingual cosine alone.
+    weights, report = combination.fit_scripts(default_data, {"latin": released.get("latin")})
+    result = {"weights": weights, "fit_on": [source(*s) for s in default_sets],
+              "objective": "mean over sets of each set's mean nDCG@10, no set below its start", "scripts": report}
+    for catalog in dict.fromkeys(catalog for catalog, *_ in shop_sets):
+        names = {source(*s) for s in shop_sets if s[0] == catalog}
+        shop_weights, shop_report = combination.fit_scripts([item for item in data if item.source in names], weights)
+        result.setdefault(SHOPS, {})[catalog_digest(catalog)[:12]] = {
+            "catalog": str(catalog), "weights": shop_weights, "fit_on": sorted(names), "scripts": shop_report}
+    manifest["combination"] = result
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest["combination"]))
 
@@ -145,6 +179,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--no-spelling-correction", action="store_true",
                      help="reranker: train on queries as typed, not as the service corrects them")
     sub.add_argument("--index", help="combination and negatives: prebuilt index of the catalog (default: cached under .shoprank/indexes)")
+    sub.add_argument("--also", nargs=2, action="append", default=[], metavar=("CATALOG", "JUDGMENTS"),
+                     help="combination: another shop's judged queries, whose judgments list every relevant product: "
+                          "its train split is searched over its whole catalog and counts as much as --judgments "
+                          "(repeatable)")
+    sub.add_argument("--shop", nargs=2, action="append", default=[], metavar=("CATALOG", "JUDGMENTS"),
+                     help="combination: a shop's own judged queries (every relevant product judged): that catalog gets "
+                          "its own weights, fit on the train split from the default ones (repeatable; a catalog "
+                          "named twice is fit on both files)")
+    sub.add_argument("--components", help="combination: the collected components (JSON Lines): read when it exists, "
+                                          "else collected and written")
     sub.add_argument("--lr", type=float, default=3e-4)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")

@@ -29,6 +29,8 @@ DEMO_QUERIES = [
     ("cordless drill", []),
     ("bluetooth headphnes", []),
     ("手机推荐", []),
+    ("无线耳机", []),
+    ("phone for elderly parents", []),
     ("something to keep coffee hot", []),
     ("phone", [ranking_pb2.Filter(field="category", any_of=["Phones"]), ranking_pb2.Filter(field="price", max=400)]),
 ]

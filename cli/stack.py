@@ -34,17 +34,16 @@ def settings_from(args: argparse.Namespace, **extra):
 
 async def build_and_save(settings, catalog: Path, out: Path, url: str, skip_untitled: bool = False) -> None:
     from core.catalog import load_catalog  # noqa: PLC0415
-    from core.specs import BI_ENCODER  # noqa: PLC0415
-    from core.tokenization import TextEncoder  # noqa: PLC0415
-    from orchestrator.index import build_index  # noqa: PLC0415
+    from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: PLC0415
+    from orchestrator.index import build_index, product_encoders  # noqa: PLC0415
     from orchestrator.triton import TritonClient  # noqa: PLC0415
 
     products = load_catalog(catalog, skip_untitled=skip_untitled)
-    encoder = TextEncoder(settings.tokenizer_file, settings.max_product_tokens)
+    encoders = product_encoders(settings)
     client = TritonClient(url, timeout_s=60.0)
     try:
-        await client.wait_until_ready([BI_ENCODER], settings.triton_start_timeout_s)
-        index = await build_index(catalog, products, client, encoder)
+        await client.wait_until_ready([BI_ENCODER, MULTILINGUAL_ENCODER], settings.triton_start_timeout_s)
+        index = await build_index(catalog, products, client, *encoders)
     finally:
         await client.close()
     index.save(out)

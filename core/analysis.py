@@ -13,7 +13,10 @@ import re
 import unicodedata
 
 # CJK Unified Ideographs (with extension A), Hiragana, Katakana and Hangul syllables.
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\u3040-\u309f\u30a0-\u30ff\uac00-\ud7af"
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0x3040, 0x309F), (0x30A0, 0x30FF), (0xAC00, 0xD7AF))
+_CJK = "".join(f"{chr(low)}-{chr(high)}" for low, high in _CJK_RANGES)
+# The same ranges as a set, for counting characters (core/language.py).
+CJK_CHARACTERS = frozenset(chr(c) for low, high in _CJK_RANGES for c in range(low, high + 1))
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+(?:[.,][0-9]+)*")
 _LETTERS_DIGITS = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+")
 _CJK_RUN = re.compile(rf"[{_CJK}]")

@@ -43,6 +43,11 @@ class Product:
                 parts.append(extra)
         return " | ".join(parts)
 
+    def meaning_text(self) -> str:
+        """What the multilingual encoder embeds: the search text and the description, which says what the product
+        is for ("keeps coffee hot for 12 hours") in words a shopper who describes a need uses."""
+        return f"{self.search_text()} | {self.description}" if self.description else self.search_text()
+
     def to_json(self) -> dict[str, Any]:
         """A plain dict for the index's products file."""
         return {

@@ -410,16 +410,21 @@ def reranker_source_stamp(adapter_dir: Path, spec: ModelSpec, int8_method: str, 
     return stamp
 
 
-def combination_weights(adapter_dir: Path) -> dict[str, float]:
-    """The weights fit by `shoprank train combination` (manifest.json), or the reranker alone."""
+def combination_weights(adapter_dir: Path) -> dict:
+    """The weights per query script fit by `shoprank train combination` (manifest.json), with the shops' own
+    (core/weights.py), or the reranker alone."""
+    from core.weights import DEFAULT_WEIGHTS, SHOPS, per_script  # noqa: PLC0415
+
     manifest = Path(adapter_dir) / "manifest.json"
     if manifest.is_file():
-        weights = json.loads(manifest.read_text()).get("combination", {}).get("weights")
-        if weights:
-            return {name: float(value) for name, value in weights.items()}
-    from core.weights import DEFAULT_WEIGHTS  # noqa: PLC0415
-
-    return dict(DEFAULT_WEIGHTS)
+        fitted = json.loads(manifest.read_text()).get("combination", {})
+        if fitted.get("weights"):
+            result: dict = per_script(fitted["weights"])
+            shops = {shop: {"weights": per_script(entry["weights"])} for shop, entry in fitted.get(SHOPS, {}).items()}
+            if shops:
+                result[SHOPS] = shops
+            return result
+    return per_script(dict(DEFAULT_WEIGHTS))
 
 
 def _write_target(root: Path, target: str, spec: ModelSpec, config: str, files: dict[str, Path], tokenizer: Path,
@@ -439,7 +444,7 @@ def _write_target(root: Path, target: str, spec: ModelSpec, config: str, files: 
     return folder
 
 
-def _write_combination(folder: Path, weights: dict[str, float]) -> None:
+def _write_combination(folder: Path, weights: dict) -> None:
     """Read by the orchestrator (Settings.combination_file) to combine the reranker with BM25 and cosine."""
     if folder.is_dir():
         (folder / "combination.json").write_text(json.dumps(weights, indent=2) + "\n")

@@ -3,8 +3,11 @@
 On disk, one directory:
     manifest.json      format, catalog digest, encoder model and version, counts, build time
     products.jsonl     the catalog as loaded, in row order
-    embeddings.npy     float32 [products, dim], L2-normalized
-    hnsw.faiss         the ANN graph
+    embeddings.npy     float32 [products, 384], L2-normalized, from the English MiniLM bi-encoder
+    hnsw.faiss         its ANN graph
+    multilingual/      embeddings.npy [products, 512] and hnsw.faiss of the multilingual encoder (title, brand,
+                       category and description: Product.meaning_text)
+    intent.npz         the query-intent model fit on the catalog's categories (orchestrator/intent.py), if any
     bm25/              the bm25s index
 """
 
@@ -24,14 +27,17 @@ from tqdm import tqdm
 
 from core.catalog import Product, catalog_digest
 from core.errors import IndexError_
-from core.specs import BI_ENCODER
-from core.tokenization import TextEncoder
+from core.language import CJK, script_of
+from core.settings import Settings
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, ModelSpec
+from core.tokenization import SentencePieceEncoder, TextEncoder
 
 from .filters import FilterColumns
+from .intent import IntentModel
 from .retrieval import DenseIndex, LexicalIndex
 from .triton import TritonClient
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -41,11 +47,15 @@ class CatalogIndex:
     products: list[Product]
     lexical: LexicalIndex
     dense: DenseIndex
+    multilingual: DenseIndex
+    intent: IntentModel | None
     manifest: dict[str, Any]
 
     def __post_init__(self) -> None:
         self.row_of = {product.product_id: row for row, product in enumerate(self.products)}
         self.filter_columns = FilterColumns(self.products)
+        # Which products the English-only components can read (core/language.py).
+        self.cjk = np.array([script_of(product.search_text()) == CJK for product in self.products], dtype=bool)
 
     @property
     def version(self) -> str:
@@ -62,6 +72,10 @@ class CatalogIndex:
             for product in self.products:
                 handle.write(json.dumps(product.to_json(), ensure_ascii=False) + "\n")
         self.dense.save(staging)
+        (staging / "multilingual").mkdir()
+        self.multilingual.save(staging / "multilingual")
+        if self.intent is not None:
+            self.intent.save(staging)
         self.lexical.save(staging / "bm25")
         (staging / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n")
         if directory.exists():
@@ -83,28 +97,32 @@ class CatalogIndex:
         with open(directory / "products.jsonl", encoding="utf-8") as handle:
             products = [Product.from_json(json.loads(line)) for line in handle]
         dense = DenseIndex.load(directory)
-        if len(dense.embeddings) != len(products):
-            raise IndexError_(f"index at {directory} is inconsistent: {len(products)} products, {len(dense.embeddings)} embeddings")
-        return cls(products, LexicalIndex.load(directory / "bm25"), dense, manifest)
+        multilingual = DenseIndex.load(directory / "multilingual")
+        for embeddings in (dense.embeddings, multilingual.embeddings):
+            if len(embeddings) != len(products):
+                raise IndexError_(f"index at {directory} is inconsistent: {len(products)} products, {len(embeddings)} embeddings")
+        return cls(products, LexicalIndex.load(directory / "bm25"), dense, multilingual, IntentModel.load(directory),
+                   manifest)
 
 
 async def embed_texts(
     client: TritonClient,
-    encoder: TextEncoder,
+    encoder: TextEncoder | SentencePieceEncoder,
     texts: list[str],
     batch_size: int = 64,
     in_flight: int = 2,
     progress: Callable[[int], None] | None = None,
+    spec: ModelSpec = BI_ENCODER,
 ) -> np.ndarray:
     """Embed texts through Triton in batches of similar length (little padding), `in_flight` requests at a time."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    result = np.zeros((len(texts), BI_ENCODER.outputs[0].axes[1]), dtype=np.float32)
+    result = np.zeros((len(texts), spec.outputs[0].axes[1]), dtype=np.float32)
     semaphore = asyncio.Semaphore(in_flight)
 
     async def run(batch: list[int]) -> None:
         async with semaphore:
-            embedding = (await client.infer(BI_ENCODER, encoder([texts[i] for i in batch])))["embedding"]
+            embedding = (await client.infer(spec, encoder([texts[i] for i in batch])))["embedding"]
         result[batch] = embedding
         if progress is not None:
             progress(len(batch))
@@ -113,20 +131,32 @@ async def embed_texts(
     return result
 
 
+def product_encoders(settings: Settings) -> tuple[TextEncoder, SentencePieceEncoder]:
+    """The tokenizers of both encoders for product texts, as build_index takes them."""
+    return (TextEncoder(settings.tokenizer_file, settings.max_product_tokens),
+            SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_product_tokens))
+
+
 async def build_index(
     catalog_path: Path,
     products: list[Product],
     client: TritonClient,
     encoder: TextEncoder,
+    multilingual_encoder: SentencePieceEncoder,
     show_progress: bool = True,
 ) -> CatalogIndex:
-    """Embed a loaded catalog through Triton and build both retrievers."""
+    """Embed a loaded catalog through Triton with both encoders, build the retrievers and the intent model."""
     started = time.perf_counter()
     texts = [product.search_text() for product in products]
-    with tqdm(total=len(texts), unit="product", desc="embedding", disable=not show_progress) as bar:
+    with tqdm(total=2 * len(texts), unit="product", desc="embedding", disable=not show_progress) as bar:
         embeddings = await embed_texts(client, encoder, texts, progress=bar.update)
+        multilingual_embeddings = await embed_texts(client, multilingual_encoder,
+                                                    [product.meaning_text() for product in products],
+                                                    progress=bar.update, spec=MULTILINGUAL_ENCODER)
     embed_seconds = time.perf_counter() - started
     dense = await asyncio.to_thread(DenseIndex.build, embeddings)
+    multilingual = await asyncio.to_thread(DenseIndex.build, multilingual_embeddings)
+    intent = await asyncio.to_thread(IntentModel.fit, multilingual_embeddings, [p.category for p in products])
     lexical = await asyncio.to_thread(LexicalIndex.build, texts)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -135,10 +165,13 @@ async def build_index(
         "products": len(products),
         "encoder_model": BI_ENCODER.name,
         "encoder_version": await client.model_version(BI_ENCODER),
+        "multilingual_encoder_model": MULTILINGUAL_ENCODER.name,
+        "multilingual_encoder_version": await client.model_version(MULTILINGUAL_ENCODER),
         "max_product_tokens": encoder.max_tokens,
         "dim": int(embeddings.shape[1]),
+        "intent_categories": len(intent.categories) if intent is not None else 0,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "embed_seconds": round(embed_seconds, 2),
         "build_seconds": round(time.perf_counter() - started, 2),
     }
-    return CatalogIndex(products, lexical, dense, manifest)
+    return CatalogIndex(products, lexical, dense, multilingual, intent, manifest)

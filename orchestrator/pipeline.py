@@ -1,12 +1,20 @@
 """The ranking pipeline: validate -> correct spelling -> encode the query -> retrieve -> fuse -> rerank ->
 personalize -> top k, with explanations.
 
+Two encoders: the English MiniLM bi-encoder ("dense") and the multilingual one ("multilingual"). A query in
+Chinese (core/language.py) is not given to the English-only models at all (MiniLM, the cross-encoder); in a
+query's candidates, what a component cannot read (a Chinese title for the English models, a title in another
+script for BM25 and word overlap) gets the value that component gives the readable candidate at the same quantile
+of the multilingual cosine (fusion.impute), so it is neither pushed down nor lifted by a model blind to it.
+The combination has weights per query script (`combination.json`: {"latin": {...}, "cjk": {...}}).
+
 Domain types only; the servicer converts to and from protobuf.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -14,13 +22,15 @@ import numpy as np
 
 from core.errors import InvalidRequest, StoreError, TritonError
 from core.features import match_features
+from core.language import CJK, LATIN, NONE, script_of
 from core.settings import Settings
-from core.specs import BI_ENCODER, RERANKER
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER
 from core.spelling import SpellingCorrector
-from core.tokenization import PairEncoder, TextEncoder
+from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
+from core.weights import DEFAULT_WEIGHTS
 
 from .filters import Filter
-from .fusion import Component, combine_with_reranker, fuse
+from .fusion import Component, combine, fuse, impute
 from .index import CatalogIndex
 from .personalization.blend import check_weights
 from .personalization.personalizer import Personalizer
@@ -46,6 +56,7 @@ class SearchQuery:
     correct_spelling: bool = True
     personalize: bool = True
     blend_weights: dict[str, float] | None = None  # group weights overriding the learned blend's (experiments)
+    combination_weights: dict[str, float] | None = None  # overriding the served combination's (experiments)
 
 
 @dataclass(frozen=True)
@@ -73,14 +84,20 @@ class SearchResult:
 
 
 class QueryEncoder:
-    """Tokenizes in-process and gets the query embedding from Triton."""
+    """Tokenizes in-process and gets the query's embeddings from Triton: MiniLM's, and the multilingual one's."""
 
-    def __init__(self, client: TritonClient, tokenizer: TextEncoder) -> None:
+    def __init__(self, client: TritonClient, tokenizer: TextEncoder,
+                 multilingual_tokenizer: SentencePieceEncoder | None = None) -> None:
         self.client = client
         self.tokenizer = tokenizer
+        self.multilingual_tokenizer = multilingual_tokenizer
 
     async def encode(self, text: str) -> np.ndarray:
         output = await self.client.infer(BI_ENCODER, self.tokenizer([text]))
+        return output["embedding"][0]
+
+    async def encode_multilingual(self, text: str) -> np.ndarray:
+        output = await self.client.infer(MULTILINGUAL_ENCODER, self.multilingual_tokenizer([text]))
         return output["embedding"][0]
 
 
@@ -91,11 +108,9 @@ class Reranker:
     (where it would most likely miss its deadline anyway) but answered at once in fused order, degraded.
     """
 
-    def __init__(self, client: TritonClient, tokenizer: PairEncoder, weights: dict[str, float], timeout_s: float,
-                 max_in_flight: int = 2) -> None:
+    def __init__(self, client: TritonClient, tokenizer: PairEncoder, timeout_s: float, max_in_flight: int = 2) -> None:
         self.client = client
         self.tokenizer = tokenizer
-        self.weights = weights
         self.timeout_s = timeout_s
         self.max_in_flight = max_in_flight
         self.in_flight = 0
@@ -120,11 +135,15 @@ class Pipeline:
 
     def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str],
                  reranker: Reranker | None = None, speller: SpellingCorrector | None = None,
-                 personalizer: Personalizer | None = None) -> None:
+                 personalizer: Personalizer | None = None,
+                 combination: dict[str, dict[str, float]] | None = None) -> None:
         self.settings = settings
         self.index = index
         self.encoder = encoder
         self.reranker = reranker
+        # Query script -> combination weights; a script without weights keeps the fused order. By default the
+        # cross-encoder alone orders latin queries' candidates, as without a combination.json.
+        self.combination = combination if combination is not None else {LATIN: dict(DEFAULT_WEIGHTS)}
         self.speller = speller
         self.personalizer = personalizer
         self.model_versions = {**model_versions, "index": index.version}
@@ -148,6 +167,11 @@ class Pipeline:
         if len(request.user_id.encode("utf-8")) > settings.max_user_id_bytes:
             raise InvalidRequest(f"user_id is over {settings.max_user_id_bytes} bytes")
         check_weights(request.blend_weights or {})
+        for name, value in (request.combination_weights or {}).items():
+            if name not in DEFAULT_WEIGHTS:
+                raise InvalidRequest(f"unknown combination component {name!r}; known: {', '.join(DEFAULT_WEIGHTS)}")
+            if not math.isfinite(value):
+                raise InvalidRequest(f"combination weight of {name} must be finite, not {value}")
         if len(request.candidate_ids) > settings.max_candidates:
             raise InvalidRequest(f"{len(request.candidate_ids)} candidate ids; the limit is {settings.max_candidates}")
         unknown = [pid for pid in request.candidate_ids if pid not in self.index.row_of]
@@ -163,6 +187,7 @@ class Pipeline:
         index, settings = self.index, self.settings
         use_lexical = request.mode in ("hybrid", "lexical")
         use_dense = request.mode in ("hybrid", "dense")
+        use_multilingual = use_dense and self.encoder.multilingual_tokenizer is not None
         # Every model sees the corrected query: retrieval, the cross-encoder and the match features. Under 1 ms
         # for a typical query, but up to ~40 ms for 1,000 characters of long unknown words: off the event loop.
         # The user's profile loads from the store while the query is understood and retrieved.
@@ -172,6 +197,8 @@ class Pipeline:
         query = request.query
         if self.speller is not None and request.correct_spelling:
             query = await asyncio.to_thread(self.speller.correct, query)
+        script = script_of(query)
+        english = script != CJK  # MiniLM and the cross-encoder read it
 
         # Exhaustive: the caller narrowed the set (candidates or filters), so every allowed row is scored exactly.
         allowed: np.ndarray | None = None
@@ -181,7 +208,8 @@ class Pipeline:
         if mask is not None:
             allowed = np.flatnonzero(mask) if allowed is None else allowed[mask[allowed]]
 
-        embedding_task = asyncio.create_task(self.encoder.encode(query)) if use_dense else None
+        embedding_task = asyncio.create_task(self.encoder.encode(query)) if use_dense and english else None
+        multilingual_task = asyncio.create_task(self.encoder.encode_multilingual(query)) if use_multilingual else None
         # BM25 is scored even in dense mode: it is cheap, overlaps the Triton call, and is the fallback if Triton fails.
         lexical_scores = await asyncio.to_thread(index.lexical.scores, query)
 
@@ -196,13 +224,19 @@ class Pipeline:
             else:
                 personalization = (f"personalized from {profile.events} events" if profile is not None
                                    else "cold start: no events for this user yet, non-personalized order")
-        query_embedding = None
-        if embedding_task is not None:
-            try:
+        query_embedding = multilingual_embedding = None
+        try:
+            if embedding_task is not None:
                 query_embedding = await embedding_task
-            except TritonError as error:
-                degraded_reason = _also(degraded_reason, f"dense retrieval skipped, lexical results only: {error}")
-                use_dense, use_lexical = False, True
+            if multilingual_task is not None:
+                multilingual_embedding = await multilingual_task
+        except TritonError as error:
+            for task in (embedding_task, multilingual_task):
+                if task is not None:
+                    task.cancel()
+            degraded_reason = _also(degraded_reason, f"dense retrieval skipped, lexical results only: {error}")
+            query_embedding = multilingual_embedding = None
+            use_lexical = True
 
         depth = max(settings.retrieve_depth, top_k)
         if allowed is not None:
@@ -212,34 +246,63 @@ class Pipeline:
             if use_lexical:
                 matched = np.flatnonzero(lexical_scores > 0)
                 pools.append(top_rows(matched, lexical_scores[matched], depth)[0])
-            if use_dense:
+            if query_embedding is not None:
                 pools.append(index.dense.search(query_embedding, depth)[0])
+            if multilingual_embedding is not None:
+                pools.append(index.multilingual.search(multilingual_embedding, depth)[0])
             if profile is not None:  # the user's own products that match the query are candidates too
                 touched = self.personalizer.touched_rows(profile)
                 pools.append(touched[lexical_scores[touched] > 0])
             rows = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
 
+        # What each component can read: BM25 and word overlap a product in the query's script, MiniLM and the
+        # cross-encoder a product not written in CJK characters (they never see a CJK query).
+        same_script = np.ones(len(index.products), dtype=bool) if script == NONE else index.cjk == (script == CJK)
         raw: dict[str, np.ndarray] = {}
+        proxy = None  # the multilingual cosine reads every candidate: it stands in for the others where they can't
+        if multilingual_embedding is not None:
+            proxy = index.multilingual.scores(multilingual_embedding, rows).astype(np.float64)
         if use_lexical:
-            raw["bm25"] = lexical_scores[rows].astype(np.float64)
-        if use_dense:
-            raw["dense"] = index.dense.scores(query_embedding, rows).astype(np.float64)
+            raw["bm25"] = impute(lexical_scores[rows].astype(np.float64), same_script[rows], proxy)
+        if query_embedding is not None:
+            raw["dense"] = impute(index.dense.scores(query_embedding, rows).astype(np.float64), ~index.cjk[rows], proxy)
+        if proxy is not None:
+            raw["multilingual"] = proxy
         fused = pool = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
 
-        if self.reranker is not None and settings.rerank_depth > 0 and not request.skip_rerank and len(fused.rows):
-            depth = min(max(settings.rerank_depth, top_k), len(fused.rows))
-            texts = [index.products[int(row)].search_text() for row in fused.rows[:depth]]
-            scoring = asyncio.create_task(self.reranker.score(query, texts))
+        weights = self.combination.get(CJK if script == CJK else LATIN)
+        if request.combination_weights is not None:
+            weights = {name: request.combination_weights.get(name, 0.0) for name in DEFAULT_WEIGHTS}
+        if request.skip_rerank or not len(fused.rows):
+            weights = None
+        rerank = (weights is not None and weights.get("reranker", 0.0) != 0.0 and english
+                  and self.reranker is not None and settings.rerank_depth > 0)
+        # Weights without the cross-encoder (a CJK query's) combine the cheap components alone.
+        combine_cheaply = weights is not None and weights.get("reranker", 0.0) == 0.0
+        if rerank or combine_cheaply:
+            depth = min(max(settings.rerank_depth or 100, top_k), len(fused.rows))
+            depth_rows = fused.rows[:depth]
+            depth_proxy = next((c.raw[:depth] for c in fused.components if c.name == "multilingual"), None)
+            texts = [index.products[int(row)].search_text() for row in depth_rows]
+            scoring = asyncio.create_task(self.reranker.score(query, texts)) if rerank else None
             # One turn of the loop runs the task up to its Triton call, or to its refusal when the reranker is
             # busy; only an admitted query gets its match features, computed while Triton scores the pairs.
             await asyncio.sleep(0)
-            features = {} if scoring.done() else await asyncio.to_thread(match_features, query, texts)
+            extra = {}
+            if scoring is None or not scoring.done():
+                extra = await asyncio.to_thread(match_features, query, texts)
+                if "overlap" in extra:
+                    extra["overlap"] = impute(extra["overlap"], same_script[depth_rows], depth_proxy)
+                if index.intent is not None and multilingual_embedding is not None:
+                    extra["intent"] = index.intent.feature(multilingual_embedding, depth_rows)
             try:
-                scores = await scoring
+                if scoring is not None:
+                    scores = impute((await scoring).astype(np.float64), ~index.cjk[depth_rows], depth_proxy)
+                    extra = {"reranker": scores, **extra}
             except TritonError as error:
                 degraded_reason = _also(degraded_reason, f"reranking skipped, fused order: {error}")
             else:
-                fused = combine_with_reranker(fused, scores, self.reranker.weights, features)
+                fused = combine(fused, weights, extra)
 
         personalized = False
         if profile is not None and len(fused.rows):

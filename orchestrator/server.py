@@ -19,10 +19,10 @@ from grpc_reflection.v1alpha import reflection
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.settings import Settings
-from core.specs import BI_ENCODER, RERANKER
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER
 from core.spelling import SpellingCorrector
-from core.tokenization import PairEncoder, TextEncoder
-from core.weights import DEFAULT_WEIGHTS
+from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
+from core.weights import read_combination
 
 from .index import CatalogIndex
 from .personalization.blend import BlendModel
@@ -66,7 +66,7 @@ class Service:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._monitor: asyncio.Task[None] | None = None
-        self._models = [BI_ENCODER]
+        self._models = [BI_ENCODER, MULTILINGUAL_ENCODER]
         self._store: ProfileStore | None = None
         self.pipeline: Pipeline | None = None
 
@@ -75,6 +75,7 @@ class Service:
         settings = self.settings
         index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
+        multilingual_tokenizer = SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)
         speller = None
         if settings.max_spelling_edits:
             speller = await asyncio.to_thread(SpellingCorrector.for_catalog, index.products, tokenizer.words(),
@@ -93,8 +94,9 @@ class Service:
             log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
         personalizer = Personalizer(self._store, index, blend, settings)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
-        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer), {}, speller=speller,
-                            personalizer=personalizer)
+        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
+                            speller=speller, personalizer=personalizer,
+                            combination=read_combination(settings.combination_file, shop=index.version))
         self.pipeline = pipeline
         self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port,
                                                               log_key=settings.log_key)
@@ -103,7 +105,7 @@ class Service:
         try:
             if self._local_triton is not None:
                 await asyncio.to_thread(self._local_triton.start)
-            await self._client.wait_until_ready([BI_ENCODER], settings.triton_start_timeout_s)
+            await self._client.wait_until_ready([BI_ENCODER, MULTILINGUAL_ENCODER], settings.triton_start_timeout_s)
             if settings.rerank_depth > 0:
                 if await self._client.has_model(RERANKER):
                     await self._client.wait_until_ready([RERANKER], settings.triton_start_timeout_s)
@@ -111,7 +113,6 @@ class Service:
                     pipeline.reranker = Reranker(
                         self._client,
                         PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
-                        self._combination_weights(),
                         settings.rerank_timeout_s,
                         settings.max_concurrent_reranks,
                     )
@@ -126,13 +127,6 @@ class Service:
         self._monitor = asyncio.create_task(self._watch_triton())
         log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
         return self
-
-    def _combination_weights(self) -> dict[str, float]:
-        path = self.settings.combination_file
-        if not path.is_file():
-            return dict(DEFAULT_WEIGHTS)
-        weights = json.loads(path.read_text())
-        return {name: float(weights.get(name, default)) for name, default in DEFAULT_WEIGHTS.items()}
 
     async def _set_health(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING

@@ -16,8 +16,7 @@ import pytest
 from core._proto.shoprank.v1 import ranking_pb2_grpc
 from core.catalog import load_catalog
 from core.settings import Settings
-from core.tokenization import TextEncoder
-from orchestrator.index import build_index
+from orchestrator.index import build_index, product_encoders
 from orchestrator.server import Service
 from orchestrator.triton import TritonClient
 from orchestrator.triton_process import LocalTriton
@@ -60,9 +59,10 @@ class ServiceThread:
 @pytest.fixture(scope="session")
 def model_repository() -> Path:
     """The exported cpu target (`make test` exports first; exporting again is a no-op when current)."""
-    from export.repository import export_bi_encoder_repository
+    from export.repository import export_bi_encoder_repository, export_multilingual_repository
 
     export_bi_encoder_repository(MODEL_REPOSITORY)
+    export_multilingual_repository(MODEL_REPOSITORY)
     return MODEL_REPOSITORY / "cpu"
 
 
@@ -92,8 +92,8 @@ def demo_index(triton, settings, tmp_path_factory) -> Path:
     async def build():
         client = TritonClient(triton.url, timeout_s=60.0)
         try:
-            encoder = TextEncoder(settings.tokenizer_file, settings.max_product_tokens)
-            index = await build_index(DEMO_CATALOG, load_catalog(DEMO_CATALOG), client, encoder, show_progress=False)
+            index = await build_index(DEMO_CATALOG, load_catalog(DEMO_CATALOG), client, *product_encoders(settings),
+                                      show_progress=False)
         finally:
             await client.close()
         index.save(out)

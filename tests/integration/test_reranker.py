@@ -48,16 +48,22 @@ def test_served_reranker_matches_its_onnx_file(triton, model_repository, setting
 
 
 def test_search_reranks_and_explains(stub):
-    response = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True), timeout=30)
+    response = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True,
+                                                     combination_weights={"reranker": 1.0}), timeout=30)
     assert not response.degraded
     assert response.model_versions["reranker"] == "1"
     for item in response.items:
-        assert {c.name for c in item.components} == {"bm25", "dense", "reranker", *FEATURES}
+        assert {c.name for c in item.components} == {"bm25", "dense", "multilingual", "reranker", *FEATURES, "intent"}
         assert item.score == pytest.approx(sum(c.contribution for c in item.components))
     # "wireless earbuds" has no numbers: the number feature is neutral for every product.
     assert all({c.name: c.raw for c in item.components}["numbers"] == 0.0 for item in response.items)
     fused = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True, skip_rerank=True))
-    assert {c.name for c in fused.items[0].components} == {"bm25", "dense"}
+    assert {c.name for c in fused.items[0].components} == {"bm25", "dense", "multilingual"}
+    # The cross-encoder alone orders them when asked to.
+    alone = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True,
+                                                  combination_weights={"reranker": 1.0}), timeout=30)
+    reranker = [next(c.raw for c in item.components if c.name == "reranker") for item in alone.items]
+    assert reranker == sorted(reranker, reverse=True)
 
 
 def test_missed_reranker_deadline_falls_back_to_fused_order(triton, settings, demo_index):

@@ -47,6 +47,32 @@ def test_typo_and_chinese_queries_find_the_right_category(stub):
     assert sum(PRODUCTS[item.product_id].category == "Phones" for item in phones.items) >= 3
 
 
+@pytest.mark.parametrize("query, wanted", [
+    ("无线耳机", {"D0027", "D0028", "D0029", "D0030"}),  # wireless headphones: only English titles have them
+    ("phone for elderly parents", {"D0011"}),  # 小禾 A5 老人手机: only a Chinese title says so
+])
+def test_a_query_finds_products_written_in_the_other_language(stub, query, wanted):
+    top3 = [item.product_id for item in search(stub, query, top_k=3).items]
+    assert wanted & set(top3), top3
+
+
+def test_a_chinese_query_is_not_scored_by_the_english_only_models(stub):
+    response = search(stub, "无线耳机", top_k=5, explain=True)
+    names = {component.name for component in response.items[0].components}
+    assert "multilingual" in names and "intent" in names
+    assert not names & {"reranker", "dense"}
+    assert not response.degraded
+
+
+@pytest.mark.parametrize("query", ["手机推荐", "phone"])
+def test_a_query_for_a_device_ranks_devices_above_their_cases(stub, query):
+    categories = [PRODUCTS[item.product_id].category for item in search(stub, query, top_k=20).items]
+    assert categories[0] == "Phones", categories
+    if "Phone Accessories" in categories:
+        assert categories.index("Phones") < categories.index("Phone Accessories")
+    assert categories[:5].count("Phones") >= 4, categories
+
+
 def test_misspelled_query_is_corrected_and_can_be_searched_as_typed(stub):
     corrected = search(stub, "cordles drill", top_k=5, explain=True)
     assert corrected.corrected_query == "cordless drill"
@@ -68,13 +94,14 @@ def test_response_reports_models_explanations_and_time(stub):
     response = search(stub, "wireless earbuds", top_k=7, explain=True)
     assert len(response.items) == 7
     assert response.model_versions["bi_encoder"] == "1"
+    assert response.model_versions["multilingual_encoder"] == "1"
     assert response.model_versions["reranker"] == "1"
     assert response.model_versions["index"]
     assert response.took_ms > 0
     scores = [item.score for item in response.items]
     assert scores == sorted(scores, reverse=True)
     for item in response.items:
-        assert {c.name for c in item.components} == {"bm25", "dense", "reranker", *FEATURES}
+        assert {c.name for c in item.components} == {"bm25", "dense", "multilingual", "reranker", *FEATURES, "intent"}
         assert item.score == pytest.approx(sum(c.contribution for c in item.components))
     assert not search(stub, "wireless earbuds").items[0].components  # no explain, no components
 
@@ -106,17 +133,17 @@ def test_candidate_ids_rank_only_those(stub):
     assert response.items[0].product_id == "D0001"
 
 
-@pytest.mark.parametrize("mode, components", [
-    (ranking_pb2.RETRIEVAL_MODE_LEXICAL, {"bm25"}),
-    (ranking_pb2.RETRIEVAL_MODE_DENSE, {"dense"}),
-    (ranking_pb2.RETRIEVAL_MODE_HYBRID, {"bm25", "dense"}),
+@pytest.mark.parametrize("mode, components, combined", [
+    (ranking_pb2.RETRIEVAL_MODE_LEXICAL, {"bm25"}, set()),  # no query embedding: no intent
+    (ranking_pb2.RETRIEVAL_MODE_DENSE, {"dense", "multilingual"}, {"intent"}),
+    (ranking_pb2.RETRIEVAL_MODE_HYBRID, {"bm25", "dense", "multilingual"}, {"intent"}),
 ])
-def test_retrieval_modes_use_their_retrievers(stub, mode, components):
+def test_retrieval_modes_use_their_retrievers(stub, mode, components, combined):
     response = search(stub, "garden hose", retrieval=mode, explain=True, skip_rerank=True)
     assert response.items
     assert {c.name for c in response.items[0].components} == components
-    reranked = search(stub, "garden hose", retrieval=mode, explain=True)
-    assert {c.name for c in reranked.items[0].components} == components | {"reranker", *FEATURES}
+    reranked = search(stub, "garden hose", retrieval=mode, explain=True, combination_weights={"reranker": 1.0})
+    assert {c.name for c in reranked.items[0].components} == components | {"reranker", *FEATURES} | combined
 
 
 @pytest.mark.parametrize(

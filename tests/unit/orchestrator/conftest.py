@@ -16,12 +16,17 @@ def make_index():
 
     def build(products: list[Product], catalog_sha256: str = "0" * 64) -> CatalogIndex:
         rng = np.random.default_rng(0)
-        embeddings = rng.standard_normal((len(products), 384)).astype(np.float32)
-        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+
+        def unit_vectors(dim: int) -> np.ndarray:
+            embeddings = rng.standard_normal((len(products), dim)).astype(np.float32)
+            return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+
         return CatalogIndex(
             products=list(products),
             lexical=LexicalIndex.build([product.search_text() for product in products]),
-            dense=DenseIndex.build(embeddings),
+            dense=DenseIndex.build(unit_vectors(384)),
+            multilingual=DenseIndex.build(unit_vectors(512)),
+            intent=None,
             manifest={"catalog_sha256": catalog_sha256},
         )
 

@@ -173,12 +173,12 @@ def test_unknown_method():
 
 
 def test_reranker_combination_reorders_and_explains():
-    from orchestrator.fusion import combine_with_reranker
+    from orchestrator.fusion import combine
 
     rows = np.array([10, 11, 12])
     fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "blend")
     depth_scores = np.array([0.1, 3.0])  # the reranker saw the first two fused candidates only
-    combined = combine_with_reranker(fused, depth_scores, {"reranker": 1.0, "bm25": 0.5, "dense": 1.0})
+    combined = combine(fused, {"reranker": 1.0, "bm25": 0.5, "dense": 1.0}, {"reranker": depth_scores})
     assert len(combined.rows) == 2
     names = [component.name for component in combined.components]
     assert names == ["bm25", "dense", "reranker"]
@@ -191,25 +191,68 @@ def test_reranker_combination_reorders_and_explains():
 
 
 def test_reranker_only_weights_rank_by_cross_encoder():
-    from orchestrator.fusion import combine_with_reranker
+    from orchestrator.fusion import combine
 
     rows = np.array([0, 1, 2])
     fused = fuse(rows, {"bm25": np.array([3.0, 2.0, 1.0])}, "blend")
-    combined = combine_with_reranker(fused, np.array([-1.0, 0.5, 2.0]), {"reranker": 1.0})
+    combined = combine(fused, {"reranker": 1.0}, {"reranker": np.array([-1.0, 0.5, 2.0])})
     assert combined.rows.tolist() == [2, 1, 0]
     assert combined.scores.tolist() == [2.0, 0.5, -1.0]
 
 
 def test_reranker_combination_adds_weighted_features_as_components():
-    from orchestrator.fusion import combine_with_reranker
+    from orchestrator.fusion import combine
 
     rows = np.array([0, 1])
     fused = fuse(rows, {"bm25": np.array([1.0, 1.0])}, "blend")
     features = {"numbers": np.array([-1.0, 1.0])}
     # Equal reranker scores: the numbers feature decides, and its contribution is weight * value.
-    combined = combine_with_reranker(fused, np.array([0.5, 0.5]), {"reranker": 1.0, "numbers": 0.25}, features)
+    combined = combine(fused, {"reranker": 1.0, "numbers": 0.25}, {"reranker": np.array([0.5, 0.5]), **features})
     assert combined.rows.tolist() == [1, 0]
     numbers = next(component for component in combined.components if component.name == "numbers")
     assert numbers.raw.tolist() == [1.0, -1.0]
     assert numbers.contribution.tolist() == [0.25, -0.25]
     np.testing.assert_allclose(combined.scores, [0.75, 0.25])
+
+
+def test_impute_gives_unreadable_candidates_the_median_of_the_readable():
+    from orchestrator.fusion import impute
+
+    values = np.array([3.0, 1.0, 0.0, 2.0, 0.0])
+    readable = np.array([True, True, False, True, False])
+    np.testing.assert_array_equal(impute(values, readable), [3.0, 1.0, 2.0, 2.0, 2.0])
+    assert impute(values, np.ones(5, dtype=bool)) is values
+    np.testing.assert_array_equal(impute(values, np.zeros(5, dtype=bool)), np.zeros(5))
+
+
+def test_blend_fusion_averages_two_encoders_cosines():
+    rows = np.array([0, 1])
+    fused = fuse(rows, {"bm25": np.array([0.0, 0.0]), "dense": np.array([0.2, 0.6]),
+                        "multilingual": np.array([0.8, 0.0])}, "blend", lexical_weight=0.5)
+    # (0.2 + 0.8) / 2 * 0.5 = 0.25 against (0.6 + 0.0) / 2 * 0.5 = 0.15
+    assert fused.rows.tolist() == [0, 1]
+    np.testing.assert_allclose(fused.scores, [0.25, 0.15])
+
+
+def test_combination_without_a_reranker_uses_the_cheap_components():
+    from orchestrator.fusion import combine
+
+    rows = np.array([0, 1, 2])
+    fused = fuse(rows, {"bm25": np.array([2.0, 1.0, 0.0]), "multilingual": np.array([0.1, 0.2, 0.9])}, "blend")
+    combined = combine(fused, {"bm25": 0.0, "multilingual": 1.0, "intent": 1.0},
+                       {"intent": np.array([0.0, 0.5, 0.1])})
+    names = [component.name for component in combined.components]
+    assert "reranker" not in names and names[-1] == "intent"
+    np.testing.assert_allclose(combined.scores, sorted(combined.scores, reverse=True))
+    np.testing.assert_allclose(combined.scores, sum(c.contribution for c in combined.components))
+
+
+def test_impute_with_a_proxy_maps_the_proxys_quantile_onto_the_readable_values():
+    from orchestrator.fusion import impute
+
+    values = np.array([10.0, 0.0, 5.0, 0.0])  # rows 1 and 3 unreadable
+    readable = np.array([True, False, True, False])
+    proxy = np.array([0.2, 0.9, 0.5, 0.1])  # row 1 is the proxy's best, row 3 its worst
+    imputed = impute(values, readable, proxy)
+    assert imputed[1] == 10.0 and imputed[3] == 5.0  # the readable values' top and bottom
+    np.testing.assert_array_equal(imputed[readable], values[readable])

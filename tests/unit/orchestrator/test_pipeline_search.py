@@ -21,7 +21,9 @@ PRODUCTS = [Product("p1", "Cordless Drill"), Product("p2", "Claw Hammer"), Produ
 
 
 class Encoder:
-    """Records the texts it encodes; every query embeds like the first product."""
+    """Records the texts it encodes; every query embeds like the first product. No multilingual encoder."""
+
+    multilingual_tokenizer = None
 
     def __init__(self, embedding: np.ndarray) -> None:
         self.embedding = embedding
@@ -58,7 +60,7 @@ def parts(monkeypatch, make_index):
 
     monkeypatch.setattr(pipeline_module, "match_features", match_features)
     encoder, triton = Encoder(index.dense.embeddings[0]), Triton()
-    reranker = Reranker(triton, tokenizer, {"reranker": 1.0}, timeout_s=5.0, max_in_flight=1)
+    reranker = Reranker(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
     speller = SpellingCorrector.for_catalog(PRODUCTS)
     pipeline = Pipeline(Settings(), index, encoder, {}, reranker=reranker, speller=speller)  # type: ignore[arg-type]
     return pipeline, encoder, triton, reranker, feature_queries

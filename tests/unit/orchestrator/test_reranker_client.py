@@ -31,7 +31,7 @@ def tokenizer(query, texts):
 def test_queries_past_the_in_flight_limit_are_refused_at_once_not_queued():
     async def scenario():
         triton = HeldTriton()
-        reranker = Reranker(triton, tokenizer, {}, timeout_s=5.0, max_in_flight=1)
+        reranker = Reranker(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
         first = asyncio.create_task(reranker.score("drill", ["a", "b"]))
         while not triton.calls:  # until the first request waits on Triton
             await asyncio.sleep(0)
@@ -48,7 +48,7 @@ def test_queries_past_the_in_flight_limit_are_refused_at_once_not_queued():
 
 def test_missed_deadline_frees_its_slot():
     async def scenario():
-        reranker = Reranker(HeldTriton(), tokenizer, {}, timeout_s=0.01, max_in_flight=1)
+        reranker = Reranker(HeldTriton(), tokenizer, timeout_s=0.01, max_in_flight=1)
         with pytest.raises(TritonError, match="deadline"):
             await reranker.score("drill", ["a"])
         assert reranker.in_flight == 0
