@@ -45,12 +45,12 @@ HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
 async def encoding_latency(url: str, settings: Settings, queries: list[str]) -> dict[str, tuple[float, float]]:
     """Encoder name -> (p50, p99) ms of tokenizing and embedding one query, one request at a time."""
     client = TritonClient(url, timeout_s=10.0)
-    encoders = {BI_ENCODER: TextEncoder(settings.tokenizer_file, settings.max_query_tokens),
-                MULTILINGUAL_ENCODER: SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)}
+    encoders = [(BI_ENCODER, TextEncoder(settings.tokenizer_file, settings.max_query_tokens)),
+                (MULTILINGUAL_ENCODER, SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens))]
     results = {}
     try:
-        await client.wait_until_ready(list(encoders), settings.triton_start_timeout_s)
-        for spec, tokenizer in encoders.items():
+        await client.wait_until_ready([spec for spec, _ in encoders], settings.triton_start_timeout_s)
+        for spec, tokenizer in encoders:
             for query in queries[:10]:  # warm-up
                 await client.infer(spec, tokenizer([query]))
             times = []

