@@ -6,7 +6,9 @@
     ├── DataError             a data file (catalog, judgments) is missing, unreadable or malformed; names the line
     ├── IndexError_           an index directory is missing or does not match what is asked of it
     ├── TritonError           Triton is unreachable, a model is not ready, or an inference failed
-    │   └── TritonUnavailable     nothing answers at the Triton URL
+    │   ├── TritonUnavailable     nothing answers at the Triton URL
+    │   ├── DeadlineMissed        an inference did not answer in time
+    │   └── RerankerBusy          the reranker already has its limit of queries in flight
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
     └── StoreError            the profile store failed
         └── StoreUnavailable      the profile store cannot be reached
@@ -39,6 +41,14 @@ class TritonError(ShoprankError):
 
 class TritonUnavailable(TritonError):
     """Triton does not answer at all."""
+
+
+class DeadlineMissed(TritonError):
+    """An inference did not answer within its deadline."""
+
+
+class RerankerBusy(TritonError):
+    """The reranker refused a query at once: its limit of queries in flight is reached."""
 
 
 class InvalidEvent(ShoprankError):

@@ -14,13 +14,14 @@ Domain types only; the servicer converts to and from protobuf.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.errors import InvalidRequest, StoreError, TritonError
+from core.errors import DeadlineMissed, InvalidRequest, RerankerBusy, StoreError, TritonError
 from core.features import match_features
 from core.language import CJK, LATIN, NONE, script_of
 from core.settings import Settings
@@ -37,8 +38,19 @@ from .personalization.personalizer import Personalizer
 from .retrieval import top_rows
 from .triton import TritonClient
 
+log = logging.getLogger(__name__)
+
 MODES = ("hybrid", "lexical", "dense")
 STORE_DOWN = "off: the profile store is unavailable"
+# What a degraded response tells the caller: a stable code and a sentence. The error itself (addresses, client
+# messages) goes to the log, never to the caller.
+DEGRADED = {
+    "dense_unavailable": "dense retrieval skipped, lexical results only",
+    "reranker_busy": "reranking skipped, fused order: the reranker is at its limit of concurrent queries",
+    "reranker_deadline": "reranking skipped, fused order: the reranker missed its deadline",
+    "reranker_failed": "reranking skipped, fused order: the reranker failed",
+    "store_unavailable": "personalization skipped, non-personalized order: the profile store is unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -118,13 +130,13 @@ class Reranker:
     async def score(self, query: str, texts: list[str]) -> np.ndarray:
         """Cross-encoder scores; TritonError when Triton fails, the deadline passes or the reranker is busy."""
         if self.in_flight >= self.max_in_flight:
-            raise TritonError(f"reranker busy: {self.in_flight} requests already in flight")
+            raise RerankerBusy(f"reranker busy: {self.in_flight} requests already in flight")
         self.in_flight += 1
         try:
             feeds = self.tokenizer(query, texts)
             output = await asyncio.wait_for(self.client.infer(RERANKER, feeds), self.timeout_s)
         except asyncio.TimeoutError:
-            raise TritonError(f"reranker missed its {self.timeout_s * 1000:.0f} ms deadline") from None
+            raise DeadlineMissed(f"reranker missed its {self.timeout_s * 1000:.0f} ms deadline") from None
         finally:
             self.in_flight -= 1
         return output["score"][:, 0]
@@ -219,7 +231,7 @@ class Pipeline:
             try:
                 profile = await profile_task
             except StoreError as error:
-                degraded_reason = _also(degraded_reason, f"personalization skipped, non-personalized order: {error}")
+                degraded_reason = _degrade(degraded_reason, "store_unavailable", error)
                 personalization = STORE_DOWN
             else:
                 personalization = (f"personalized from {profile.events} events" if profile is not None
@@ -234,7 +246,7 @@ class Pipeline:
             for task in (embedding_task, multilingual_task):
                 if task is not None:
                     task.cancel()
-            degraded_reason = _also(degraded_reason, f"dense retrieval skipped, lexical results only: {error}")
+            degraded_reason = _degrade(degraded_reason, "dense_unavailable", error)
             query_embedding = multilingual_embedding = None
             use_lexical = True
 
@@ -300,7 +312,9 @@ class Pipeline:
                     scores = impute((await scoring).astype(np.float64), ~index.cjk[depth_rows], depth_proxy)
                     extra = {"reranker": scores, **extra}
             except TritonError as error:
-                degraded_reason = _also(degraded_reason, f"reranking skipped, fused order: {error}")
+                code = ("reranker_busy" if isinstance(error, RerankerBusy)
+                        else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
+                degraded_reason = _degrade(degraded_reason, code, error)
             else:
                 fused = combine(fused, weights, extra)
 
@@ -314,7 +328,7 @@ class Pipeline:
                                                       depth=top_k, matching=matching)
                 personalized = self.personalizer.model is not None
             except StoreError as error:
-                degraded_reason = _also(degraded_reason, f"personalization skipped, non-personalized order: {error}")
+                degraded_reason = _degrade(degraded_reason, "store_unavailable", error)
                 personalization = STORE_DOWN
             else:
                 if not personalized:
@@ -358,6 +372,8 @@ def _why_not_personal(personalizer: Personalizer | None, request: SearchQuery) -
     return ""
 
 
-def _also(reasons: str, reason: str) -> str:
-    """The degraded reasons so far with one more."""
+def _degrade(reasons: str, code: str, error: Exception) -> str:
+    """The degraded reasons so far with one more, as the caller sees it ("code: sentence"); the error is logged."""
+    log.warning("degraded answer (%s): %s", code, error)
+    reason = f"{code}: {DEGRADED[code]}"
     return f"{reasons}; {reason}" if reasons else reason

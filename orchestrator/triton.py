@@ -9,7 +9,7 @@ import tritonclient.grpc.aio as triton_aio
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
-from core.errors import TritonError, TritonUnavailable
+from core.errors import DeadlineMissed, TritonError, TritonUnavailable
 from core.specs import ModelSpec
 
 
@@ -85,5 +85,5 @@ def _translate(error: InferenceServerException, url: str, model: str) -> TritonE
     if "UNAVAILABLE" in status:
         return TritonUnavailable(f"Triton at {url} is unreachable: {message}")
     if "DEADLINE" in status:
-        return TritonError(f"Triton model {model} missed its deadline: {message}")
+        return DeadlineMissed(f"Triton model {model} missed its deadline: {message}")
     return TritonError(f"Triton model {model} failed: {message}")

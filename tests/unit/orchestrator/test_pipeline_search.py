@@ -88,7 +88,7 @@ def test_busy_reranker_gives_fused_order_without_computing_features(parts):
     pipeline, _, triton, reranker, feature_queries = parts
     reranker.in_flight = reranker.max_in_flight  # every slot taken by other queries
     busy = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True)))
-    assert "reranker busy" in busy.degraded_reason
+    assert busy.degraded_reason == "reranker_busy: reranking skipped, fused order: the reranker is at its limit of concurrent queries"
     assert triton.queries == feature_queries == []
     assert {name for name, *_ in busy.items[0].components} == {"bm25", "dense"}
     reranker.in_flight = 0
