@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import signal
@@ -18,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.errors import ShoprankError
 from core.settings import Settings
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER
 from core.spelling import SpellingCorrector
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = ranking_pb2.DESCRIPTOR.services_by_name["Ranking"].full_name
 HEALTH_POLL_S = 1.0
+# A local Triton that dies is restarted at once, then after 1, 2, 4 ... 30 s while restarts keep failing.
+RESTART_BACKOFF_S = 1.0
+MAX_RESTART_BACKOFF_S = 30.0
 
 
 def create_server(pipeline: Pipeline, host: str, port: int,
@@ -134,15 +137,41 @@ class Service:
             await self._health.set(name, status)
 
     async def _watch_triton(self) -> None:
-        """Keep the health status in step with Triton's readiness."""
+        """Keep the health status in step with Triton's readiness, and restart a local Triton that died."""
         serving = True
+        restarts = 0
         while True:
             await asyncio.sleep(HEALTH_POLL_S)
+            triton = self._local_triton
+            if triton is not None and triton.exit_code is not None:  # died: reaped by exit_code
+                if serving:
+                    await self._set_health(False)
+                    serving = False
+                restarts = await self._restart_triton(triton, restarts)
+                continue
             ready = all([await self._client.is_model_ready(spec) for spec in self._models])
             if ready != serving:
                 log.warning("Triton models %s are %s", [spec.name for spec in self._models], "ready again" if ready else "not ready")
                 await self._set_health(ready)
                 serving = ready
+            if ready:
+                restarts = 0
+
+    async def _restart_triton(self, triton: LocalTriton, restarts: int) -> int:
+        """Start the local Triton again on its port after a backoff (none the first time, then 1, 2, 4 ... 30 s
+        while restarts keep failing); returns the number of restarts since it was last ready."""
+        log.error("tritonserver exited with code %s; restarting it (attempt %d):\n%s",
+                  triton.exit_code, restarts + 1, triton.log_tail(10))
+        if restarts:
+            await asyncio.sleep(min(RESTART_BACKOFF_S * 2 ** (restarts - 1), MAX_RESTART_BACKOFF_S))
+        try:
+            await asyncio.to_thread(triton.start)
+        except ShoprankError as error:
+            log.error("tritonserver did not restart: %s", error)
+        else:
+            await self._client.reconnect()
+            log.warning("tritonserver restarted on %s", triton.url)
+        return restarts + 1
 
     async def stop(self) -> None:
         """Stop serving (in-flight calls get the grace period), then stop Triton if this service started it."""

@@ -24,6 +24,12 @@ class TritonClient:
     async def close(self) -> None:
         await self._client.close()
 
+    async def reconnect(self) -> None:
+        """A fresh channel to the same URL: after Triton restarts, the old channel may wait out gRPC's reconnect
+        backoff (up to minutes) before it tries again."""
+        old, self._client = self._client, triton_aio.InferenceServerClient(url=self.url)
+        await old.close()
+
     async def is_model_ready(self, spec: ModelSpec) -> bool:
         """True when Triton answers and the model is ready; False when it answers otherwise or not at all."""
         try:

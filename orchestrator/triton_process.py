@@ -61,6 +61,11 @@ class LocalTriton:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def exit_code(self) -> int | None:
+        """The exit code of a server that has stopped on its own (the process is reaped); None while it runs."""
+        return None if self._process is None else self._process.poll()
+
+    @property
     def url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
@@ -71,6 +76,7 @@ class LocalTriton:
             raise ConfigError(f"model repository {self.model_repository} not found; run `shoprank export` first")
         root, libs, stub = _wheel_paths()
         backends = self._scratch / "backends"
+        shutil.rmtree(backends, ignore_errors=True)  # left by a server that died (a restart)
         shutil.copytree(root / "backends", backends)
         shutil.copy(stub, backends / "python" / "triton_python_backend_stub")
         env = dict(os.environ)

@@ -6,8 +6,10 @@ import asyncio
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -166,3 +168,47 @@ def test_tritonserver_that_cannot_load_its_models_reports_why(tmp_path):
         server.start()
     assert "weights are missing" in str(caught.value)
     assert not server.running
+
+
+def test_a_killed_triton_is_restarted_and_full_answers_return_under_load(settings, demo_index):
+    """The service owns its tritonserver: after a kill -9, searches keep being answered (lexical-only, degraded,
+    never an error) while it restarts Triton, and it is SERVING with full answers again within 10 s of Triton
+    being back."""
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=""))
+    answers: list[ranking_pb2.SearchResponse] = []
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def load(address: str) -> None:
+        with grpc.insecure_channel(address) as channel:
+            stub = ranking_pb2_grpc.RankingStub(channel)
+            while not stop.is_set():
+                try:
+                    answers.append(stub.Search(ranking_pb2.SearchRequest(query="garden hose", top_k=5), timeout=30))
+                except grpc.RpcError as error:
+                    errors.append(error)
+                time.sleep(0.05)
+
+    try:
+        running.start()
+        triton = running.service._local_triton
+        assert triton is not None and triton.running
+        old_pid = triton._process.pid
+        client = threading.Thread(target=load, args=(running.address,), daemon=True)
+        client.start()
+        wait_for(lambda: len(answers) >= 3, 30, "answers before the kill")
+        os.killpg(old_pid, signal.SIGKILL)
+        killed_at = len(answers)
+        wait_for(lambda: any(a.degraded for a in answers[killed_at:]), 30, "a degraded answer after the kill")
+        wait_for(lambda: triton.running and triton._process.pid != old_pid, 120, "the restarted tritonserver")
+        wait_for(lambda: health_status(running.address) == health_pb2.HealthCheckResponse.SERVING, 10, "SERVING again")
+        recovered = len(answers)
+        wait_for(lambda: len(answers) > recovered + 2, 15, "answers after the restart")
+        assert not any(a.degraded for a in answers[recovered + 1:]), [a.degraded_reason for a in answers[recovered:]]
+        with pytest.raises(ChildProcessError):  # the killed server was reaped, not left a zombie
+            os.waitpid(old_pid, os.WNOHANG)
+    finally:
+        stop.set()
+        running.stop()
+    assert not errors, errors[:3]
+    assert all(answer.items for answer in answers)
