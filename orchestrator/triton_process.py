@@ -44,6 +44,17 @@ def _wheel_paths() -> tuple[Path, Path, Path]:
     return root, libs, stub
 
 
+def unexported_models(model_repository: Path) -> list[str]:
+    """The models of a repository (folders with a config.pbtxt) that have no version folder with files in it:
+    what a fresh checkout holds before `shoprank export`."""
+    missing = []
+    for config in sorted(Path(model_repository).glob("*/config.pbtxt")):
+        versions = [folder for folder in config.parent.iterdir() if folder.is_dir() and folder.name.isdigit()]
+        if not any(any(folder.iterdir()) for folder in versions):
+            missing.append(config.parent.name)
+    return missing
+
+
 class LocalTriton:
     """A tritonserver child process serving `model_repository` on a gRPC port of 127.0.0.1."""
 
@@ -74,6 +85,10 @@ class LocalTriton:
         timeout_s = self.start_timeout_s
         if not self.model_repository.is_dir():
             raise ConfigError(f"model repository {self.model_repository} not found; run `shoprank export` first")
+        unexported = unexported_models(self.model_repository)
+        if unexported:
+            raise ConfigError(f"no exported version of {', '.join(unexported)} in {self.model_repository}: "
+                              "run `shoprank export` (or `make export`) first")
         root, libs, stub = _wheel_paths()
         backends = self._scratch / "backends"
         shutil.rmtree(backends, ignore_errors=True)  # left by a server that died (a restart)
