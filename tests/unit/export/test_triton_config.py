@@ -55,6 +55,13 @@ def test_cpu_target_is_python_backend():
     assert config.parameters["onnx_file"].string_value == "model.onnx"
     assert config.parameters["intra_op_threads"].string_value == "0"
     assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+    # Queries of different lengths may share a dynamic batch: the Python backend pads them.
+    assert all(tensor.allow_ragged_batch for tensor in config.input)
+
+
+def test_gpu_inputs_are_not_ragged():
+    config = text_format.Parse(render(BI_ENCODER, "gpu"), mc.ModelConfig())
+    assert not any(tensor.allow_ragged_batch for tensor in config.input)
 
 
 def test_gpu_target_is_onnxruntime_with_tensorrt_fp16():
