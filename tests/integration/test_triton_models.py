@@ -54,6 +54,7 @@ def test_dynamically_batched_requests_get_their_own_results(triton):
         np.testing.assert_allclose(served[0], expected[position % len(PARITY_TEXTS)], atol=BI_ENCODER.atol["fp32"], rtol=0)
     after = _inference_stats(triton.url)
     assert after[0] - before[0] == len(results)  # every request was inferred
+    assert after[1] - before[1] < len(results)  # and requests of different lengths shared executions (ragged inputs)
 
 
 def _inference_stats(url: str) -> tuple[int, int]:
