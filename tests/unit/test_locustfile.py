@@ -36,6 +36,17 @@ def test_locustfile_imports_and_defines_the_shopper():
         assert len(lf.ShopperUser.tasks) >= 4
         assert "cordless drill" in lf.QUERIES and len(lf.QUERIES) == len(set(lf.QUERIES))
         assert not hasattr(lf, "StepLoadShape")  # the shape is opt-in (-f ...,loadtest/shapes.py)
+        assert len(lf.QUERIES) > 200 and any("\u4e00" <= ch <= "\u9fff" for q in lf.QUERIES for ch in q)  # + multilingual
+
+        # a degraded answer is a success counted apart by reason code; an answer without items is a failure
+        from core._proto.shoprank.v1 import ranking_pb2
+        check = lambda response: lf.ShopperUser.check_response(None, "/shoprank.v1.Ranking/Search", response)
+        degraded = ranking_pb2.SearchResponse(items=[ranking_pb2.Item(product_id="D0001")], degraded=True,
+            degraded_reason="reranker_busy: reranking skipped, fused order; store_unavailable: personalization skipped")
+        assert check(degraded) is None
+        assert lf.DEGRADED == {"reranker_busy": 1, "store_unavailable": 1}
+        assert isinstance(check(ranking_pb2.SearchResponse()), RuntimeError)
+        lf.DEGRADED.clear()
 
         # the quitting listener: exit status 1 over 1% failures or over the p99 threshold
         import os, types
