@@ -187,6 +187,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--index", help="index directory (default: .shoprank/index)")
     sub.add_argument("--host")
     sub.add_argument("--port", type=int)
+    sub.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus metrics (the orchestrator's and its Triton's) on this port (default: off)")
     sub.add_argument("--fusion", choices=("rrf", "blend"))
     sub.add_argument("--profile-store", help="sqlite:///FILE (default .shoprank/profiles.db) or redis://HOST:PORT/DB")
     triton_options(sub)

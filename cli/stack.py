@@ -25,6 +25,7 @@ def settings_from(args: argparse.Namespace, **extra):
         triton_url=getattr(args, "triton_url", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        metrics_port=getattr(args, "metrics_port", None),
         fusion=getattr(args, "fusion", None),
         rerank_depth=getattr(args, "rerank_depth", None),
         profile_store=getattr(args, "profile_store", None),

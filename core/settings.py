@@ -27,6 +27,8 @@ class Settings:
     triton_url: str = ""
     host: str = "127.0.0.1"
     port: int = 50051
+    # Prometheus metrics (orchestrator/metrics.py) on this port of `host`; 0: not served.
+    metrics_port: int = 0
     encoder_model: str = "bi_encoder"
     # The tokenizer that matches the encoder; by default the copy `shoprank export` puts beside the model.
     tokenizer_path: Path | None = None
@@ -94,6 +96,8 @@ class Settings:
             raise ConfigError("popular_depth must be 0 (off) or more")
         if self.rerank_depth < 0:
             raise ConfigError("rerank_depth must be 0 (off) or more")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port must be 0 (off) or a TCP port")
 
     @property
     def tokenizer_file(self) -> Path:

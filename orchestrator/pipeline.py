@@ -33,6 +33,7 @@ from core.weights import DEFAULT_WEIGHTS
 from .filters import Filter
 from .fusion import Component, combine, fuse, impute
 from .index import CatalogIndex
+from .metrics import Metrics
 from .personalization.blend import check_weights
 from .personalization.personalizer import Personalizer
 from .retrieval import top_rows
@@ -153,6 +154,7 @@ class Pipeline:
         self.index = index
         self.encoder = encoder
         self.reranker = reranker
+        self.metrics: Metrics | None = None  # set by the service when it serves metrics
         # Query script -> combination weights; a script without weights keeps the fused order. By default the
         # cross-encoder alone orders latin queries' candidates, as without a combination.json.
         self.combination = combination if combination is not None else {LATIN: dict(DEFAULT_WEIGHTS)}
@@ -195,6 +197,14 @@ class Pipeline:
     async def search(self, request: SearchQuery) -> SearchResult:
         """Rank the catalog, or the given candidates, for the query."""
         started = time.perf_counter()
+        timings: dict[str, float] = {}
+        lap = [started]
+
+        def stage(name: str) -> None:  # the time since the previous stage ended
+            now = time.perf_counter()
+            timings[name] = (now - lap[0]) * 1000.0
+            lap[0] = now
+
         top_k = self.validate(request)
         index, settings = self.index, self.settings
         use_lexical = request.mode in ("hybrid", "lexical")
@@ -211,6 +221,7 @@ class Pipeline:
             query = await asyncio.to_thread(self.speller.correct, query)
         script = script_of(query)
         english = script != CJK  # MiniLM and the cross-encoder read it
+        stage("correct")
 
         # Exhaustive: the caller narrowed the set (candidates or filters), so every allowed row is scored exactly.
         allowed: np.ndarray | None = None
@@ -281,6 +292,7 @@ class Pipeline:
         if proxy is not None:
             raw["multilingual"] = proxy
         fused = pool = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
+        stage("retrieve")  # encoding, both retrievers, the profile's load, fusion
 
         weights = self.combination.get(CJK if script == CJK else LATIN)
         if request.combination_weights is not None:
@@ -318,6 +330,7 @@ class Pipeline:
             else:
                 fused = combine(fused, weights, extra)
 
+        stage("rerank")  # cross-encoder and match features, or the cheap combination, where they ran
         personalized = False
         if profile is not None and len(fused.rows):
             try:
@@ -334,6 +347,7 @@ class Pipeline:
                 if not personalized:
                     personalization = "off: no blend model loaded; features shown, relevance order kept"
 
+        stage("personalize")
         items = []
         for position in range(min(top_k, len(fused.rows))):
             product = index.products[int(fused.rows[position])]
@@ -341,11 +355,16 @@ class Pipeline:
             if request.explain:
                 components = tuple(_explain(component, position) for component in fused.components)
             items.append(ScoredItem(product.product_id, product.title, float(fused.scores[position]), components))
+        took_ms = (time.perf_counter() - started) * 1000.0
+        timings["total"] = took_ms
+        if self.metrics is not None:
+            self.metrics.observe(timings, degraded_reason)
         return SearchResult(
             items=items,
             model_versions=dict(self.model_versions),
             degraded_reason=degraded_reason,
-            took_ms=(time.perf_counter() - started) * 1000.0,
+            timings_ms=timings,
+            took_ms=took_ms,
             corrected_query=query if query != request.query else "",
             personalized=personalized,
             personalization=personalization,

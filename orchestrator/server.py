@@ -25,6 +25,7 @@ from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import read_combination
 
 from .index import CatalogIndex
+from .metrics import Metrics, MetricsServer
 from .personalization.blend import BlendModel
 from .personalization.personalizer import Personalizer
 from .personalization.store import ProfileStore, open_store
@@ -71,6 +72,7 @@ class Service:
         self._monitor: asyncio.Task[None] | None = None
         self._models = [BI_ENCODER, MULTILINGUAL_ENCODER]
         self._store: ProfileStore | None = None
+        self._metrics: MetricsServer | None = None
         self.pipeline: Pipeline | None = None
 
     async def start(self) -> "Service":
@@ -101,6 +103,11 @@ class Service:
                             speller=speller, personalizer=personalizer,
                             combination=read_combination(settings.combination_file, shop=index.version))
         self.pipeline = pipeline
+        if settings.metrics_port:
+            pipeline.metrics = Metrics()
+            triton_metrics = self._local_triton.metrics_url if self._local_triton is not None else ""
+            self._metrics = MetricsServer(pipeline.metrics, settings.host, settings.metrics_port, triton_metrics).start()
+            log.info("metrics on http://%s:%d/metrics", settings.host, self._metrics.port)
         self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port,
                                                               log_key=settings.log_key)
         await self._set_health(False)
@@ -159,7 +166,8 @@ class Service:
 
     async def _restart_triton(self, triton: LocalTriton, restarts: int) -> int:
         """Start the local Triton again on its port after a backoff (none the first time, then 1, 2, 4 ... 30 s
-        while restarts keep failing); returns the number of restarts since it was last ready."""
+        while restarts keep failing); returns the number of restarts since it was last ready. The client's
+        channel reconnects by itself within 1 s (orchestrator/triton.py)."""
         log.error("tritonserver exited with code %s; restarting it (attempt %d):\n%s",
                   triton.exit_code, restarts + 1, triton.log_tail(10))
         if restarts:
@@ -169,7 +177,6 @@ class Service:
         except ShoprankError as error:
             log.error("tritonserver did not restart: %s", error)
         else:
-            await self._client.reconnect()
             log.warning("tritonserver restarted on %s", triton.url)
         return restarts + 1
 
@@ -192,6 +199,9 @@ class Service:
         if self._store is not None:
             await self._store.close()
             self._store = None
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.stop)
+            self._metrics = None
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:

@@ -13,22 +13,27 @@ from core.errors import DeadlineMissed, TritonError, TritonUnavailable
 from core.specs import ModelSpec
 
 
+# tritonclient's own channel options (unbounded messages, keepalive defaults), and a reconnect backoff of at most
+# 1 s: gRPC's default grows to 2 minutes, so after Triton restarted the channel could wait that long to try again.
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
 class TritonClient:
     """An asyncio client for one Triton server. Create it inside the event loop that uses it."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._client = triton_aio.InferenceServerClient(url=url)
+        self._client = triton_aio.InferenceServerClient(url=url, channel_args=CHANNEL_ARGS)
 
     async def close(self) -> None:
         await self._client.close()
-
-    async def reconnect(self) -> None:
-        """A fresh channel to the same URL: after Triton restarts, the old channel may wait out gRPC's reconnect
-        backoff (up to minutes) before it tries again."""
-        old, self._client = self._client, triton_aio.InferenceServerClient(url=self.url)
-        await old.close()
 
     async def is_model_ready(self, spec: ModelSpec) -> bool:
         """True when Triton answers and the model is ready; False when it answers otherwise or not at all."""

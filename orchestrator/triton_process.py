@@ -63,6 +63,7 @@ class LocalTriton:
         self.model_repository = Path(model_repository).resolve()
         self.start_timeout_s = start_timeout_s
         self.grpc_port = grpc_port or free_port()
+        self.metrics_port = free_port()
         self._scratch = Path(tempfile.mkdtemp(prefix="shoprank-triton-"))
         self.log_path = log_path or self._scratch / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -79,6 +80,11 @@ class LocalTriton:
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Triton's Prometheus metrics."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> "LocalTriton":
         """Start the server and wait until it has loaded every model and listens; raise with its log otherwise."""
@@ -105,7 +111,10 @@ class LocalTriton:
             f"--grpc-port={self.grpc_port}",
             "--grpc-address=127.0.0.1",
             "--allow-http=false",
-            "--allow-metrics=false",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            f"--metrics-port={self.metrics_port}",
+            "--metrics-address=127.0.0.1",
             "--exit-timeout-secs=10",
         ]
         log = open(self.log_path, "wb")

@@ -212,3 +212,24 @@ def test_a_killed_triton_is_restarted_and_full_answers_return_under_load(setting
         running.stop()
     assert not errors, errors[:3]
     assert all(answer.items for answer in answers)
+
+
+def test_metrics_port_serves_the_orchestrators_and_tritons_metrics(settings, demo_index):
+    """GET /metrics: searches, per-stage latency, degraded answers by reason, and the local Triton's own."""
+    import urllib.request
+
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url="", metrics_port=free_port()))
+    try:
+        running.start()
+        with grpc.insecure_channel(running.address) as channel:
+            stub = ranking_pb2_grpc.RankingStub(channel)
+            for query in ("garden hose", "无线耳机"):
+                assert stub.Search(ranking_pb2.SearchRequest(query=query), timeout=30).items
+        url = f"http://127.0.0.1:{running.service.settings.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+    finally:
+        running.stop()
+    assert "shoprank_searches_total 2.0" in text
+    for stage in ("correct", "retrieve", "rerank", "personalize", "total"):
+        assert f'shoprank_search_stage_seconds_count{{stage="{stage}"}} 2.0' in text
+    assert 'nv_inference_request_success{model="multilingual_encoder",version="1"}' in text  # Triton's

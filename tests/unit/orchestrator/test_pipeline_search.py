@@ -70,6 +70,7 @@ def test_every_model_gets_the_corrected_query(parts):
     pipeline, encoder, triton, _, feature_queries = parts
     result = asyncio.run(pipeline.search(SearchQuery("tiolet lid", explain=True)))
     assert result.corrected_query == "toilet lid"
+    assert set(result.timings_ms) == {"correct", "retrieve", "rerank", "personalize", "total"}
     assert encoder.texts == triton.queries == feature_queries == ["toilet lid"]
     bm25 = {item.product_id: next(raw for name, raw, *_ in item.components if name == "bm25") for item in result.items}
     assert bm25["p3"] > 0 and bm25["p1"] == bm25["p2"] == 0  # BM25 matched the corrected words

@@ -1,0 +1,85 @@
+"""Prometheus metrics on one port: the orchestrator's own and, when it runs one, its tritonserver's.
+
+GET /metrics answers the orchestrator's metrics (searches, per-stage latency, degraded answers by reason code),
+followed by Triton's own (`nv_inference_*`: requests, queue and compute time per model), read from the local
+tritonserver's metrics port at each scrape. A Triton that does not answer leaves a comment line, not an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+STAGES = ("correct", "retrieve", "rerank", "personalize", "total")
+BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The orchestrator's metrics, in a registry of their own (one per service)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.searches = Counter("shoprank_searches", "Search calls answered", registry=self.registry)
+        self.stage_seconds = Histogram("shoprank_search_stage_seconds", "Time spent in each stage of a search",
+                                       ["stage"], buckets=BUCKETS_S, registry=self.registry)
+        self.degraded = Counter("shoprank_degraded_answers", "Answers with a part skipped, by reason code",
+                                ["reason"], registry=self.registry)
+
+    def observe(self, timings_ms: dict[str, float], degraded_reason: str) -> None:
+        self.searches.inc()
+        for stage, milliseconds in timings_ms.items():
+            self.stage_seconds.labels(stage=stage).observe(milliseconds / 1000.0)
+        for reason in filter(None, degraded_reason.split("; ")):
+            self.degraded.labels(reason=reason.split(":", 1)[0]).inc()
+
+
+class MetricsServer:
+    """An HTTP server in a thread answering GET /metrics."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, triton_metrics_url: str = "") -> None:
+        self.metrics = metrics
+        self.triton_metrics_url = triton_metrics_url
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404, "only /metrics is served")
+                    return
+                body = outer.render()
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+                log.debug("metrics: " + format, *args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def render(self) -> bytes:
+        body = generate_latest(self.metrics.registry)
+        if self.triton_metrics_url:
+            try:
+                with urllib.request.urlopen(self.triton_metrics_url, timeout=1.0) as response:
+                    body += response.read()
+            except OSError as error:
+                body += f"# Triton's metrics at {self.triton_metrics_url} did not answer: {error}\n".encode()
+        return body
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
