@@ -13,14 +13,19 @@ SPLITS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
 def split_of(query: str) -> str:
     """'train', 'dev' or 'test' for a query (80/10/10)."""
-    normalized = " ".join(query.casefold().split())
-    position = int.from_bytes(hashlib.sha256(normalized.encode("utf-8")).digest()[:8], "big") / 2**64
+    return split_by_hash(" ".join(query.casefold().split()), SPLITS)
+
+
+def split_by_hash(key: str, shares: dict[str, float]) -> str:
+    """The split of `shares` (name -> share, in order) that the SHA-256 of `key` falls in; the last one past
+    rounding."""
+    position = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
     cumulative = 0.0
-    for name, share in SPLITS.items():
+    for name, share in shares.items():
         cumulative += share
         if position < cumulative:
             return name
-    return "test"
+    return list(shares)[-1]
 
 
 def select(judgments: dict[str, dict[str, float]], split: str | None) -> dict[str, dict[str, float]]:

@@ -29,6 +29,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from core.errors import DataError
+from core.splits import split_by_hash
 from core.metrics import dcg
 from core.stats import Interval, paired_bootstrap
 
@@ -113,13 +114,7 @@ def load_groups(path: Path, *, features: Sequence[str]) -> list[QueryGroup]:
 
 def split_of_user(user_id: str) -> str:
     """'train', 'dev' or 'test' for a user (60/20/20), by SHA-256 of the id."""
-    position = int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") / 2**64
-    cumulative = 0.0
-    for name, share in SPLITS.items():
-        cumulative += share
-        if position < cumulative:
-            return name
-    return "test"
+    return split_by_hash(user_id, SPLITS)
 
 
 def ndcg_at_10(scores: np.ndarray, labels: np.ndarray) -> float | None:
