@@ -16,5 +16,5 @@ RUN pip install .
 COPY proto/ proto/
 COPY data/ data/
 
-EXPOSE 50051
+EXPOSE 50051 50052
 CMD ["shoprank", "serve", "--triton-url", "triton:8001", "--host", "0.0.0.0", "--port", "50051", "--index", "/index"]

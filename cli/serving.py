@@ -191,6 +191,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="serve Prometheus metrics (the orchestrator's and its Triton's) on this port (default: off)")
     sub.add_argument("--fusion", choices=("rrf", "blend"))
     sub.add_argument("--profile-store", help="sqlite:///FILE (default .shoprank/profiles.db) or redis://HOST:PORT/DB")
+    sub.add_argument("--admin-port", type=int, help="port of the admin API (rollouts), served only when "
+                                                    "SHOPRANK_ADMIN_TOKEN is set (default 50052)")
+    sub.add_argument("--rollout-state", help="the rollout state file (default .shoprank/rollout.json)")
     triton_options(sub)
     sub.set_defaults(func=cmd_serve)
 

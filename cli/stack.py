@@ -29,6 +29,9 @@ def settings_from(args: argparse.Namespace, **extra):
         fusion=getattr(args, "fusion", None),
         rerank_depth=getattr(args, "rerank_depth", None),
         profile_store=getattr(args, "profile_store", None),
+        admin_port=getattr(args, "admin_port", None),
+        rollout_state=getattr(args, "rollout_state", None),
+        reranker_version=getattr(args, "reranker_version", None),
         **extra,
     )
 
@@ -71,6 +74,14 @@ def run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Pat
     """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale, and return
     `work(stub)` run against a Service on it. The index lives at `index_dir`, else --index, else cached under
     .shoprank/indexes by the catalog's digest; `adjust` edits the settings."""
+    with catalog_stack(args, catalog, index_dir, adjust) as settings:
+        return asyncio.run(with_service(settings, work))
+
+
+@contextmanager
+def catalog_stack(args: argparse.Namespace, catalog: Path, index_dir: Path | None = None, adjust=None) -> Iterator:
+    """The settings of a Service on the catalog, for the block: Triton started (or --triton-url) and the index
+    built if it is missing or stale, as `run_on_catalog` says."""
     from core.catalog import catalog_digest  # noqa: PLC0415
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
@@ -84,7 +95,7 @@ def run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Pat
             settings = adjust(settings)
         if not index_is_current(index_dir, catalog):
             asyncio.run(build_and_save(settings, catalog, index_dir, url, getattr(args, "skip_untitled", False)))
-        return asyncio.run(with_service(settings, work))
+        yield settings
 
 
 async def with_service(settings, work):
@@ -105,6 +116,8 @@ def triton_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--rerank-depth", type=int,
                      help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
     sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
+    sub.add_argument("--reranker-version", help="serve this reranker version instead of the rollout state's stable "
+                                                "one, for instance to evaluate a new export (rollouts are off)")
 
 
 @contextmanager

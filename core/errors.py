@@ -9,6 +9,7 @@
     │   ├── TritonUnavailable     nothing answers at the Triton URL
     │   ├── DeadlineMissed        an inference did not answer in time
     │   └── RerankerBusy          the reranker already has its limit of queries in flight
+    ├── RolloutError          a rollout action does not apply (unknown version, a rollout already active...)
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
     └── StoreError            the profile store failed
         └── StoreUnavailable      the profile store cannot be reached
@@ -49,6 +50,10 @@ class DeadlineMissed(TritonError):
 
 class RerankerBusy(TritonError):
     """The reranker refused a query at once: its limit of queries in flight is reached."""
+
+
+class RolloutError(ShoprankError):
+    """A rollout action cannot be done in the current state, or its candidate was rolled back."""
 
 
 class InvalidEvent(ShoprankError):

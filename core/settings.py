@@ -55,6 +55,22 @@ class Settings:
     # On this 2-core CPU a query's 100 pairs take ~100 ms (INT8, 3 layers), so a third would wait ~200 ms first.
     max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48
+    # Model versions (orchestrator/rollout): the state file records the stable reranker version and any rollout
+    # in progress, and survives restarts. `reranker_version` pins one version instead (evaluation): rollouts off.
+    rollout_state: Path = Path(".shoprank/rollout.json")
+    reranker_version: str = ""
+    # The admin gRPC service (rollouts) listens on `admin_port` of `host` when `admin_token` is set (callers send
+    # "authorization: Bearer TOKEN"); without a token it is off. Set it through SHOPRANK_ADMIN_TOKEN.
+    admin_token: str = ""
+    admin_port: int = 50052
+    # Guards: a canary is rolled back when, over the last `rollout_window_s` and at least `rollout_min_requests`
+    # of its requests, its reranker error rate or p99 passes these; a shadow when its mean agreement (RBO of its
+    # top 10 against the stable version's) falls below `rollout_min_agreement`.
+    rollout_window_s: float = 60.0
+    rollout_min_requests: int = 20
+    rollout_max_error_rate: float = 0.05
+    rollout_max_p99_ms: float = 1000.0
+    rollout_min_agreement: float = 0.5
     # Query words no product has are corrected into catalog terms up to this many edits away
     # (core/spelling.py); 0 turns correction off.
     max_spelling_edits: int = 2
@@ -98,6 +114,14 @@ class Settings:
             raise ConfigError("rerank_depth must be 0 (off) or more")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port must be 0 (off) or a TCP port")
+        if not 0 <= self.admin_port <= 65535:
+            raise ConfigError("admin_port must be a TCP port (0: any free one)")
+        if self.reranker_version and not self.reranker_version.isdigit():
+            raise ConfigError(f"reranker_version must be a version number, not {self.reranker_version!r}")
+        if self.rollout_window_s <= 0 or self.rollout_min_requests < 1:
+            raise ConfigError("rollout_window_s must be positive and rollout_min_requests at least 1")
+        if not 0.0 <= self.rollout_max_error_rate <= 1.0 or not 0.0 <= self.rollout_min_agreement <= 1.0:
+            raise ConfigError("rollout_max_error_rate and rollout_min_agreement must lie in [0, 1]")
 
     @property
     def tokenizer_file(self) -> Path:
@@ -111,11 +135,6 @@ class Settings:
         """Where the multilingual encoder's sentencepiece model is read from."""
         return self.model_repository / self.multilingual_model / "sp.model"
 
-    @property
-    def combination_file(self) -> Path:
-        """Weights that combine the reranker's score with the retrievers' (written by `shoprank export`)."""
-        return self.model_repository / self.reranker_model / "combination.json"
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Settings from SHOPRANK_* variables, then `overrides` (None values are ignored)."""
@@ -126,7 +145,7 @@ class Settings:
             if raw is not None:
                 values[item.name] = _parse(item.name, raw, item.type)
         values.update({key: value for key, value in overrides.items() if value is not None})
-        for key in ("index_dir", "model_repository", "tokenizer_path", "blend_model"):
+        for key in ("index_dir", "model_repository", "tokenizer_path", "blend_model", "rollout_state"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return cls(**values)

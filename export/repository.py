@@ -1,7 +1,9 @@
 """Writing Triton model repositories: model_repository/<target>/<model>/{config.pbtxt, <version>/...}.
 
-Exports are idempotent: each model folder keeps an `export.json` stamp (base weights digest, spec, parity
-results); when the stamp matches, nothing is exported again.
+Every export writes a new integer version folder beside the existing ones, never over them; each version folder
+holds its `manifest.json` (sources, precision, parity and gate results). Which version serves is the rollout's
+decision (orchestrator/rollout), not the export's. Exports are idempotent: when the newest version's manifest
+records the same sources, nothing is exported again.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from core.model_repository import MANIFEST, version_manifest, versions
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, ModelSpec
 
 from .triton_config import render
 
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "ort_model.py"
-VERSION = "1"
 # The targets the sentence encoders are exported into: both serve an ONNX file (`tensorrt` is for the reranker's plan).
 ONNX_TARGETS = ("cpu", "gpu")
 
@@ -44,41 +46,72 @@ def source_stamp(model_dir: Path, spec: ModelSpec) -> dict[str, str]:
     }
 
 
+def next_version(root: Path, spec: ModelSpec, targets: tuple[str, ...]) -> int:
+    """The version number a new export of the model takes: one past the newest in any target."""
+    return max([0] + [number for target in targets for number in versions(root / target / spec.name)]) + 1
+
+
+def newest_version(root: Path, spec: ModelSpec, targets: tuple[str, ...]) -> int | None:
+    """The newest version present in every target; None when the targets hold none in common."""
+    common = set.intersection(*(set(versions(root / target / spec.name)) for target in targets))
+    return max(common) if common else None
+
+
 def is_current(root: Path, spec: ModelSpec, stamp: dict[str, str], weights: dict[str, str] | None = None) -> bool:
-    """True when every target already holds an export made from the same sources.
+    """True when the newest version of every target is an export made from the same sources.
 
     `weights` maps each target to the file its version folder must hold (default: model.onnx in ONNX_TARGETS).
     """
-    for target, weights_file in (weights or {target: "model.onnx" for target in ONNX_TARGETS}).items():
+    weights = weights or {target: "model.onnx" for target in ONNX_TARGETS}
+    version = newest_version(root, spec, tuple(weights))
+    if version is None:
+        return False
+    for target, weights_file in weights.items():
         folder = root / target / spec.name
-        stamp_file = folder / "export.json"
-        if not stamp_file.is_file() or not (folder / VERSION / weights_file).is_file():
+        manifest = version_manifest(folder, version)
+        if manifest is None or not (folder / str(version) / weights_file).is_file():
             return False
-        if json.loads(stamp_file.read_text()).get("source") != stamp:
+        if manifest.get("source") != stamp:
             return False
     return True
 
 
+def write_version(folder: Path, version: int, files: dict[str, Path], record: dict) -> Path:
+    """Write one new version folder: `files` (name -> source) and its manifest, into a staging folder renamed
+    into place at the end, so Triton never sees half a version. Refuses to write over an existing version."""
+    version_dir = Path(folder) / str(version)
+    if version_dir.exists():
+        raise FileExistsError(f"{version_dir} exists: a version is never written over")
+    staging = Path(folder) / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, source in files.items():
+        shutil.copyfile(source, staging / name)
+    (staging / MANIFEST).write_text(json.dumps({**record, "version": str(version)}, indent=2) + "\n")
+    staging.rename(version_dir)
+    return version_dir
+
+
 def write_model(root: Path, target: str, spec: ModelSpec, onnx_file: Path, tokenizer_file: Path, record: dict,
-                tokenizer_name: str = "tokenizer.json") -> Path:
-    """Lay out one model for one target, its tokenizer copied in as `tokenizer_name`; returns the model folder."""
+                version: int, tokenizer_name: str = "tokenizer.json") -> Path:
+    """Lay out a new version of one model for one target, its tokenizer copied in as `tokenizer_name`; returns
+    the model folder."""
     folder = root / target / spec.name
-    version_dir = folder / VERSION
-    version_dir.mkdir(parents=True, exist_ok=True)
-    (folder / "config.pbtxt").write_text(render(spec, target))
-    shutil.copyfile(onnx_file, version_dir / "model.onnx")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"model.onnx": onnx_file}
     if target == "cpu":
-        shutil.copyfile(PYTHON_BACKEND_MODEL, version_dir / "model.py")
+        files["model.py"] = PYTHON_BACKEND_MODEL
+    write_version(folder, version, files, record)
+    (folder / "config.pbtxt").write_text(render(spec, target))
     shutil.copyfile(tokenizer_file, folder / tokenizer_name)
-    (folder / "export.json").write_text(json.dumps(record, indent=2) + "\n")
     return folder
 
 
 def export_record(spec: ModelSpec, stamp: dict[str, str], parity: list, **details) -> dict:
-    """The export.json record of one export: model, version, sources, parity with PyTorch, then `details`."""
+    """The manifest of one exported version: model, sources, parity with PyTorch, then `details` (the version
+    number is added when it is written)."""
     return {
         "model": spec.name,
-        "version": VERSION,
         "source": stamp,
         "parity": [asdict(item) for item in parity],
         **details,
@@ -95,7 +128,8 @@ def log_parity(spec: ModelSpec, parity: list, log) -> None:
 def _export_encoder(root: Path, spec: ModelSpec, stamp: dict[str, str], force: bool, log, source: str, reference: str,
                     export: Callable[[Path], tuple[list, dict]], tokenizer_file: Path, tokenizer_name: str) -> None:
     """Export one sentence encoder into every ONNX target, unless already current: `export(onnx_file)` writes and
-    checks the file, returning (parity with `reference`, more details for export.json)."""
+    checks the file, returning (parity with `reference`, more details for the manifest). `force` exports a new
+    version even when the newest is current."""
     if not force and is_current(root, spec, stamp):
         log(f"{spec.name}: up to date in {root}")
         return
@@ -107,9 +141,11 @@ def _export_encoder(root: Path, spec: ModelSpec, stamp: dict[str, str], force: b
             log(f"{spec.name}: parity with {reference}, output {item.output}: max |diff| {item.max_abs_diff:.2e} "
                 f"<= {item.atol:.0e}")
         record = export_record(spec, stamp, parity, **details)
+        version = next_version(root, spec, ONNX_TARGETS)
         for target in ONNX_TARGETS:
-            folder = write_model(root, target, spec, onnx_file, tokenizer_file, record, tokenizer_name=tokenizer_name)
-            log(f"{spec.name}: wrote {folder} ({target}, {onnx_file.stat().st_size / 1e6:.0f} MB)")
+            folder = write_model(root, target, spec, onnx_file, tokenizer_file, record, version,
+                                 tokenizer_name=tokenizer_name)
+            log(f"{spec.name}: wrote version {version} in {folder} ({target}, {onnx_file.stat().st_size / 1e6:.0f} MB)")
 
 
 def export_bi_encoder_repository(root: Path, force: bool = False, log=print) -> None:

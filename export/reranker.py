@@ -25,11 +25,22 @@ from typing import Callable
 
 import numpy as np
 
+from core.model_repository import MANIFEST, version_manifest, versions
 from core.specs import RERANKER, ModelSpec
 
 from .errors import ExportError, ParityError
 from .onnx import check_io, trace_to_onnx
-from .repository import PYTHON_BACKEND_MODEL, VERSION, _digest, export_record, is_current, log_parity, source_stamp
+from .repository import (
+    PYTHON_BACKEND_MODEL,
+    _digest,
+    export_record,
+    is_current,
+    log_parity,
+    newest_version,
+    next_version,
+    source_stamp,
+    write_version,
+)
 from .triton_config import render
 from .validate import Parity, check_parity
 
@@ -427,27 +438,49 @@ def combination_weights(adapter_dir: Path) -> dict:
     return per_script(dict(DEFAULT_WEIGHTS))
 
 
-def _write_target(root: Path, target: str, spec: ModelSpec, config: str, files: dict[str, Path], tokenizer: Path,
-                  record: dict) -> Path:
+TARGETS = ("cpu", "gpu", "tensorrt")
+# The targets every version is exported into (the tensorrt target gets a version only where TensorRT built a plan).
+WEIGHTS = {"cpu": INT8_FILE, "gpu": "model.onnx"}
+COMBINATION = "combination.json"
+
+
+def _write_target(root: Path, target: str, spec: ModelSpec, version: int, config: str, files: dict[str, Path],
+                  tokenizer: Path, record: dict) -> Path:
+    """Write version `version` of the reranker into one target: its files, manifest and combination weights
+    (read by the orchestrator for the requests this version serves). A target without files gets its config only."""
     folder = root / target / spec.name
-    version_dir = folder / VERSION
-    shutil.rmtree(version_dir, ignore_errors=True)  # no stale weights of another precision or adapter
     folder.mkdir(parents=True, exist_ok=True)
     if files:
-        version_dir.mkdir()
-    for name, source in files.items():
-        shutil.copyfile(source, version_dir / name)
+        with tempfile.TemporaryDirectory() as scratch:
+            weights = Path(scratch) / COMBINATION
+            weights.write_text(json.dumps(record["combination"], indent=2) + "\n")
+            write_version(folder, version, {**files, COMBINATION: weights}, record)
     (folder / "config.pbtxt").write_text(config)
-    shutil.copyfile(tokenizer, folder / "tokenizer.json")
-    (folder / "export.json").write_text(json.dumps(record, indent=2) + "\n")
-    _write_combination(folder, record["combination"])
+    if Path(tokenizer).resolve() != (folder / "tokenizer.json").resolve():
+        shutil.copyfile(tokenizer, folder / "tokenizer.json")
     return folder
 
 
-def _write_combination(folder: Path, weights: dict) -> None:
-    """Read by the orchestrator (Settings.combination_file) to combine the reranker with BM25 and cosine."""
-    if folder.is_dir():
-        (folder / "combination.json").write_text(json.dumps(weights, indent=2) + "\n")
+def _reweight(root: Path, spec: ModelSpec, combination: dict, log: Callable[[str], None]) -> bool:
+    """When only the combination weights changed since the newest version, write them as a new version whose
+    model files are the newest version's; returns False when nothing changed."""
+    current = newest_version(root, spec, tuple(WEIGHTS))
+    if version_manifest(root / "cpu" / spec.name, current).get("combination") == combination:
+        return False
+    version = next_version(root, spec, TARGETS)
+    for target in TARGETS:
+        folder = root / target / spec.name
+        if current not in versions(folder):
+            continue
+        source = folder / str(current)
+        record = {**(version_manifest(folder, current) or {}), "combination": combination, "model_files_from": str(current),
+                  "exported_at": export_record(spec, {}, [])["exported_at"]}
+        files = {item.name: item for item in source.iterdir()
+                 if item.is_file() and item.name not in (MANIFEST, COMBINATION)}
+        _write_target(root, target, spec, version, (folder / "config.pbtxt").read_text(), files,
+                      folder / "tokenizer.json", record)
+    log(f"{spec.name}: new combination weights: wrote version {version} with the model files of version {current}")
+    return True
 
 
 def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = False, log: Callable[[str], None] = print,
@@ -465,10 +498,10 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
         raise ExportError(f"unknown precision(s) to skip: {', '.join(sorted(unknown))}; known: {', '.join(PRECISIONS)}")
     gate = gate_data or default_gate_data()
     stamp = reranker_source_stamp(adapter_dir, spec, int8_method, gate, skip_precisions, tolerance)
-    if not force and is_current(root, spec, stamp, {"cpu": INT8_FILE, "gpu": "model.onnx"}):
-        for target in ("cpu", "gpu", "tensorrt"):  # the weights can change without the model: always current
-            _write_combination(root / target / spec.name, combination_weights(adapter_dir))
-        log(f"{spec.name}: up to date in {root}")
+    if not force and is_current(root, spec, stamp, WEIGHTS):
+        # The combination weights can change without the model (`shoprank train combination`).
+        if not _reweight(root, spec, combination_weights(adapter_dir), log):
+            log(f"{spec.name}: up to date in {root}")
         return
     with tempfile.TemporaryDirectory() as scratch:
         files = {precision: Path(scratch) / f"model.{precision}.onnx" for precision in PRECISIONS}
@@ -507,6 +540,8 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
             "gpu": (render(spec, "gpu"), {"model.onnx": files["fp16"]}),
             "tensorrt": (render(spec, "tensorrt"), {"model.plan": plan} if plan else {}),
         }
+        version = next_version(root, spec, TARGETS)
         for target, (config, target_files) in served.items():
-            folder = _write_target(root, target, spec, config, target_files, tokenizer, {**record, "target": target})
-            log(f"{spec.name}: wrote {folder} ({target}: {', '.join(target_files) or 'config only'})")
+            folder = _write_target(root, target, spec, version, config, target_files, tokenizer,
+                                   {**record, "target": target})
+            log(f"{spec.name}: wrote version {version} in {folder} ({target}: {', '.join(target_files) or 'config only'})")

@@ -58,6 +58,12 @@ class CatalogIndex:
         self.cjk = np.array([script_of(product.search_text()) == CJK for product in self.products], dtype=bool)
 
     @property
+    def encoder_versions(self) -> dict[str, str]:
+        """Encoder model -> the version that embedded the products: queries must be encoded by the same one."""
+        return {BI_ENCODER.name: self.manifest["encoder_version"],
+                MULTILINGUAL_ENCODER.name: self.manifest["multilingual_encoder_version"]}
+
+    @property
     def version(self) -> str:
         """Short identifier of what was indexed: the catalog digest's first 12 hex digits."""
         return self.manifest["catalog_sha256"][:12]
@@ -101,6 +107,8 @@ class CatalogIndex:
         for embeddings in (dense.embeddings, multilingual.embeddings):
             if len(embeddings) != len(products):
                 raise IndexError_(f"index at {directory} is inconsistent: {len(products)} products, {len(embeddings)} embeddings")
+        if not manifest.get("encoder_version") or not manifest.get("multilingual_encoder_version"):
+            raise IndexError_(f"index at {directory} does not say which encoder versions embedded it; rebuild it")
         return cls(products, LexicalIndex.load(directory / "bm25"), dense, multilingual, IntentModel.load(directory),
                    manifest)
 
@@ -113,8 +121,10 @@ async def embed_texts(
     in_flight: int = 2,
     progress: Callable[[int], None] | None = None,
     spec: ModelSpec = BI_ENCODER,
+    version: str = "",
 ) -> np.ndarray:
-    """Embed texts through Triton in batches of similar length (little padding), `in_flight` requests at a time."""
+    """Embed texts through Triton with that version of the encoder (default: the server's choice), in batches
+    of similar length (little padding), `in_flight` requests at a time."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     result = np.zeros((len(texts), spec.outputs[0].axes[1]), dtype=np.float32)
@@ -122,7 +132,7 @@ async def embed_texts(
 
     async def run(batch: list[int]) -> None:
         async with semaphore:
-            embedding = (await client.infer(spec, encoder([texts[i] for i in batch])))["embedding"]
+            embedding = (await client.infer(spec, encoder([texts[i] for i in batch]), version))["embedding"]
         result[batch] = embedding
         if progress is not None:
             progress(len(batch))
@@ -145,14 +155,19 @@ async def build_index(
     multilingual_encoder: SentencePieceEncoder,
     show_progress: bool = True,
 ) -> CatalogIndex:
-    """Embed a loaded catalog through Triton with both encoders, build the retrievers and the intent model."""
+    """Embed a loaded catalog through Triton with both encoders, build the retrievers and the intent model.
+    Each encoder's version is fixed before the first product is embedded (the newest that Triton serves) and
+    named in every request and in the manifest."""
     started = time.perf_counter()
     texts = [product.search_text() for product in products]
+    version = await client.model_version(BI_ENCODER)
+    multilingual_version = await client.model_version(MULTILINGUAL_ENCODER)
     with tqdm(total=2 * len(texts), unit="product", desc="embedding", disable=not show_progress) as bar:
-        embeddings = await embed_texts(client, encoder, texts, progress=bar.update)
+        embeddings = await embed_texts(client, encoder, texts, progress=bar.update, version=version)
         multilingual_embeddings = await embed_texts(client, multilingual_encoder,
                                                     [product.meaning_text() for product in products],
-                                                    progress=bar.update, spec=MULTILINGUAL_ENCODER)
+                                                    progress=bar.update, spec=MULTILINGUAL_ENCODER,
+                                                    version=multilingual_version)
     embed_seconds = time.perf_counter() - started
     dense = await asyncio.to_thread(DenseIndex.build, embeddings)
     multilingual = await asyncio.to_thread(DenseIndex.build, multilingual_embeddings)
@@ -164,9 +179,9 @@ async def build_index(
         "catalog_sha256": catalog_digest(catalog_path),
         "products": len(products),
         "encoder_model": BI_ENCODER.name,
-        "encoder_version": await client.model_version(BI_ENCODER),
+        "encoder_version": version,
         "multilingual_encoder_model": MULTILINGUAL_ENCODER.name,
-        "multilingual_encoder_version": await client.model_version(MULTILINGUAL_ENCODER),
+        "multilingual_encoder_version": multilingual_version,
         "max_product_tokens": encoder.max_tokens,
         "dim": int(embeddings.shape[1]),
         "intent_categories": len(intent.categories) if intent is not None else 0,

@@ -1,6 +1,7 @@
 """Prometheus metrics on one port: the orchestrator's own and, when it runs one, its tritonserver's.
 
-GET /metrics answers the orchestrator's metrics (searches, per-stage latency, degraded answers by reason code),
+GET /metrics answers the orchestrator's metrics (searches, per-stage latency, degraded answers by reason code,
+each model's rollout: stable and candidate versions, the candidate's share, each version's window figures),
 followed by Triton's own (`nv_inference_*`: requests, queue and compute time per model), read from the local
 tritonserver's metrics port at each scrape. A Triton that does not answer leaves a comment line, not an error.
 """
@@ -11,8 +12,16 @@ import logging
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,22 @@ class Metrics:
                                        ["stage"], buckets=BUCKETS_S, registry=self.registry)
         self.degraded = Counter("shoprank_degraded_answers", "Answers with a part skipped, by reason code",
                                 ["reason"], registry=self.registry)
+        # Rollouts, refreshed from the controller's status at each scrape.
+        self.rollouts: Callable[[], list[dict]] | None = None
+        self.version_role = Gauge("shoprank_model_version", "1 for each served model version, by role "
+                                  "(stable, canary, shadow)", ["model", "version", "role"], registry=self.registry)
+        self.candidate_percent = Gauge("shoprank_rollout_percent", "The candidate's share of requests (0: none)",
+                                       ["model"], registry=self.registry)
+        self.window_requests = Gauge("shoprank_version_window_requests", "Reranker requests over the guards' window",
+                                     ["model", "version"], registry=self.registry)
+        self.window_errors = Gauge("shoprank_version_window_errors", "Failed or late reranker requests over the "
+                                   "guards' window", ["model", "version"], registry=self.registry)
+        self.window_p99 = Gauge("shoprank_version_window_p99_seconds", "p99 of reranker requests over the guards' "
+                                "window", ["model", "version"], registry=self.registry)
+        self.shadow_agreement = Gauge("shoprank_shadow_agreement", "Mean RBO of the shadow's top 10 against the "
+                                      "stable version's over the window", ["model", "version"], registry=self.registry)
+        self.rollbacks = Gauge("shoprank_rollbacks", "Rollbacks in the rollout history (automatic ones have a "
+                               "'guard:' reason)", ["model", "automatic"], registry=self.registry)
 
     def observe(self, timings_ms: dict[str, float], degraded_reason: str) -> None:
         self.searches.inc()
@@ -37,6 +62,31 @@ class Metrics:
             self.stage_seconds.labels(stage=stage).observe(milliseconds / 1000.0)
         for reason in filter(None, degraded_reason.split("; ")):
             self.degraded.labels(reason=reason.split(":", 1)[0]).inc()
+
+
+    def refresh_rollouts(self) -> None:
+        """Set the rollout gauges from the controller's status."""
+        if self.rollouts is None:
+            return
+        for gauge in (self.version_role, self.window_requests, self.window_errors, self.window_p99,
+                      self.shadow_agreement, self.rollbacks):
+            gauge.clear()
+        for status in self.rollouts():
+            model = status["model"]
+            self.version_role.labels(model, status["stable"], "stable").set(1)
+            if status["candidate"]:
+                self.version_role.labels(model, status["candidate"], status["mode"]).set(1)
+                if status["shadow_compared"]:
+                    self.shadow_agreement.labels(model, status["candidate"]).set(status["shadow_agreement"])
+            self.candidate_percent.labels(model).set(status["percent"])
+            for version, window in status["windows"].items():
+                self.window_requests.labels(model, version).set(window["requests"])
+                self.window_errors.labels(model, version).set(window["errors"])
+                self.window_p99.labels(model, version).set(window["p99_ms"] / 1000.0)
+            rollbacks = [event for event in status["history"] if event["action"] == "rollback"]
+            automatic = sum(event["detail"].startswith("guard:") for event in rollbacks)
+            self.rollbacks.labels(model, "true").set(automatic)
+            self.rollbacks.labels(model, "false").set(len(rollbacks) - automatic)
 
 
 class MetricsServer:
@@ -71,6 +121,7 @@ class MetricsServer:
         return self
 
     def render(self) -> bytes:
+        self.metrics.refresh_rollouts()
         body = generate_latest(self.metrics.registry)
         if self.triton_metrics_url:
             try:

@@ -8,6 +8,11 @@ script for BM25 and word overlap) gets the value that component gives the readab
 of the multilingual cosine (fusion.impute), so it is neither pushed down nor lifted by a model blind to it.
 The combination has weights per query script (`combination.json`: {"latin": {...}, "cjk": {...}}).
 
+Versions: every Triton call names its model version. The encoders' are the index's own (CatalogIndex.encoder_
+versions: a query is encoded by the version that encoded the products it is matched against); the reranker's, and
+the combination weights exported with it, come from the rollout controller's route for the request (a canary's
+share of users gets the candidate; a shadow's candidate scores beside the stable version off the request path).
+
 Domain types only; the servicer converts to and from protobuf.
 """
 
@@ -37,6 +42,8 @@ from .metrics import Metrics
 from .personalization.blend import check_weights
 from .personalization.personalizer import Personalizer
 from .retrieval import top_rows
+from .rollout.controller import RolloutController, Route
+from .rollout.guards import rank_biased_overlap
 from .triton import TritonClient
 
 log = logging.getLogger(__name__)
@@ -97,7 +104,8 @@ class SearchResult:
 
 
 class QueryEncoder:
-    """Tokenizes in-process and gets the query's embeddings from Triton: MiniLM's, and the multilingual one's."""
+    """Tokenizes in-process and gets the query's embeddings from Triton: MiniLM's, and the multilingual one's,
+    from the model version given (the pipeline gives its index's)."""
 
     def __init__(self, client: TritonClient, tokenizer: TextEncoder,
                  multilingual_tokenizer: SentencePieceEncoder | None = None) -> None:
@@ -105,12 +113,12 @@ class QueryEncoder:
         self.tokenizer = tokenizer
         self.multilingual_tokenizer = multilingual_tokenizer
 
-    async def encode(self, text: str) -> np.ndarray:
-        output = await self.client.infer(BI_ENCODER, self.tokenizer([text]))
+    async def encode(self, text: str, version: str) -> np.ndarray:
+        output = await self.client.infer(BI_ENCODER, self.tokenizer([text]), version)
         return output["embedding"][0]
 
-    async def encode_multilingual(self, text: str) -> np.ndarray:
-        output = await self.client.infer(MULTILINGUAL_ENCODER, self.multilingual_tokenizer([text]))
+    async def encode_multilingual(self, text: str, version: str) -> np.ndarray:
+        output = await self.client.infer(MULTILINGUAL_ENCODER, self.multilingual_tokenizer([text]), version)
         return output["embedding"][0]
 
 
@@ -128,14 +136,15 @@ class Reranker:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
 
-    async def score(self, query: str, texts: list[str]) -> np.ndarray:
-        """Cross-encoder scores; TritonError when Triton fails, the deadline passes or the reranker is busy."""
+    async def score(self, query: str, texts: list[str], version: str = "") -> np.ndarray:
+        """Cross-encoder scores of that version; TritonError when Triton fails, the deadline passes or the
+        reranker is busy."""
         if self.in_flight >= self.max_in_flight:
             raise RerankerBusy(f"reranker busy: {self.in_flight} requests already in flight")
         self.in_flight += 1
         try:
             feeds = self.tokenizer(query, texts)
-            output = await asyncio.wait_for(self.client.infer(RERANKER, feeds), self.timeout_s)
+            output = await asyncio.wait_for(self.client.infer(RERANKER, feeds, version), self.timeout_s)
         except asyncio.TimeoutError:
             raise DeadlineMissed(f"reranker missed its {self.timeout_s * 1000:.0f} ms deadline") from None
         finally:
@@ -160,7 +169,9 @@ class Pipeline:
         self.combination = combination if combination is not None else {LATIN: dict(DEFAULT_WEIGHTS)}
         self.speller = speller
         self.personalizer = personalizer
-        self.model_versions = {**model_versions, "index": index.version}
+        self.rollout: RolloutController | None = None  # set by the service: the reranker's version per request
+        self._shadows: set[asyncio.Task] = set()
+        self.model_versions = {**model_versions, **index.encoder_versions, "index": index.version}
         if personalizer is not None and personalizer.model is not None:
             self.model_versions["blend"] = str(personalizer.model.version)
 
@@ -231,8 +242,12 @@ class Pipeline:
         if mask is not None:
             allowed = np.flatnonzero(mask) if allowed is None else allowed[mask[allowed]]
 
-        embedding_task = asyncio.create_task(self.encoder.encode(query)) if use_dense and english else None
-        multilingual_task = asyncio.create_task(self.encoder.encode_multilingual(query)) if use_multilingual else None
+        # The index's own encoder versions: its product vectors came from them.
+        versions = index.encoder_versions
+        embedding_task = (asyncio.create_task(self.encoder.encode(query, versions[BI_ENCODER.name]))
+                          if use_dense and english else None)
+        multilingual_task = (asyncio.create_task(self.encoder.encode_multilingual(query, versions[MULTILINGUAL_ENCODER.name]))
+                             if use_multilingual else None)
         # BM25 is scored even in dense mode: it is cheap, overlaps the Triton call, and is the fallback if Triton fails.
         lexical_scores = await asyncio.to_thread(index.lexical.scores, query)
 
@@ -294,7 +309,12 @@ class Pipeline:
         fused = pool = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.blend_lexical_weight)
         stage("retrieve")  # encoding, both retrievers, the profile's load, fusion
 
-        weights = self.combination.get(CJK if script == CJK else LATIN)
+        route = Route("")
+        combination = self.combination
+        if self.rollout is not None:
+            route = self.rollout.route(RERANKER.name, request.user_id or request.query)
+            combination = self.rollout.combination(route.version)
+        weights = combination.get(CJK if script == CJK else LATIN)
         if request.combination_weights is not None:
             weights = {name: request.combination_weights.get(name, 0.0) for name in DEFAULT_WEIGHTS}
         if request.skip_rerank or not len(fused.rows):
@@ -308,7 +328,7 @@ class Pipeline:
             depth_rows = fused.rows[:depth]
             depth_proxy = next((c.raw[:depth] for c in fused.components if c.name == "multilingual"), None)
             texts = [index.products[int(row)].search_text() for row in depth_rows]
-            scoring = asyncio.create_task(self.reranker.score(query, texts)) if rerank else None
+            scoring = asyncio.create_task(self._score(query, texts, route.version)) if rerank else None
             # One turn of the loop runs the task up to its Triton call, or to its refusal when the reranker is
             # busy; only an admitted query gets its match features, computed while Triton scores the pairs.
             await asyncio.sleep(0)
@@ -328,7 +348,10 @@ class Pipeline:
                         else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
                 degraded_reason = _degrade(degraded_reason, code, error)
             else:
-                fused = combine(fused, weights, extra)
+                before, fused = fused, combine(fused, weights, extra)
+                if route.shadow and scoring is not None:
+                    self._shadow(route.shadow, script, query, texts, before, extra, fused.rows[:top_k], depth_rows,
+                                 depth_proxy, request.combination_weights is not None and weights)
 
         stage("rerank")  # cross-encoder and match features, or the cheap combination, where they ran
         personalized = False
@@ -359,9 +382,12 @@ class Pipeline:
         timings["total"] = took_ms
         if self.metrics is not None:
             self.metrics.observe(timings, degraded_reason)
+        model_versions = dict(self.model_versions)
+        if route.version:
+            model_versions[RERANKER.name] = route.version
         return SearchResult(
             items=items,
-            model_versions=dict(self.model_versions),
+            model_versions=model_versions,
             degraded_reason=degraded_reason,
             timings_ms=timings,
             took_ms=took_ms,
@@ -369,6 +395,45 @@ class Pipeline:
             personalized=personalized,
             personalization=personalization,
         )
+
+
+    async def _score(self, query: str, texts: list[str], version: str) -> np.ndarray:
+        """The reranker's scores from that version, counted in flight on it and recorded for its guards."""
+        if self.rollout is None:
+            return await self.reranker.score(query, texts, version)
+        started = time.perf_counter()
+        with self.rollout.track(RERANKER.name, version):
+            try:
+                scores = await self.reranker.score(query, texts, version)
+            except RerankerBusy:
+                raise  # refused before reaching the version: not the version's failure
+            except TritonError:
+                self.rollout.record(RERANKER.name, version, False, (time.perf_counter() - started) * 1000.0)
+                raise
+        self.rollout.record(RERANKER.name, version, True, (time.perf_counter() - started) * 1000.0)
+        return scores
+
+    def _shadow(self, version: str, script: str, query: str, texts: list[str], before, extra: dict, served: np.ndarray,
+                depth_rows: np.ndarray, depth_proxy, override) -> None:
+        """Score the same candidates with the shadow version after the answer is sent, rank them with that
+        version's weights, and record the RBO of its top against the served top. Skipped (and counted) when the
+        reranker is at its limit: a shadow never delays or refuses a served query."""
+        weights = override or self.rollout.combination(version).get(CJK if script == CJK else LATIN)
+
+        async def run() -> None:
+            try:
+                scores = await self._score(query, texts, version)
+            except TritonError:
+                self.rollout.record_agreement(RERANKER.name, version, None)
+                return
+            scores = impute(scores.astype(np.float64), ~self.index.cjk[depth_rows], depth_proxy)
+            shadow = combine(before, weights, {**extra, "reranker": scores})
+            agreement = rank_biased_overlap(served.tolist(), shadow.rows[:len(served)].tolist())
+            self.rollout.record_agreement(RERANKER.name, version, agreement)
+
+        task = asyncio.create_task(run())
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
 
 
 def _explain(component: Component, position: int) -> tuple[str, float, int, float]:

@@ -1,8 +1,8 @@
 """The asyncio gRPC server: shoprank.v1.Ranking, grpc.health.v1 and server reflection.
 
 `create_server` only wires a pipeline into a server; `Service` owns a whole running orchestrator
-(a local tritonserver when no URL is given, the index, the Triton client, the gRPC server) and
-`serve` runs one until SIGINT or SIGTERM.
+(a local tritonserver when no URL is given, the index, the Triton client, the model versions and their rollouts,
+the gRPC server, the admin server when a token is set) and `serve` runs one until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from core.errors import ShoprankError
+from core.errors import ConfigError, ShoprankError
 from core.settings import Settings
-from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER
+from core.specs import RERANKER
 from core.spelling import SpellingCorrector
 from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import read_combination
@@ -30,6 +30,10 @@ from .personalization.blend import BlendModel
 from .personalization.personalizer import Personalizer
 from .personalization.store import ProfileStore, open_store
 from .pipeline import Pipeline, QueryEncoder, Reranker
+from .rollout.admin import create_admin_server
+from .rollout.controller import RolloutController
+from .rollout.state import StateFile
+from .rollout.versions import VersionLoader, combination_file, repository_versions
 from .servicer import RankingServicer
 from .triton import TritonClient
 from .triton_process import LocalTriton
@@ -41,6 +45,12 @@ HEALTH_POLL_S = 1.0
 # A local Triton that dies is restarted at once, then after 1, 2, 4 ... 30 s while restarts keep failing.
 RESTART_BACKOFF_S = 1.0
 MAX_RESTART_BACKOFF_S = 30.0
+# Sent through a newly loaded reranker version before it gets traffic (its first requests build the runtime's
+# caches): one query's pairs of several lengths, as the pipeline sends them.
+WARMUP_QUERY = "cordless drill with battery"
+WARMUP_TEXTS = ["Kestrel 20V Cordless Drill/Driver Kit with 2 Batteries and Charger", "Garden hose 50 ft",
+                "2 in. x 4 in. x 8 ft. Premium Kiln-Dried Whitewood Stud | Lumber | Building Materials"] * 8
+WARMUP_ROUNDS = 3
 
 
 def create_server(pipeline: Pipeline, host: str, port: int,
@@ -70,9 +80,12 @@ class Service:
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._monitor: asyncio.Task[None] | None = None
-        self._models = [BI_ENCODER, MULTILINGUAL_ENCODER]
         self._store: ProfileStore | None = None
         self._metrics: MetricsServer | None = None
+        self._admin: grpc.aio.Server | None = None
+        self.admin_port = 0
+        self.loader: VersionLoader | None = None
+        self.rollout: RolloutController | None = None
         self.pipeline: Pipeline | None = None
 
     async def start(self) -> "Service":
@@ -86,7 +99,9 @@ class Service:
             speller = await asyncio.to_thread(SpellingCorrector.for_catalog, index.products, tokenizer.words(),
                                               settings.max_spelling_edits)
         if not self.triton_url:
-            self._local_triton = LocalTriton(settings.model_repository, start_timeout_s=settings.triton_start_timeout_s)
+            # Started empty: the service loads the versions it serves (explicit model control).
+            self._local_triton = LocalTriton(settings.model_repository, start_timeout_s=settings.triton_start_timeout_s,
+                                             load_all=False)
             self.triton_url = self._local_triton.url
             log.info("starting tritonserver on %s with %s", self.triton_url, settings.model_repository)
         # A store that is down at start is a clear error now, not a silent loss of every later event.
@@ -99,9 +114,9 @@ class Service:
             log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
         personalizer = Personalizer(self._store, index, blend, settings)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
+        self.loader = VersionLoader(self._client, settings.model_repository, settings.triton_start_timeout_s)
         pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
-                            speller=speller, personalizer=personalizer,
-                            combination=read_combination(settings.combination_file, shop=index.version))
+                            speller=speller, personalizer=personalizer, combination={})
         self.pipeline = pipeline
         if settings.metrics_port:
             pipeline.metrics = Metrics()
@@ -115,21 +130,16 @@ class Service:
         try:
             if self._local_triton is not None:
                 await asyncio.to_thread(self._local_triton.start)
-            await self._client.wait_until_ready([BI_ENCODER, MULTILINGUAL_ENCODER], settings.triton_start_timeout_s)
-            if settings.rerank_depth > 0:
-                if await self._client.has_model(RERANKER):
-                    await self._client.wait_until_ready([RERANKER], settings.triton_start_timeout_s)
-                    self._models.append(RERANKER)
-                    pipeline.reranker = Reranker(
-                        self._client,
-                        PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
-                        settings.rerank_timeout_s,
-                        settings.max_concurrent_reranks,
-                    )
-                else:
-                    log.warning("Triton at %s serves no %s model: results stay in fused order", self.triton_url, RERANKER.name)
-            for spec in self._models:
-                pipeline.model_versions[spec.name] = await self._client.model_version(spec)
+            await self._load_models(index)
+            if self.rollout is not None and settings.admin_token:
+                self._admin, self.admin_port = create_admin_server(self.rollout, settings.host, settings.admin_port,
+                                                                   settings.admin_token)
+                await self._admin.start()
+                log.info("admin service (rollouts) on %s:%d", settings.host, self.admin_port)
+            elif settings.admin_token:
+                log.warning("admin service off: no reranker is served, so there is nothing to roll out")
+            if self._metrics is not None and self.rollout is not None:
+                pipeline.metrics.rollouts = self.rollout.status
         except BaseException:
             await self.stop()
             raise
@@ -137,6 +147,39 @@ class Service:
         self._monitor = asyncio.create_task(self._watch_triton())
         log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
         return self
+
+    async def _load_models(self, index: CatalogIndex) -> None:
+        """Load the encoder versions the index was built with, and the reranker versions of the rollout state."""
+        settings, pipeline = self.settings, self.pipeline
+        for model, version in index.encoder_versions.items():
+            if version not in repository_versions(settings.model_repository, model):
+                raise ConfigError(f"the index at {settings.index_dir} was built with {model} version {version}, which "
+                                  f"{settings.model_repository} does not hold: rebuild the index (`shoprank index`)")
+            await self.loader.serve(model, [version])
+        available = repository_versions(settings.model_repository, RERANKER.name)
+        if not available:
+            log.warning("%s holds no %s version: results stay in fused order", settings.model_repository, RERANKER.name)
+            return
+        if settings.rerank_depth <= 0:  # no reranker: its version's weights still combine the cheap components
+            saved = StateFile(settings.rollout_state).load().get(RERANKER.name)
+            version = settings.reranker_version or (saved.stable if saved else available[-1])
+            pipeline.combination = read_combination(combination_file(settings.model_repository, RERANKER.name, version),
+                                                    shop=index.version)
+            return
+        self.rollout = RolloutController(self.loader, settings, shop=index.version, warm=self._warm)
+        await self.rollout.open()
+        pipeline.rollout = self.rollout
+        pipeline.reranker = Reranker(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
+                                     settings.rerank_timeout_s, settings.max_concurrent_reranks)
+
+    async def _warm(self, model: str, version: str) -> None:
+        """Send a few requests through a newly loaded reranker version; TritonError when it cannot answer."""
+        encoder = PairEncoder(self.settings.tokenizer_file, self.settings.max_pair_tokens)
+        feeds = encoder(WARMUP_QUERY, WARMUP_TEXTS)
+        for _ in range(WARMUP_ROUNDS):
+            scores = (await self._client.infer(RERANKER, feeds, version))["score"]
+            if scores.shape[0] != len(WARMUP_TEXTS) or not (scores == scores).all():
+                raise ConfigError(f"{model} version {version} answered the warm-up with {scores.shape} scores or NaN")
 
     async def _set_health(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -156,9 +199,9 @@ class Service:
                     serving = False
                 restarts = await self._restart_triton(triton, restarts)
                 continue
-            ready = all([await self._client.is_model_ready(spec) for spec in self._models])
+            ready = await self.loader.ready()
             if ready != serving:
-                log.warning("Triton models %s are %s", [spec.name for spec in self._models], "ready again" if ready else "not ready")
+                log.warning("Triton's model versions %s are %s", self.loader.wanted, "ready again" if ready else "not ready")
                 await self._set_health(ready)
                 serving = ready
             if ready:
@@ -174,10 +217,11 @@ class Service:
             await asyncio.sleep(min(RESTART_BACKOFF_S * 2 ** (restarts - 1), MAX_RESTART_BACKOFF_S))
         try:
             await asyncio.to_thread(triton.start)
+            await self.loader.reload()  # it starts empty: the same versions as before it died
         except ShoprankError as error:
             log.error("tritonserver did not restart: %s", error)
         else:
-            log.warning("tritonserver restarted on %s", triton.url)
+            log.warning("tritonserver restarted on %s with %s", triton.url, self.loader.wanted)
         return restarts + 1
 
     async def stop(self) -> None:
@@ -187,9 +231,14 @@ class Service:
             self._monitor = None
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self._admin is not None:
+            await self._admin.stop(self.settings.grace_s)
+            self._admin = None
         if self._server is not None:
             await self._server.stop(self.settings.grace_s)
             self._server = None
+        if self.rollout is not None:
+            await self.rollout.close()
         if self._client is not None:
             await self._client.close()
             self._client = None

@@ -35,12 +35,39 @@ class TritonClient:
     async def close(self) -> None:
         await self._client.close()
 
-    async def is_model_ready(self, spec: ModelSpec) -> bool:
-        """True when Triton answers and the model is ready; False when it answers otherwise or not at all."""
+    async def is_model_ready(self, model: ModelSpec | str, version: str = "") -> bool:
+        """True when Triton answers and the model (that version of it, when given) is ready; False when it
+        answers otherwise or not at all."""
+        name = model if isinstance(model, str) else model.name
         try:
-            return bool(await self._client.is_model_ready(spec.name, client_timeout=self.timeout_s))
+            return bool(await self._client.is_model_ready(name, version, client_timeout=self.timeout_s))
         except InferenceServerException:
             return False
+
+    async def load_model(self, name: str, config_json: str, timeout_s: float) -> None:
+        """Load (or reload) a model with the given configuration (JSON of Triton's ModelConfig): Triton loads the
+        versions its version policy names that are not loaded yet, keeps the loaded ones that it still names
+        serving, and unloads the others once their requests are done. TritonError when the load fails."""
+        try:
+            await self._client.load_model(name, config=config_json, client_timeout=timeout_s)
+        except InferenceServerException as error:
+            raise _translate(error, self.url, name) from None
+
+    async def loaded_versions(self, name: str) -> dict[str, str]:
+        """Version -> state ("READY", "LOADING", "UNLOADING", ...) of the versions Triton knows of the model."""
+        try:
+            index = await self._client.get_model_repository_index(client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise _translate(error, self.url, name) from None
+        return {model.version: model.state for model in index.models if model.name == name and model.version}
+
+    async def inference_count(self, name: str, version: str) -> int:
+        """How many inferences that version of the model has run since it was loaded (Triton's statistics)."""
+        try:
+            statistics = await self._client.get_inference_statistics(name, version, client_timeout=self.timeout_s)
+        except InferenceServerException as error:
+            raise _translate(error, self.url, name) from None
+        return sum(item.inference_count for item in statistics.model_stats)
 
     async def has_model(self, spec: ModelSpec) -> bool:
         """True when the server's model repository holds the model, loaded or not."""
@@ -74,8 +101,9 @@ class TritonClient:
         versions = sorted(metadata.versions, key=lambda v: int(v) if v.isdigit() else -1)
         return versions[-1] if versions else ""
 
-    async def infer(self, spec: ModelSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run one request through the model; arrays are keyed by the spec's input names."""
+    async def infer(self, spec: ModelSpec, arrays: dict[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
+        """Run one request through the model (that version of it; the serving pipeline always names one, since
+        several versions can be loaded at once); arrays are keyed by the spec's input names."""
         inputs = []
         for tensor in spec.inputs:
             array = np.ascontiguousarray(arrays[tensor.name], dtype=tensor.numpy_dtype)
@@ -84,7 +112,8 @@ class TritonClient:
             inputs.append(infer_input)
         outputs = [InferRequestedOutput(name) for name in spec.output_names]
         try:
-            result = await self._client.infer(spec.name, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            result = await self._client.infer(spec.name, inputs, model_version=version, outputs=outputs,
+                                              client_timeout=self.timeout_s)
         except InferenceServerException as error:
             raise _translate(error, self.url, spec.name) from None
         return {name: result.as_numpy(name) for name in spec.output_names}

@@ -56,11 +56,17 @@ def unexported_models(model_repository: Path) -> list[str]:
 
 
 class LocalTriton:
-    """A tritonserver child process serving `model_repository` on a gRPC port of 127.0.0.1."""
+    """A tritonserver child process serving `model_repository` on a gRPC port of 127.0.0.1.
+
+    It runs in explicit model-control mode: models and versions load and unload only through the repository API
+    (orchestrator/rollout). With `load_all` (tools, benchmarks, index builds) every model's newest version is
+    loaded at start; the orchestrator's Service starts it empty and loads the versions its rollout state names.
+    """
 
     def __init__(self, model_repository: Path, grpc_port: int | None = None, log_path: Path | None = None,
-                 start_timeout_s: float = 120.0) -> None:
+                 start_timeout_s: float = 120.0, load_all: bool = True) -> None:
         self.model_repository = Path(model_repository).resolve()
+        self.load_all = load_all
         self.start_timeout_s = start_timeout_s
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = free_port()
@@ -87,7 +93,8 @@ class LocalTriton:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> "LocalTriton":
-        """Start the server and wait until it has loaded every model and listens; raise with its log otherwise."""
+        """Start the server and wait until it listens (with `load_all`, after loading every model); raise with its
+        log otherwise."""
         timeout_s = self.start_timeout_s
         if not self.model_repository.is_dir():
             raise ConfigError(f"model repository {self.model_repository} not found; run `shoprank export` first")
@@ -116,7 +123,8 @@ class LocalTriton:
             f"--metrics-port={self.metrics_port}",
             "--metrics-address=127.0.0.1",
             "--exit-timeout-secs=10",
-        ]
+            "--model-control-mode=explicit",
+        ] + (["--load-model=*"] if self.load_all else [])
         log = open(self.log_path, "wb")
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()

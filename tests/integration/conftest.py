@@ -80,9 +80,11 @@ def triton(model_repository):
 def settings(model_repository, tmp_path_factory) -> Settings:
     # Reranking on, with a deadline loose enough for a loaded CI machine (the missed deadline has its own test).
     # The profile store is the session's own file; the blend is the released one.
-    store = tmp_path_factory.mktemp("profiles") / "profiles.db"
+    # The rollout state is the session's own too: never the checkout's .shoprank/rollout.json.
+    state = tmp_path_factory.mktemp("profiles")
     return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0, rerank_depth=100,
-                    rerank_timeout_s=15.0, profile_store=f"sqlite:///{store}", blend_model=BLEND_MODEL)
+                    rerank_timeout_s=15.0, profile_store=f"sqlite:///{state / 'profiles.db'}", blend_model=BLEND_MODEL,
+                    rollout_state=state / "rollout.json")
 
 
 @pytest.fixture(scope="session")

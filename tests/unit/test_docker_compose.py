@@ -36,6 +36,7 @@ def test_triton_image_and_command(services):
     command = " ".join(triton["command"]) if isinstance(triton["command"], list) else triton["command"]
     assert command.startswith("tritonserver")
     assert "--model-repository=/models" in command
+    assert "--model-control-mode=explicit" in command  # the orchestrator loads the versions it serves
 
 
 def test_model_repository_mount_is_the_gpu_target(services):
@@ -53,7 +54,8 @@ def test_gpu_reservation(services):
 def test_triton_grpc_port_and_health(services):
     triton = services["triton"]
     assert any(str(port).split(":")[-1] == "8001" for port in triton["ports"])
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    # Live, not ready: nothing is loaded until the orchestrator asks (explicit model control).
+    assert "/v2/health/live" in " ".join(triton["healthcheck"]["test"])
 
 
 def test_orchestrator_reaches_triton_by_service_name(services):
@@ -64,6 +66,15 @@ def test_orchestrator_reaches_triton_by_service_name(services):
     assert orchestrator["depends_on"]["triton"]["condition"] == "service_healthy"
     assert _mounts(orchestrator)["/index"] == "./.shoprank/index"
     assert any(str(port).split(":")[-1] == "50051" for port in orchestrator["ports"])
+
+
+def test_orchestrator_keeps_its_rollout_state_and_serves_admin_locally(services):
+    orchestrator = services["orchestrator"]
+    state = orchestrator["environment"]["SHOPRANK_ROLLOUT_STATE"]
+    assert str(Path(state).parent) in _mounts(orchestrator)
+    assert not _mounts(orchestrator)[str(Path(state).parent)].endswith(":ro")
+    admin = orchestrator["environment"]["SHOPRANK_ADMIN_PORT"]
+    assert any(str(port).startswith("127.0.0.1:") and str(port).endswith(f":{admin}") for port in orchestrator["ports"])
 
 
 def test_orchestrator_image_is_built_from_the_dockerfile(services):

@@ -76,8 +76,8 @@ def test_repository_layout(repository):
         assert (folder / "1" / "model.onnx").is_file()
         assert (folder / "1" / "model.py").is_file() == (target == "cpu")
         assert (folder / "sp.model").read_bytes() == (package_resources() / "sp.model").read_bytes()
-        record = json.loads((folder / "export.json").read_text())
-        assert record["model"] == SPEC.name
+        record = json.loads((folder / "1" / "manifest.json").read_text())
+        assert record["model"] == SPEC.name and record["version"] == "1"
         assert all(item["max_abs_diff"] <= SPEC.atol["fp32"] for item in record["parity"])
         assert record["min_cosine"] > 0.99999
 

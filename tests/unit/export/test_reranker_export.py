@@ -210,8 +210,9 @@ def test_repository_export_gates_then_writes_every_target_once(adapter, tmp_path
     lines = []
     export_reranker_repository(root, adapter, gate_data=DEMO, tolerance=0.05, log=lines.append)
     cpu, gpu, tensorrt = (root / target / "reranker" for target in ("cpu", "gpu", "tensorrt"))
-    assert sorted(p.name for p in (cpu / "1").iterdir()) == ["model.fp32.onnx", "model.int8.onnx", "model.py"]
-    assert sorted(p.name for p in (gpu / "1").iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in (cpu / "1").iterdir()) == ["combination.json", "manifest.json", "model.fp32.onnx",
+                                                             "model.int8.onnx", "model.py"]
+    assert sorted(p.name for p in (gpu / "1").iterdir()) == ["combination.json", "manifest.json", "model.onnx"]
     assert not (tensorrt / "1").exists()  # no TensorRT here; the skip is logged, not raised
     assert any("TensorRT build skipped:" in line for line in lines)
     for target in TARGETS:
@@ -219,7 +220,8 @@ def test_repository_export_gates_then_writes_every_target_once(adapter, tmp_path
         assert (folder / "config.pbtxt").read_text() == (GOLDEN / target / "reranker" / "config.pbtxt").read_text()
         assert (folder / "tokenizer.json").is_file()
     check_io(gpu / "1" / "model.onnx", RERANKER)
-    record = json.loads((cpu / "export.json").read_text())
+    record = json.loads((cpu / "1" / "manifest.json").read_text())
+    assert record["version"] == "1" and record["target"] == "cpu"
     assert [result["precision"] for result in record["gate"]["results"]] == ["fp32", "fp16", "int8"]
     assert all(result["passed"] for result in record["gate"]["results"])
     assert len(record["source"]["adapter_sha256"]) == 64
@@ -227,6 +229,19 @@ def test_repository_export_gates_then_writes_every_target_once(adapter, tmp_path
     lines.clear()
     export_reranker_repository(root, adapter, gate_data=DEMO, tolerance=0.05, log=lines.append)
     assert lines == [f"reranker: up to date in {root}"]
+
+    # New combination weights alone make a new version with the same model files; version 1 is left as it was.
+    before = {path: path.read_bytes() for path in (cpu / "1").iterdir()}
+    (adapter / "manifest.json").write_text(json.dumps({"combination": {"weights": {"reranker": 1.0, "bm25": 0.5}}}))
+    try:
+        export_reranker_repository(root, adapter, gate_data=DEMO, tolerance=0.05, log=lines.append)
+    finally:
+        (adapter / "manifest.json").unlink()
+    assert lines[-1] == "reranker: new combination weights: wrote version 2 with the model files of version 1"
+    assert {path: path.read_bytes() for path in (cpu / "1").iterdir()} == before
+    assert (cpu / "2" / INT8_FILE).read_bytes() == (cpu / "1" / INT8_FILE).read_bytes()
+    assert json.loads((cpu / "2" / "combination.json").read_text())["latin"]["bm25"] == 0.5
+    assert json.loads((cpu / "2" / "manifest.json").read_text())["model_files_from"] == "1"
 
 
 def test_repository_export_refuses_a_folder_without_an_adapter(tmp_path):

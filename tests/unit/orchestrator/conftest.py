@@ -27,7 +27,7 @@ def make_index():
             dense=DenseIndex.build(unit_vectors(384)),
             multilingual=DenseIndex.build(unit_vectors(512)),
             intent=None,
-            manifest={"catalog_sha256": catalog_sha256},
+            manifest={"catalog_sha256": catalog_sha256, "encoder_version": "1", "multilingual_encoder_version": "1"},
         )
 
     return build

@@ -28,9 +28,11 @@ class Encoder:
     def __init__(self, embedding: np.ndarray) -> None:
         self.embedding = embedding
         self.texts: list[str] = []
+        self.versions: list[str] = []
 
-    async def encode(self, text: str) -> np.ndarray:
+    async def encode(self, text: str, version: str) -> np.ndarray:
         self.texts.append(text)
+        self.versions.append(version)
         return self.embedding
 
 
@@ -40,7 +42,7 @@ class Triton:
     def __init__(self) -> None:
         self.queries: list[str] = []
 
-    async def infer(self, spec, feeds):
+    async def infer(self, spec, feeds, version=""):
         self.queries.append(feeds["query"])
         return {"score": np.arange(len(feeds["texts"]), dtype=np.float32).reshape(-1, 1)}
 
@@ -72,6 +74,7 @@ def test_every_model_gets_the_corrected_query(parts):
     assert result.corrected_query == "toilet lid"
     assert set(result.timings_ms) == {"correct", "retrieve", "rerank", "personalize", "total"}
     assert encoder.texts == triton.queries == feature_queries == ["toilet lid"]
+    assert encoder.versions == ["1"]  # the index's own encoder version (its manifest), never another
     bm25 = {item.product_id: next(raw for name, raw, *_ in item.components if name == "bm25") for item in result.items}
     assert bm25["p3"] > 0 and bm25["p1"] == bm25["p2"] == 0  # BM25 matched the corrected words
     assert not result.degraded

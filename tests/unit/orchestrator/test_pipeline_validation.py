@@ -26,7 +26,7 @@ def index(make_index) -> CatalogIndex:
 
 
 def make_pipeline(index: CatalogIndex, **settings) -> Pipeline:
-    return Pipeline(Settings(**settings), index, encoder=None, model_versions={"bi_encoder": "1"})  # type: ignore[arg-type]
+    return Pipeline(Settings(**settings), index, encoder=None, model_versions={})  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -34,8 +34,8 @@ def pipeline(index) -> Pipeline:
     return make_pipeline(index)
 
 
-def test_model_versions_include_index_version(pipeline):
-    assert pipeline.model_versions == {"bi_encoder": "1", "index": SHA[:12]}
+def test_model_versions_name_the_index_and_its_encoder_versions(pipeline):
+    assert pipeline.model_versions == {"bi_encoder": "1", "multilingual_encoder": "1", "index": SHA[:12]}
 
 
 def test_default_top_k_when_none(index):

@@ -18,7 +18,7 @@ class HeldTriton:
         self.release = asyncio.Event()
         self.calls = 0
 
-    async def infer(self, spec, feeds):
+    async def infer(self, spec, feeds, version=""):
         self.calls += 1
         await self.release.wait()
         return {"score": np.ones((len(feeds["texts"]), 1), dtype=np.float32)}

@@ -1,0 +1,135 @@
+"""`shoprank rollout`: model version rollouts through a running service's admin API (orchestrator/rollout).
+
+    shoprank rollout start reranker 2 --canary 10     load and warm version 2, then serve it to 10% of users
+    shoprank rollout start reranker 2 --shadow 100    score every request with it too, serve the stable version
+    shoprank rollout shift reranker 50
+    shoprank rollout promote reranker
+    shoprank rollout rollback reranker --reason "..."
+    shoprank rollout status [reranker] [--json]
+
+The token is SHOPRANK_ADMIN_TOKEN, the service's own; the address is the service's admin port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import time
+
+import grpc
+from google.protobuf import json_format
+
+from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
+from core.errors import ConfigError
+
+from .stack import settings_from
+
+
+def _call(args: argparse.Namespace, method: str, request):
+    settings = settings_from(args)
+    if not settings.admin_token:
+        raise ConfigError("set SHOPRANK_ADMIN_TOKEN to the service's admin token")
+    address = args.admin or f"{settings.host}:{settings.admin_port}"
+
+    async def call():
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = admin_pb2_grpc.AdminStub(channel)
+            return await getattr(stub, method)(request, timeout=args.timeout,
+                                               metadata=(("authorization", f"Bearer {settings.admin_token}"),))
+
+    return asyncio.run(call())
+
+
+def format_status(status: admin_pb2.RolloutStatus, history: int = 8) -> str:
+    """A rollout status as a few lines of text."""
+    if status.candidate_version:
+        rollout = f"candidate {status.candidate_version} ({status.mode} {status.percent}%)"
+    else:
+        rollout = "no rollout in progress"
+    lines = [f"{status.model}: stable {status.stable_version}, {rollout}; loaded: {', '.join(status.loaded_versions)}"
+             + (" (pinned by the settings)" if status.pinned else "")]
+    for window in status.windows:
+        p99 = "-" if math.isnan(window.p99_ms) else f"{window.p99_ms:.0f} ms"
+        lines.append(f"  version {window.version}: {window.requests} requests, {window.errors} errors, p99 {p99} "
+                     "(guards' window)")
+    if status.mode == "shadow":
+        agreement = "-" if math.isnan(status.shadow_agreement) else f"{status.shadow_agreement:.3f}"
+        lines.append(f"  shadow agreement (RBO of the top 10): {agreement} over {status.shadow_compared} rankings, "
+                     f"{status.shadow_skipped} skipped (reranker busy)")
+    if status.candidate_manifest:
+        lines.append("  candidate: " + ", ".join(f"{key} {value}" for key, value in status.candidate_manifest.items() if value))
+    for event in list(status.history)[-history:]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.time))
+        lines.append(f"  {when} {event.action} {event.version}" + (f": {event.detail}" if event.detail else ""))
+    return "\n".join(lines)
+
+
+def _print(status: admin_pb2.RolloutStatus, args: argparse.Namespace) -> None:
+    if args.json:
+        print(json_format.MessageToJson(status, preserving_proto_field_name=True))
+    else:
+        print(format_status(status))
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    shadow = args.shadow is not None
+    percent = args.shadow if shadow else args.canary
+    _print(_call(args, "StartRollout", admin_pb2.StartRolloutRequest(model=args.model, version=args.version,
+                                                                      percent=percent, shadow=shadow)), args)
+
+
+def cmd_shift(args: argparse.Namespace) -> None:
+    _print(_call(args, "ShiftRollout", admin_pb2.ShiftRolloutRequest(model=args.model, percent=args.percent)), args)
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    _print(_call(args, "PromoteRollout", admin_pb2.ModelRequest(model=args.model)), args)
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    _print(_call(args, "RollbackRollout", admin_pb2.ModelRequest(model=args.model, reason=args.reason)), args)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    result = _call(args, "GetRolloutStatus", admin_pb2.ModelRequest(model=args.model or ""))
+    if args.json:
+        print(json.dumps([json.loads(json_format.MessageToJson(status, preserving_proto_field_name=True))
+                          for status in result.models], indent=2))
+        return
+    print("\n".join(format_status(status) for status in result.models))
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register this module's commands."""
+    rollout = commands.add_parser("rollout", help="roll a new model version out on a running service (admin API)")
+    actions = rollout.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=help_text)
+        sub.add_argument("--admin", help="host:port of the service's admin API (default: host and admin_port of "
+                                         "the settings, 127.0.0.1:50052)")
+        sub.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the answer (default 300)")
+        sub.add_argument("--json", action="store_true", help="print the status as JSON")
+        sub.set_defaults(func=func)
+        return sub
+
+    sub = action("start", "load and warm a version, then give it a share of the requests", cmd_start)
+    sub.add_argument("model")
+    sub.add_argument("version")
+    share = sub.add_mutually_exclusive_group()
+    share.add_argument("--canary", type=int, default=10, metavar="PERCENT",
+                       help="serve this share of users (sticky by user id) with the new version (default 10)")
+    share.add_argument("--shadow", type=int, metavar="PERCENT",
+                       help="score this share of requests with the new version too, but serve the stable one")
+    sub = action("shift", "change the candidate's share", cmd_shift)
+    sub.add_argument("model")
+    sub.add_argument("percent", type=int)
+    sub = action("promote", "serve every request with the candidate; unload the old version once drained", cmd_promote)
+    sub.add_argument("model")
+    sub = action("rollback", "stop serving the candidate; unload it once drained", cmd_rollback)
+    sub.add_argument("model")
+    sub.add_argument("--reason", default="", help="recorded in the history")
+    sub = action("status", "every model's versions, rollout, window figures and history", cmd_status)
+    sub.add_argument("model", nargs="?")

@@ -1,0 +1,289 @@
+"""Model version rollouts on a real tritonserver and real gRPC servers, under a steady stream of searches.
+
+The repository is a copy of the exported cpu target with a second reranker version (the same weights, so the
+answers stay comparable) and a second bi-encoder version that no served index was built with; one test adds a
+third reranker version that cannot load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import grpc
+import pytest
+import tritonclient.grpc as triton_grpc
+
+from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from core.errors import ConfigError
+from orchestrator.rollout.versions import combination_file
+from orchestrator.triton_process import LocalTriton
+
+from .conftest import ServiceThread
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "rollout-test-token"
+QUERIES = ["cordless drill", "wireless earbuds", "garden hose", "phone case", "无线耳机", "bluetooth speaker"]
+
+
+def copy_version(source: Path, target: Path) -> None:
+    """A version folder's copy: hard links where the filesystem allows (nothing in it is ever written over)."""
+    shutil.copytree(source, target, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _link_or_copy(source, target):
+    try:
+        Path(target).hardlink_to(source)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@pytest.fixture(scope="module")
+def repository(model_repository, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rollout") / "repository"
+    for model in ("bi_encoder", "multilingual_encoder", "reranker"):
+        source = model_repository / model
+        (root / model).mkdir(parents=True)
+        for item in source.iterdir():
+            if item.is_file():
+                shutil.copy2(item, root / model / item.name)
+        copy_version(source / "1", root / model / "1")
+    reranker = root / "reranker"
+    weights = combination_file(model_repository, "reranker", "1")
+    shutil.copy2(weights, reranker / "1" / "combination.json")
+    copy_version(reranker / "1", reranker / "2")
+    copy_version(root / "bi_encoder" / "1", root / "bi_encoder" / "2")
+    return root
+
+
+@pytest.fixture(scope="module")
+def rollout_triton(repository):
+    server = LocalTriton(repository, load_all=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def rollout_settings(settings, repository, rollout_triton, demo_index, tmp_path):
+    return dataclasses.replace(settings, model_repository=repository, triton_url=rollout_triton.url,
+                               index_dir=demo_index, rollout_state=tmp_path / "rollout.json", admin_token=TOKEN,
+                               admin_port=0, rollout_min_requests=5, rollout_window_s=30.0)
+
+
+class Load:
+    """Searches in a background thread, one user id per query, recording each answer's reranker version."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.answers: list[tuple[str, str]] = []  # (user, reranker version) in answer order
+        self.failures: list[str] = []
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with grpc.insecure_channel(self.address) as channel:
+            stub = ranking_pb2_grpc.RankingStub(channel)
+            turn = 0
+            while not self._stop.is_set():
+                user = f"user-{turn % 24}"
+                request = ranking_pb2.SearchRequest(query=QUERIES[turn % len(QUERIES)], user_id=user, top_k=5)
+                turn += 1
+                try:
+                    response = stub.Search(request, timeout=30)
+                except grpc.RpcError as error:
+                    self.failures.append(f"{error.code().name}: {error.details()}")
+                    continue
+                finally:
+                    self.requests += 1
+                if not response.items:
+                    self.failures.append("no items")
+                self.answers.append((user, response.model_versions["reranker"]))
+
+    def __enter__(self) -> "Load":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def versions(self, since: int = 0) -> dict[str, set[str]]:
+        """User -> the reranker versions that answered them, from answer number `since` on."""
+        result: dict[str, set[str]] = defaultdict(set)
+        for user, version in self.answers[since:]:
+            result[user].add(version)
+        return result
+
+    def wait_for(self, count: int, timeout_s: float = 120.0) -> None:
+        target = self.requests + count
+        deadline = time.monotonic() + timeout_s
+        while self.requests < target:
+            assert time.monotonic() < deadline, f"only {self.requests} of {target} requests answered"
+            time.sleep(0.05)
+
+
+def admin(running: ServiceThread, token: str = TOKEN) -> tuple[admin_pb2_grpc.AdminStub, tuple]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.service.admin_port}")
+    return admin_pb2_grpc.AdminStub(channel), (("authorization", f"Bearer {token}"),)
+
+
+def loaded(triton: LocalTriton, model: str) -> set[str]:
+    index = triton_grpc.InferenceServerClient(triton.url).get_model_repository_index()
+    return {m.version for m in index.models if m.name == model and m.state == "READY"}
+
+
+def test_canary_shift_promote_then_a_broken_version_rolls_back_without_a_failed_request(rollout_settings, rollout_triton,
+                                                                                         repository):
+    running = ServiceThread(rollout_settings).start()
+    broken = repository / "reranker" / "3"
+    try:
+        stub, auth = admin(running)
+        assert loaded(rollout_triton, "reranker") == {"2"}  # the newest version, at the first start
+        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+        assert (status.stable_version, status.candidate_version) == ("2", "")
+        # Roll back to version 1 the way a release goes: as a canary, then promoted.
+        with Load(running.address) as load:
+            load.wait_for(10)
+            status = stub.StartRollout(admin_pb2.StartRolloutRequest(model="reranker", version="1", percent=50),
+                                       metadata=auth, timeout=120)
+            assert (status.candidate_version, status.mode, status.percent) == ("1", "canary", 50)
+            assert loaded(rollout_triton, "reranker") == {"1", "2"}
+            mark = len(load.answers)
+            load.wait_for(60)
+            during = load.versions(since=mark)
+            assert all(len(versions) == 1 for versions in during.values()), during  # sticky per user
+            assert {v for versions in during.values() for v in versions} == {"1", "2"}
+            stub.ShiftRollout(admin_pb2.ShiftRolloutRequest(model="reranker", percent=100), metadata=auth)
+            load.wait_for(30)
+            status = stub.PromoteRollout(admin_pb2.ModelRequest(model="reranker"), metadata=auth)
+            assert (status.stable_version, status.candidate_version) == ("1", "")
+            load.wait_for(30)
+            running.run(running.service.rollout.settled())
+            assert loaded(rollout_triton, "reranker") == {"1"}
+            # A version that cannot load is rolled back at once, and says why.
+            broken.mkdir()
+            (broken / "model.py").write_text("raise RuntimeError('version 3 is broken on purpose')\n")
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.StartRollout(admin_pb2.StartRolloutRequest(model="reranker", version="3", percent=10),
+                                  metadata=auth, timeout=120)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "rolled back: failed to load" in refused.value.details()
+            load.wait_for(20)
+        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(model="reranker"), metadata=auth).models
+        assert status.history[-1].action == "rollback" and "version 3 is broken" in status.history[-1].detail
+        assert [event.action for event in status.history][-7:] == ["start", "live", "shift", "promote", "unload",
+                                                                   "start", "rollback"]
+        assert load.failures == [] and load.requests > 150
+        assert {version for _, version in load.answers[-24:]} == {"1"}
+    finally:
+        running.stop()
+        shutil.rmtree(broken, ignore_errors=True)
+
+    # The state survives a restart: version 1 stays stable though version 2 is newer.
+    restarted = ServiceThread(rollout_settings).start()
+    try:
+        stub, auth = admin(restarted)
+        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+        assert status.stable_version == "1" and loaded(rollout_triton, "reranker") == {"1"}
+        saved = json.loads(rollout_settings.rollout_state.read_text())["models"]["reranker"]
+        assert saved["stable"] == "1"
+    finally:
+        restarted.stop()
+
+
+def test_shadow_scores_beside_the_stable_version_and_serves_only_it(rollout_settings):
+    (rollout_settings.rollout_state).write_text(json.dumps({"models": {"reranker": {"stable": "1"}}}))
+    running = ServiceThread(rollout_settings).start()
+    try:
+        stub, auth = admin(running)
+        with Load(running.address) as load:
+            stub.StartRollout(admin_pb2.StartRolloutRequest(model="reranker", version="2", percent=100, shadow=True),
+                              metadata=auth, timeout=120)
+            load.wait_for(30)
+            time.sleep(1.0)  # the last shadow scorings finish after their answers
+        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+    finally:
+        running.stop()
+    assert load.failures == []
+    assert {version for _, version in load.answers} == {"1"}
+    assert status.candidate_version == "2" and status.mode == "shadow"
+    # Version 2 has version 1's weights: its rankings agree (RBO 1) wherever it scored them.
+    assert status.shadow_compared + status.shadow_skipped >= 20 and status.shadow_compared > 0
+    assert status.shadow_agreement == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_slow_canary_is_rolled_back_by_its_guard(rollout_settings):
+    (rollout_settings.rollout_state).write_text(json.dumps({"models": {"reranker": {"stable": "1"}}}))
+    strict = dataclasses.replace(rollout_settings, rollout_max_p99_ms=1.0)  # no real reranker call is this fast
+    running = ServiceThread(strict).start()
+    try:
+        stub, auth = admin(running)
+        with Load(running.address) as load:
+            stub.StartRollout(admin_pb2.StartRolloutRequest(model="reranker", version="2", percent=100),
+                              metadata=auth, timeout=120)
+            deadline = time.monotonic() + 60
+            while stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models[0].candidate_version:
+                assert time.monotonic() < deadline, "the guard did not roll the canary back"
+                time.sleep(0.2)
+            load.wait_for(10)
+        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+    finally:
+        running.stop()
+    rollback = [event for event in status.history if event.action == "rollback"][-1]
+    assert rollback.detail.startswith("guard: p99") and "> 1 ms" in rollback.detail
+    assert load.failures == []
+    assert status.stable_version == "1"
+
+
+def test_admin_needs_its_token_and_is_off_without_one(rollout_settings):
+    running = ServiceThread(rollout_settings).start()
+    try:
+        for token in ("", "wrong"):
+            stub, auth = admin(running, token)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth if token else ())
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        running.stop()
+    closed = ServiceThread(dataclasses.replace(rollout_settings, admin_token="")).start()
+    try:
+        assert closed.service.admin_port == 0 and closed.service._admin is None
+    finally:
+        closed.stop()
+
+
+def test_queries_are_encoded_by_the_version_that_built_the_index(rollout_settings, rollout_triton, demo_index, tmp_path):
+    """The repository holds bi_encoder versions 1 and 2; the index was built by version 1, so only version 1 is
+    loaded and every query goes to it. An index built by a version the repository lacks does not start."""
+    client = triton_grpc.InferenceServerClient(rollout_triton.url)
+    running = ServiceThread(rollout_settings).start()
+    try:
+        assert loaded(rollout_triton, "bi_encoder") == {"1"}
+        before = client.get_inference_statistics("bi_encoder", "1").model_stats[0].inference_count
+        with grpc.insecure_channel(running.address) as channel:
+            response = ranking_pb2_grpc.RankingStub(channel).Search(ranking_pb2.SearchRequest(query="cordless drill"))
+        assert response.model_versions["bi_encoder"] == "1"
+        assert client.get_inference_statistics("bi_encoder", "1").model_stats[0].inference_count == before + 1
+    finally:
+        running.stop()
+
+    other = tmp_path / "index"
+    shutil.copytree(demo_index, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    (other / "manifest.json").write_text(json.dumps({**manifest, "encoder_version": "7"}))
+    broken = ServiceThread(dataclasses.replace(rollout_settings, index_dir=other))
+    try:
+        with pytest.raises(ConfigError, match="built with bi_encoder version 7.*rebuild the index"):
+            broken.start()
+    finally:
+        broken.stop()
