@@ -151,6 +151,7 @@ class Service:
     async def _load_models(self, index: CatalogIndex) -> None:
         """Load the encoder versions the index was built with, and the reranker versions of the rollout state."""
         settings, pipeline = self.settings, self.pipeline
+        await self._client.wait_until_live(settings.triton_start_timeout_s)
         for model, version in index.encoder_versions.items():
             if version not in repository_versions(settings.model_repository, model):
                 raise ConfigError(f"the index at {settings.index_dir} was built with {model} version {version}, which "

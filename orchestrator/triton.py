@@ -77,6 +77,20 @@ class TritonClient:
             raise _translate(error, self.url, spec.name) from None
         return any(model.name == spec.name for model in index.models)
 
+    async def wait_until_live(self, timeout_s: float) -> None:
+        """Poll until the server answers (a Triton started alongside takes a while); TritonUnavailable otherwise."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            try:
+                if await self._client.is_server_live(client_timeout=self.timeout_s):
+                    return
+            except InferenceServerException:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TritonUnavailable(f"Triton at {self.url} did not answer within {timeout_s:.0f}s; "
+                                        "is tritonserver running there?")
+            await asyncio.sleep(0.25)
+
     async def wait_until_ready(self, specs: list[ModelSpec], timeout_s: float) -> None:
         """Poll until every model is ready; raise TritonUnavailable naming the URL and models otherwise."""
         deadline = asyncio.get_running_loop().time() + timeout_s

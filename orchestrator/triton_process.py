@@ -128,19 +128,23 @@ class LocalTriton:
         log = open(self.log_path, "wb")
         self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
+        try:
+            self._wait_started(timeout_s)
+        except BaseException:  # also Ctrl-C: the server runs in its own session, so nothing else would stop it
+            self.stop()
+            raise
+        return self
+
+    def _wait_started(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                message = (f"tritonserver exited with code {self._process.returncode} while loading "
-                           f"{self.model_repository}:\n{self.log_tail()}")
-                self.stop()
-                raise TritonUnavailable(message)
+                raise TritonUnavailable(f"tritonserver exited with code {self._process.returncode} while loading "
+                                        f"{self.model_repository}:\n{self.log_tail()}")
             if READY_LINE in self.log_path.read_text(errors="replace"):
-                return self
+                return
             time.sleep(0.2)
-        message = f"tritonserver did not start within {timeout_s:.0f}s:\n{self.log_tail()}"
-        self.stop()
-        raise TritonUnavailable(message)
+        raise TritonUnavailable(f"tritonserver did not start within {timeout_s:.0f}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 25) -> str:
         """The last log lines, without Triton's ASCII tables."""

@@ -55,8 +55,8 @@ def repository(model_repository, tmp_path_factory) -> Path:
                 shutil.copy2(item, root / model / item.name)
         copy_version(source / "1", root / model / "1")
     reranker = root / "reranker"
-    weights = combination_file(model_repository, "reranker", "1")
-    shutil.copy2(weights, reranker / "1" / "combination.json")
+    if not (reranker / "1" / "combination.json").is_file():  # exported before versions had their own
+        shutil.copy2(combination_file(model_repository, "reranker", "1"), reranker / "1" / "combination.json")
     copy_version(reranker / "1", reranker / "2")
     copy_version(root / "bi_encoder" / "1", root / "bi_encoder" / "2")
     return root
