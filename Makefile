@@ -31,9 +31,26 @@ test: export
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit
 
+## load: Locust's step load, headless for LOAD_SECONDS (default 60), against LOAD_HOST=host:port or, without it, a
+## fresh Triton and service on the demo catalog (stopped at the end); CSV, HTML and a latency plot (PNG) go to
+## benchmarks/results/<date-time>/. Fails past 1% failures or SHOPRANK_LOADTEST_P95_MS (default 500 ms).
+LOAD_SECONDS ?= 60
+LOAD_HOST ?=
+.PHONY: load
+load: export
+	$(BIN)/python -m loadtest.run --seconds $(LOAD_SECONDS) $(if $(LOAD_HOST),--host $(LOAD_HOST))
+
+## rollout-check: a whole release under steady Locust load (a few minutes): export a new reranker version, canary
+## 10%, 50%, promote, unload the old one, then a canary rolled back; prints the figures per phase and, last,
+## `failed=N requests=M degraded=D p50_ms=.. p99_ms=..`; fails if any request failed. Reports go to
+## benchmarks/results/rollout-<date-time>/.
+.PHONY: rollout-check
+rollout-check: export
+	$(BIN)/python -m loadtest.rollout_check
+
 ## proto: regenerate core/_proto from proto/
 proto: setup
 	PYTHON=$(BIN)/python scripts/gen_proto.sh
 
 clean:
-	rm -rf .shoprank model_repository/*/*/[0-9]* model_repository/*/*/tokenizer.json model_repository/*/*/sp.model model_repository/*/*/export.json
+	rm -rf .shoprank model_repository/*/*/[0-9]* model_repository/*/*/tokenizer.json model_repository/*/*/sp.model model_repository/*/*/export.json model_repository/*/*/combination.json

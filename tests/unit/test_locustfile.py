@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,12 +49,12 @@ def test_locustfile_imports_and_defines_the_shopper():
         assert isinstance(check(ranking_pb2.SearchResponse()), RuntimeError)
         lf.DEGRADED.clear()
 
-        # the quitting listener: exit status 1 over 1% failures or over the p99 threshold
+        # the quitting listener: exit status 1 over 1% failures or over the p95 threshold, else 0
         import os, types
         from locust.stats import RequestStats
 
-        def exit_code(failures, latency_ms, p99_limit="500"):
-            os.environ["SHOPRANK_LOADTEST_P99_MS"] = p99_limit
+        def exit_code(failures, latency_ms, p95_limit="500"):
+            os.environ["SHOPRANK_LOADTEST_P95_MS"] = p95_limit
             stats = RequestStats()
             for i in range(200):
                 stats.log_request("grpc", "/shoprank.v1.Ranking/Search", latency_ms, 100)
@@ -63,11 +64,26 @@ def test_locustfile_imports_and_defines_the_shopper():
             events.quitting.fire(environment=env)
             return env.process_exit_code
 
-        assert exit_code(failures=0, latency_ms=20) is None
-        assert exit_code(failures=2, latency_ms=20) is None  # 1% exactly
+        assert exit_code(failures=0, latency_ms=20) == 0
+        assert exit_code(failures=2, latency_ms=20) == 0  # 1% exactly: passes, where Locust alone would exit 1
         assert exit_code(failures=3, latency_ms=20) == 1
         assert exit_code(failures=0, latency_ms=600) == 1
-        assert exit_code(failures=0, latency_ms=600, p99_limit="1000") is None
+        assert exit_code(failures=0, latency_ms=600, p95_limit="1000") == 0
+
+        # --degraded-csv: calls and degraded successes per second, written at exit
+        import csv, tempfile, time
+        lf.TIMELINE.clear()
+        fine = ranking_pb2.SearchResponse(items=[ranking_pb2.Item(product_id="D0001")])
+        for response, exception in ((fine, None), (degraded, None), (degraded, None), (None, RuntimeError("boom"))):
+            events.request.fire(request_type="grpc", name="/shoprank.v1.Ranking/Search", response_time=5,
+                                response_length=0, response=response, exception=exception, context={})
+        path = os.path.join(tempfile.mkdtemp(), "degraded.csv")
+        env = types.SimpleNamespace(stats=RequestStats(), process_exit_code=None,
+                                    parsed_options=types.SimpleNamespace(degraded_csv=path))
+        events.quitting.fire(environment=env)
+        rows = list(csv.DictReader(open(path)))
+        assert sum(int(r["requests"]) for r in rows) == 4 and sum(int(r["degraded"]) for r in rows) == 2
+        assert all(abs(int(r["timestamp"]) - time.time()) < 60 for r in rows)
         print("ok")
         """
     )
@@ -97,4 +113,13 @@ def test_step_shape_steps_up_to_max_users(shape_class, monkeypatch, run_time, ex
 def test_step_shape_stops_after_time_limit(shape_class, monkeypatch, run_time):
     shape = shape_class()
     monkeypatch.setattr(shape, "get_run_time", lambda: run_time)
+    assert shape.tick() is None
+
+
+def test_step_shape_stops_after_locusts_run_time(shape_class, monkeypatch):
+    shape = shape_class()
+    shape.runner = SimpleNamespace(environment=SimpleNamespace(parsed_options=SimpleNamespace(run_time=25)))
+    monkeypatch.setattr(shape, "get_run_time", lambda: 24.0)
+    assert shape.tick() == (6, 2)
+    monkeypatch.setattr(shape, "get_run_time", lambda: 25.0)
     assert shape.tick() is None
