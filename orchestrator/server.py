@@ -149,14 +149,19 @@ class Service:
         return self
 
     async def _load_models(self, index: CatalogIndex) -> None:
-        """Load the encoder versions the index was built with, and the reranker versions of the rollout state."""
-        settings, pipeline = self.settings, self.pipeline
+        """Load the encoder versions the index was built with, and the reranker versions of the rollout state,
+        all at once (Triton loads them in parallel)."""
+        settings = self.settings
         await self._client.wait_until_live(settings.triton_start_timeout_s)
         for model, version in index.encoder_versions.items():
             if version not in repository_versions(settings.model_repository, model):
                 raise ConfigError(f"the index at {settings.index_dir} was built with {model} version {version}, which "
                                   f"{settings.model_repository} does not hold: rebuild the index (`shoprank index`)")
-            await self.loader.serve(model, [version])
+        await asyncio.gather(*(self.loader.serve(model, [version]) for model, version in index.encoder_versions.items()),
+                             self._load_reranker(index))
+
+    async def _load_reranker(self, index: CatalogIndex) -> None:
+        settings, pipeline = self.settings, self.pipeline
         available = repository_versions(settings.model_repository, RERANKER.name)
         if not available:
             log.warning("%s holds no %s version: results stay in fused order", settings.model_repository, RERANKER.name)

@@ -89,9 +89,9 @@ class VersionLoader:
         log.info("%s: versions %s loaded and ready", model, ", ".join(wanted))
 
     async def reload(self) -> None:
-        """Load again every version asked for so far (after Triton restarted, its models are gone)."""
-        for model, wanted in list(self.wanted.items()):
-            await self.serve(model, wanted)
+        """Load again every version asked for so far (after Triton restarted, its models are gone), all models at
+        once: Triton loads them in parallel."""
+        await asyncio.gather(*(self.serve(model, wanted) for model, wanted in list(self.wanted.items())))
 
     async def ready(self) -> bool:
         """True when every version asked for is ready."""
