@@ -8,8 +8,10 @@ Usage:
 Starts tritonserver on the cpu model repository and the orchestrator (port 0), then sends the split's first
 N judged queries, one call at a time from one client, as full-catalog searches for 100 products: once with
 reranking (the top `--rerank-depth` fused candidates rescored in one Triton request) and once with
-`skip_rerank`. Prints client-side p50/p99 and nDCG@10 for both. The index is the one `shoprank eval` builds
-and caches under .shoprank/indexes/.
+`skip_rerank`, and with `--cheap`, a third time combined by the served weights without the cross-encoder's
+(its weight 0: BM25, cosines, match features and intent over the same top `--rerank-depth`, no reranker call).
+Prints client-side p50/p99 and nDCG@10 for each. The index is the one `shoprank eval` builds and caches under
+.shoprank/indexes/.
 
 Before that, on the same Triton, the query encoding alone: each query tokenized in-process and embedded by each
 encoder (MiniLM, multilingual) in one request at a time, as the orchestrator does; p50/p99 in ms.
@@ -30,11 +32,13 @@ from cli.stack import run_on_catalog  # noqa: E402
 
 from core.catalog import catalog_digest, load_catalog  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
+from core.language import LATIN  # noqa: E402
 from core.metrics import percentile  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: E402
 from core.splits import select  # noqa: E402
 from core.tokenization import SentencePieceEncoder, TextEncoder  # noqa: E402
+from core.weights import read_combination  # noqa: E402
 from orchestrator.triton import TritonClient  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
@@ -64,6 +68,12 @@ async def encoding_latency(url: str, settings: Settings, queries: list[str]) -> 
     return results
 
 
+def served_combination(model_repository: Path) -> Path:
+    """The combination weights of the newest reranker version (what a fresh service serves)."""
+    versions = sorted(int(p.name) for p in (model_repository / "reranker").iterdir() if p.name.isdigit())
+    return model_repository / "reranker" / str(versions[-1]) / "combination.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
@@ -72,18 +82,26 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--rerank-depth", type=int, default=100)
     parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
+    parser.add_argument("--cheap", action="store_true",
+                        help="also the served combination without the cross-encoder (its weight set to 0)")
     args = parser.parse_args()
 
     judgments = dict(list(select(load_judgments(args.judgments), args.split).items())[: args.queries])
     catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
     index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
 
+    variants = {f"reranked (top {args.rerank_depth})": {"rerank": True}, "fused (no rerank)": {"rerank": False}}
+    if args.cheap:
+        latin = read_combination(served_combination(args.model_repository))[LATIN]
+        cheap = {name: weight for name, weight in latin.items() if name != "reranker" and weight}
+        variants[f"no cross-encoder (top {args.rerank_depth})"] = {"rerank": True, "combination_weights": cheap}
+
     async def work(stub):
         results = {}
-        for rerank in (True, False):
-            await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", rerank=rerank,
-                           show_progress=False)  # warm-up
-            results[rerank] = await evaluate(stub, judgments, catalog_ids, "search", rerank=rerank)
+        for label, options in variants.items():
+            await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", show_progress=False,
+                           **options)  # warm-up
+            results[label] = await evaluate(stub, judgments, catalog_ids, "search", **options)
         return results
 
     # Settings from the environment, with this script's --model-repository and --rerank-depth.
@@ -96,10 +114,9 @@ def main() -> None:
     for name, (p50, p99) in encoding.items():
         print(f"{name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     print(f"{len(judgments)} {args.split}-split queries, full-catalog search for 100 products, one client")
-    print(f"{'':<22} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
-    for rerank, result in results.items():
-        label = f"reranked (top {args.rerank_depth})" if rerank else "fused (no rerank)"
-        print(f"{label:<22} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")
+    print(f"{'':<32} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
+    for label, result in results.items():
+        print(f"{label:<32} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")
 
 
 if __name__ == "__main__":

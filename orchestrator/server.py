@@ -45,6 +45,8 @@ HEALTH_POLL_S = 1.0
 # A local Triton that dies is restarted at once, then after 1, 2, 4 ... 30 s while restarts keep failing.
 RESTART_BACKOFF_S = 1.0
 MAX_RESTART_BACKOFF_S = 30.0
+# A Triton that answers but lacks a served version for this many polls gets the served versions loaded again.
+RELOAD_AFTER_POLLS = 3
 # Sent through a newly loaded reranker version before it gets traffic (its first requests build the runtime's
 # caches): one query's pairs of several lengths, as the pipeline sends them.
 WARMUP_QUERY = "cordless drill with battery"
@@ -193,9 +195,12 @@ class Service:
             await self._health.set(name, status)
 
     async def _watch_triton(self) -> None:
-        """Keep the health status in step with Triton's readiness, and restart a local Triton that died."""
+        """Keep the health status in step with the served versions' readiness, restart a local Triton that died,
+        and load the versions again into a Triton that has lost them (restarted by someone else, or a reload that
+        failed)."""
         serving = True
         restarts = 0
+        unready = 0  # polls in a row with a version not ready
         while True:
             await asyncio.sleep(HEALTH_POLL_S)
             triton = self._local_triton
@@ -210,8 +215,14 @@ class Service:
                 log.warning("Triton's model versions %s are %s", self.loader.wanted, "ready again" if ready else "not ready")
                 await self._set_health(ready)
                 serving = ready
+            unready = 0 if ready else unready + 1
             if ready:
                 restarts = 0
+            elif unready % RELOAD_AFTER_POLLS == 0:
+                try:
+                    await self.loader.reload()
+                except ShoprankError as error:
+                    log.error("loading the served versions again failed: %s", error)
 
     async def _restart_triton(self, triton: LocalTriton, restarts: int) -> int:
         """Start the local Triton again on its port after a backoff (none the first time, then 1, 2, 4 ... 30 s
@@ -223,6 +234,7 @@ class Service:
             await asyncio.sleep(min(RESTART_BACKOFF_S * 2 ** (restarts - 1), MAX_RESTART_BACKOFF_S))
         try:
             await asyncio.to_thread(triton.start)
+            await self._client.wait_until_live(self.settings.triton_start_timeout_s)  # the channel reconnects
             await self.loader.reload()  # it starts empty: the same versions as before it died
         except ShoprankError as error:
             log.error("tritonserver did not restart: %s", error)

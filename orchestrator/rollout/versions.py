@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -64,6 +64,8 @@ class VersionLoader:
         self.in_flight: Counter[tuple[str, str]] = Counter()
         # The versions asked of Triton per model: what a restarted Triton must load again.
         self.wanted: dict[str, list[str]] = {}
+        # One load of a model at a time, so a reload never undoes a rollout's load that overtook it.
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def check_exists(self, model: str, version: str) -> None:
         """ConfigError unless the repository holds that version of the model."""
@@ -75,6 +77,10 @@ class VersionLoader:
     async def serve(self, model: str, wanted: list[str]) -> None:
         """Make exactly `wanted` versions of the model loaded, and wait until each is ready. TritonError when a
         version fails to load or is not ready in time; the versions loaded before stay as they were."""
+        async with self._locks[model]:
+            await self._load(model, wanted)
+
+    async def _load(self, model: str, wanted: list[str]) -> None:
         for version in wanted:
             self.check_exists(model, version)
         wanted = sorted(set(wanted), key=int)
@@ -91,7 +97,11 @@ class VersionLoader:
     async def reload(self) -> None:
         """Load again every version asked for so far (after Triton restarted, its models are gone), all models at
         once: Triton loads them in parallel."""
-        await asyncio.gather(*(self.serve(model, wanted) for model, wanted in list(self.wanted.items())))
+        await asyncio.gather(*(self._reload(model) for model in list(self.wanted)))
+
+    async def _reload(self, model: str) -> None:
+        async with self._locks[model]:
+            await self._load(model, self.wanted[model])
 
     async def ready(self) -> bool:
         """True when every version asked for is ready."""

@@ -287,3 +287,24 @@ def test_queries_are_encoded_by_the_version_that_built_the_index(rollout_setting
             broken.start()
     finally:
         broken.stop()
+
+
+def test_versions_a_triton_lost_are_loaded_again(rollout_settings, rollout_triton):
+    """A Triton that answers but no longer has a served version (restarted by someone else, unloaded by hand) gets
+    the served versions loaded again, and the service is SERVING once they are ready."""
+    from grpc_health.v1 import health_pb2
+
+    from .test_lifecycle import health_status, wait_for
+
+    running = ServiceThread(rollout_settings).start()
+    try:
+        triton_grpc.InferenceServerClient(rollout_triton.url).unload_model("bi_encoder")
+        wait_for(lambda: "1" not in loaded(rollout_triton, "bi_encoder"), 30, "bi_encoder unloaded")
+        wait_for(lambda: health_status(running.address) == health_pb2.HealthCheckResponse.NOT_SERVING, 10, "NOT_SERVING")
+        wait_for(lambda: health_status(running.address) == health_pb2.HealthCheckResponse.SERVING, 30, "SERVING again")
+        assert loaded(rollout_triton, "bi_encoder") == {"1"}
+        with grpc.insecure_channel(running.address) as channel:
+            response = ranking_pb2_grpc.RankingStub(channel).Search(ranking_pb2.SearchRequest(query="cordless drill"))
+        assert not response.degraded and response.items
+    finally:
+        running.stop()
