@@ -210,8 +210,13 @@ def test_shadow_scores_beside_the_stable_version_and_serves_only_it(rollout_sett
             stub.StartRollout(admin_pb2.StartRolloutRequest(model="reranker", version="2", percent=100, shadow=True),
                               metadata=auth, timeout=120)
             load.wait_for(30)
-            time.sleep(1.0)  # the last shadow scorings finish after their answers
-        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+            # Shadow scorings finish after their answers, and Chinese queries are not reranked: wait for 20.
+            deadline = time.monotonic() + 60
+            while True:
+                [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+                if status.shadow_compared + status.shadow_skipped >= 20 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
     finally:
         running.stop()
     assert load.failures == []
