@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--rerank-depth", type=int, default=100)
     parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
+    parser.add_argument("--top-k", type=int, default=100,
+                        help="products asked for (the service reranks at least this many: 10 to measure a depth < 100)")
     parser.add_argument("--cheap", action="store_true",
                         help="also the served combination without the cross-encoder (its weight set to 0)")
     args = parser.parse_args()
@@ -100,8 +102,8 @@ def main() -> None:
         results = {}
         for label, options in variants.items():
             await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", show_progress=False,
-                           **options)  # warm-up
-            results[label] = await evaluate(stub, judgments, catalog_ids, "search", **options)
+                           top_k=args.top_k, **options)  # warm-up
+            results[label] = await evaluate(stub, judgments, catalog_ids, "search", top_k=args.top_k, **options)
         return results
 
     # Settings from the environment, with this script's --model-repository and --rerank-depth.
@@ -113,7 +115,7 @@ def main() -> None:
     print(f"{len(judgments)} {args.split}-split queries, query encoding through Triton (tokenizer included)")
     for name, (p50, p99) in encoding.items():
         print(f"{name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    print(f"{len(judgments)} {args.split}-split queries, full-catalog search for 100 products, one client")
+    print(f"{len(judgments)} {args.split}-split queries, full-catalog search for {args.top_k} products, one client")
     print(f"{'':<32} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for label, result in results.items():
         print(f"{label:<32} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")

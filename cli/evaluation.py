@@ -36,7 +36,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     async def work(stub):
         return await compare(stub, judgments, catalog_ids, args.task, default, baselines, groups, seed=args.seed,
-                             show_progress=not args.json)
+                             show_progress=not args.json, top_k=args.top_k or 0)
 
     result = run_on_catalog(args, catalog, work)
     result["split"] = args.split or "all"
@@ -103,6 +103,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           "multilingual=1 (repeatable)")
     sub.add_argument("--groups", help="CSV query,group: report nDCG@10 per group as well")
     sub.add_argument("--max-queries", type=int, help="only the first N queries (in file order) of the selection")
+    sub.add_argument("--top-k", type=int, help="search: products asked for (default 100, with recall@100); the "
+                                               "service reranks at least this many, so measure a --rerank-depth "
+                                               "below 100 with --top-k 10")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     catalog_options(sub)
     triton_options(sub)

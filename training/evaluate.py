@@ -52,9 +52,13 @@ async def evaluate(
     rerank: bool = True,
     combination_weights: dict[str, float] | None = None,
     per_query: dict[str, float] | None = None,
+    top_k: int = 0,
 ) -> dict[str, Any]:
     """Run every judged query through Search and return the metrics as one flat dict; each query's nDCG@10 is
-    also written into `per_query` when given."""
+    also written into `per_query` when given. Searches ask for `top_k` products (default SEARCH_DEPTH); recall is
+    reported only when that is SEARCH_DEPTH. The service reranks at least top_k candidates, so a rerank depth
+    below 100 is measured with a smaller top_k (10: nDCG@10 only)."""
+    top_k = top_k or SEARCH_DEPTH
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
     ndcgs: list[float] = []
@@ -75,7 +79,7 @@ async def evaluate(
             request.candidate_ids.extend(candidates)
             request.top_k = len(candidates)
         else:
-            request.top_k = SEARCH_DEPTH
+            request.top_k = top_k
         started = time.perf_counter()
         try:
             response = await stub.Search(request)
@@ -95,13 +99,16 @@ async def evaluate(
         ndcgs.append(score)
         if per_query is not None:
             per_query[query] = score
-        if task == "search":
+        if task == "search" and top_k == SEARCH_DEPTH:
             recall = recall_at_k(ranked, judged, SEARCH_DEPTH)
             if recall is not None:
                 recalls.append(recall)
     result: dict[str, Any] = {"task": task, "retrieval": retrieval, "rerank": rerank, "ndcg@10": _mean(ndcgs)}
     if task == "search":
-        result["recall@100"] = _mean(recalls)
+        if top_k == SEARCH_DEPTH:
+            result["recall@100"] = _mean(recalls)
+        else:
+            result["top_k"] = top_k
         result["p50_ms"] = round(percentile(latencies_ms, 50), 2)
         result["p99_ms"] = round(percentile(latencies_ms, 99), 2)
     result.update({"queries": len(ndcgs), "skipped_queries": skipped, "judged_not_in_catalog": missing_judged,
@@ -158,17 +165,18 @@ async def compare(
     groups: dict[str, str] | None = None,
     seed: int = 0,
     show_progress: bool = True,
+    top_k: int = 0,
 ) -> dict[str, Any]:
     """`evaluate` of the default arm, then of each baseline on the same queries, with paired intervals."""
     scores: dict[str, float] = {}
     result = await evaluate(stub, judgments, catalog_ids, task, default.retrieval, seed, show_progress, default.rerank,
-                            default.combination_weights, scores)
+                            default.combination_weights, scores, top_k)
     if groups is not None:
         result["groups"] = _by_group(scores, groups)
     for arm in baselines:
         other: dict[str, float] = {}
         summary = await evaluate(stub, judgments, catalog_ids, task, arm.retrieval, seed, show_progress, arm.rerank,
-                                 arm.combination_weights, other)
+                                 arm.combination_weights, other, top_k)
         shared = [query for query in scores if query in other]
         entry: dict[str, Any] = {"ndcg@10": summary["ndcg@10"]}
         if shared:
