@@ -42,9 +42,10 @@ UNBATCHED = "_unbatched"
 
 
 def scratch_repository(source: Path, name: str, into: Path, preferred: list[int] | None = None,
-                       max_queue_delay_us: int | None = None) -> None:
+                       max_queue_delay_us: int | None = None, merge_requests: bool | None = None) -> None:
     """`into` holds the model as exported (or with other batching settings, to choose them) and a copy named
-    NAME_unbatched without dynamic batching."""
+    NAME_unbatched without dynamic batching. `merge_requests` overrides the cpu Python backend's parameter (the
+    reranker's is off: what merging would gain is measured with True)."""
     for variant in (name, name + UNBATCHED):
         folder = into / variant
         folder.mkdir()
@@ -58,6 +59,8 @@ def scratch_repository(source: Path, name: str, into: Path, preferred: list[int]
                 config.dynamic_batching.preferred_batch_size.extend(preferred)
             if max_queue_delay_us is not None:
                 config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+            if merge_requests is not None and "merge_requests" in config.parameters:
+                config.parameters["merge_requests"].string_value = "true" if merge_requests else "false"
         (folder / "config.pbtxt").write_text(text_format.MessageToString(config))
         for version in (source / name).iterdir():
             if version.is_dir() and version.name.isdigit():
@@ -155,6 +158,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--preferred", help="try other preferred batch sizes, e.g. 16,32 (none: '')")
     parser.add_argument("--max-queue-delay-us", type=int, help="try another max queue delay")
+    parser.add_argument("--merge-requests", choices=("true", "false"),
+                        help="override the cpu backend's merge_requests (the reranker runs each request alone)")
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
 
@@ -163,11 +168,14 @@ def main() -> None:
     requests = requests_for(spec, source, args.requests)
     with tempfile.TemporaryDirectory(prefix="shoprank-batching-") as scratch:
         preferred = None if args.preferred is None else [int(n) for n in args.preferred.split(",") if n]
-        scratch_repository(source, spec.name, Path(scratch), preferred, args.max_queue_delay_us)
+        merge = None if args.merge_requests is None else args.merge_requests == "true"
+        scratch_repository(source, spec.name, Path(scratch), preferred, args.max_queue_delay_us, merge)
         with LocalTriton(Path(scratch), start_timeout_s=180.0) as triton:
             result = asyncio.run(measure(triton.url, spec, requests, args.concurrency))
     result["preferred_batch_sizes"] = preferred if preferred is not None else list(spec.preferred_batch_sizes)
     result["max_queue_delay_us"] = args.max_queue_delay_us if args.max_queue_delay_us is not None else spec.max_queue_delay_us
+    if args.merge_requests is not None:
+        result["merge_requests"] = args.merge_requests == "true"
     if not args.json:
         print(f"{spec.name}: {args.requests} requests, {args.concurrency} clients in a closed loop, batching on vs off")
     print(json.dumps(result))
