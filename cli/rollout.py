@@ -26,6 +26,8 @@ from core.errors import ConfigError
 
 from .stack import settings_from
 
+DEFAULT_CANARY = 10
+
 
 def _call(args: argparse.Namespace, method: str, request):
     settings = settings_from(args)
@@ -75,7 +77,7 @@ def _print(status: admin_pb2.RolloutStatus, args: argparse.Namespace) -> None:
 
 def cmd_start(args: argparse.Namespace) -> None:
     shadow = args.shadow is not None
-    percent = args.shadow if shadow else args.canary
+    percent = args.shadow if shadow else (DEFAULT_CANARY if args.canary is None else args.canary)
     _print(_call(args, "StartRollout", admin_pb2.StartRolloutRequest(model=args.model, version=args.version,
                                                                       percent=percent, shadow=shadow)), args)
 
@@ -119,7 +121,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("model")
     sub.add_argument("version")
     share = sub.add_mutually_exclusive_group()
-    share.add_argument("--canary", type=int, default=10, metavar="PERCENT",
+    # No default here: argparse would not see "--canary 10 --shadow 50" as a conflict (10 is the default object).
+    share.add_argument("--canary", type=int, metavar="PERCENT",
                        help="serve this share of users (sticky by user id) with the new version (default 10)")
     share.add_argument("--shadow", type=int, metavar="PERCENT",
                        help="score this share of requests with the new version too, but serve the stable one")
