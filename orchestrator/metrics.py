@@ -68,10 +68,15 @@ class Metrics:
         """Set the rollout gauges from the controller's status."""
         if self.rollouts is None:
             return
+        try:
+            statuses = self.rollouts()
+        except RuntimeError:  # read from the scrape's thread while the event loop changed it: keep the last values
+            log.debug("rollout status changed during a scrape; gauges left as they were")
+            return
         for gauge in (self.version_role, self.window_requests, self.window_errors, self.window_p99,
                       self.shadow_agreement, self.rollbacks):
             gauge.clear()
-        for status in self.rollouts():
+        for status in statuses:
             model = status["model"]
             self.version_role.labels(model, status["stable"], "stable").set(1)
             if status["candidate"]:

@@ -342,7 +342,7 @@ class RolloutController:
         if model and model not in self.models:
             self._rollable(model)  # raises the clear error
         result = []
-        for name, rollout in self.models.items():
+        for name, rollout in list(self.models.items()):  # also read by the metrics server's thread
             if model and name != model:
                 continue
             agreement, compared = (self._agreement_of(name, rollout.candidate) if rollout.candidate else (math.nan, 0))
