@@ -12,6 +12,16 @@ from core.errors import ShoprankError
 from .stack import catalog_options, fresh_profile_store, run_on_catalog, triton_options
 
 
+# The cross-encoder alone is always shown beside the zero-shot bi-encoder it was trained from and the fused order.
+RERANKER_ONLY_BASELINES = ("dense=1", "fused")
+
+
+def baseline_specs(given: list[str], reranker_only: bool) -> list[str]:
+    """The baselines to run: those given, and with --reranker-only the zero-shot MiniLM and fused order too."""
+    extra = [spec for spec in RERANKER_ONLY_BASELINES if reranker_only and spec not in given]
+    return list(given) + extra
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     if args.task == "personal":
         cmd_eval_personal(args)
@@ -31,7 +41,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     default = Arm("default", args.retrieval, not args.no_rerank)
     if args.reranker_only:
         default = Arm("reranker only", args.retrieval, combination_weights={"reranker": 1.0})
-    baselines = [Arm.parse(spec) for spec in args.baseline]
+    baselines = [Arm.parse(spec) for spec in baseline_specs(args.baseline, args.reranker_only)]
     groups = load_groups(Path(args.groups)) if args.groups else None
 
     async def work(stub):
@@ -96,7 +106,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries (personal: the users) of this split (core/splits.py; training/blend.py)")
     sub.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder: the fused order")
     sub.add_argument("--reranker-only", action="store_true",
-                     help="rank by the cross-encoder's score alone (combination weights {reranker: 1})")
+                     help="rank by the cross-encoder's score alone (combination weights {reranker: 1}), beside "
+                          "the zero-shot MiniLM (dense=1) and the fused order, with paired intervals")
     sub.add_argument("--baseline", action="append", default=[],
                      help="also rank the same queries another way and report the paired bootstrap 95%% interval of "
                           "the difference: fused, lexical, or combination weights such as reranker=1, dense=1, "
