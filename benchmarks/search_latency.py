@@ -35,10 +35,11 @@ from core.judgments import load_judgments  # noqa: E402
 from core.language import LATIN  # noqa: E402
 from core.metrics import percentile  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: E402
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER  # noqa: E402
 from core.splits import select  # noqa: E402
 from core.tokenization import SentencePieceEncoder, TextEncoder  # noqa: E402
 from core.weights import read_combination  # noqa: E402
+from orchestrator.rollout.versions import combination_file, repository_versions  # noqa: E402
 from orchestrator.triton import TritonClient  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
@@ -68,12 +69,6 @@ async def encoding_latency(url: str, settings: Settings, queries: list[str]) -> 
     return results
 
 
-def served_combination(model_repository: Path) -> Path:
-    """The combination weights of the newest reranker version (what a fresh service serves)."""
-    versions = sorted(int(p.name) for p in (model_repository / "reranker").iterdir() if p.name.isdigit())
-    return model_repository / "reranker" / str(versions[-1]) / "combination.json"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
@@ -94,7 +89,8 @@ def main() -> None:
 
     variants = {f"reranked (top {args.rerank_depth})": {"rerank": True}, "fused (no rerank)": {"rerank": False}}
     if args.cheap:
-        latin = read_combination(served_combination(args.model_repository))[LATIN]
+        newest = repository_versions(args.model_repository, RERANKER.name)[-1]  # what a fresh service serves
+        latin = read_combination(combination_file(args.model_repository, RERANKER.name, newest))[LATIN]
         cheap = {name: weight for name, weight in latin.items() if name != "reranker" and weight}
         variants[f"no cross-encoder (top {args.rerank_depth})"] = {"rerank": True, "combination_weights": cheap}
 

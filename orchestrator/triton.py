@@ -53,30 +53,6 @@ class TritonClient:
         except InferenceServerException as error:
             raise _translate(error, self.url, name) from None
 
-    async def loaded_versions(self, name: str) -> dict[str, str]:
-        """Version -> state ("READY", "LOADING", "UNLOADING", ...) of the versions Triton knows of the model."""
-        try:
-            index = await self._client.get_model_repository_index(client_timeout=self.timeout_s)
-        except InferenceServerException as error:
-            raise _translate(error, self.url, name) from None
-        return {model.version: model.state for model in index.models if model.name == name and model.version}
-
-    async def inference_count(self, name: str, version: str) -> int:
-        """How many inferences that version of the model has run since it was loaded (Triton's statistics)."""
-        try:
-            statistics = await self._client.get_inference_statistics(name, version, client_timeout=self.timeout_s)
-        except InferenceServerException as error:
-            raise _translate(error, self.url, name) from None
-        return sum(item.inference_count for item in statistics.model_stats)
-
-    async def has_model(self, spec: ModelSpec) -> bool:
-        """True when the server's model repository holds the model, loaded or not."""
-        try:
-            index = await self._client.get_model_repository_index(client_timeout=self.timeout_s)
-        except InferenceServerException as error:
-            raise _translate(error, self.url, spec.name) from None
-        return any(model.name == spec.name for model in index.models)
-
     async def wait_until_live(self, timeout_s: float) -> None:
         """Poll until the server answers (a Triton started alongside takes a while); TritonUnavailable otherwise."""
         deadline = asyncio.get_running_loop().time() + timeout_s

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.errors import ConfigError, TritonUnavailable
+from core.model_repository import versions
 
 READY_LINE = "Started GRPCInferenceService"
 
@@ -49,9 +50,9 @@ def unexported_models(model_repository: Path) -> list[str]:
     what a fresh checkout holds before `shoprank export`."""
     missing = []
     for config in sorted(Path(model_repository).glob("*/config.pbtxt")):
-        versions = [folder for folder in config.parent.iterdir() if folder.is_dir() and folder.name.isdigit()]
-        if not any(any(folder.iterdir()) for folder in versions):
-            missing.append(config.parent.name)
+        folder = config.parent
+        if not any(any((folder / str(version)).iterdir()) for version in versions(folder)):
+            missing.append(folder.name)
     return missing
 
 
