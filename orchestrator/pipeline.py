@@ -341,8 +341,7 @@ class Pipeline:
                     extra["intent"] = index.intent.feature(multilingual_embedding, depth_rows)
             try:
                 if scoring is not None:
-                    scores = impute((await scoring).astype(np.float64), ~index.cjk[depth_rows], depth_proxy)
-                    extra = {"reranker": scores, **extra}
+                    extra = {"reranker": self._readable(await scoring, depth_rows, depth_proxy), **extra}
             except TritonError as error:
                 code = ("reranker_busy" if isinstance(error, RerankerBusy)
                         else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
@@ -350,8 +349,11 @@ class Pipeline:
             else:
                 before, fused = fused, combine(fused, weights, extra)
                 if route.shadow and scoring is not None:
-                    self._shadow(route.shadow, script, query, texts, before, extra, fused.rows[:top_k], depth_rows,
-                                 depth_proxy, request.combination_weights is not None and weights)
+                    # The shadow ranks by its own version's weights, unless the request named weights for both.
+                    shadow_weights = (weights if request.combination_weights is not None
+                                      else self.rollout.combination(route.shadow).get(CJK if script == CJK else LATIN))
+                    self._shadow(route.shadow, shadow_weights, query, texts, before, extra, fused.rows[:top_k],
+                                 depth_rows, depth_proxy)
 
         stage("rerank")  # cross-encoder and match features, or the cheap combination, where they ran
         personalized = False
@@ -396,6 +398,9 @@ class Pipeline:
             personalization=personalization,
         )
 
+    def _readable(self, scores: np.ndarray, depth_rows: np.ndarray, depth_proxy: np.ndarray | None) -> np.ndarray:
+        """Cross-encoder scores with the products it cannot read (CJK titles) imputed from the multilingual cosine."""
+        return impute(scores.astype(np.float64), ~self.index.cjk[depth_rows], depth_proxy)
 
     async def _score(self, query: str, texts: list[str], version: str) -> np.ndarray:
         """The reranker's scores from that version, counted in flight on it and recorded for its guards."""
@@ -413,12 +418,11 @@ class Pipeline:
         self.rollout.record(RERANKER.name, version, True, (time.perf_counter() - started) * 1000.0)
         return scores
 
-    def _shadow(self, version: str, script: str, query: str, texts: list[str], before, extra: dict, served: np.ndarray,
-                depth_rows: np.ndarray, depth_proxy, override) -> None:
-        """Score the same candidates with the shadow version after the answer is sent, rank them with that
-        version's weights, and record the RBO of its top against the served top. Skipped (and counted) when the
-        reranker is at its limit: a shadow never delays or refuses a served query."""
-        weights = override or self.rollout.combination(version).get(CJK if script == CJK else LATIN)
+    def _shadow(self, version: str, weights: dict[str, float], query: str, texts: list[str], before, extra: dict,
+                served: np.ndarray, depth_rows: np.ndarray, depth_proxy) -> None:
+        """Score the same candidates with the shadow version after the answer is sent, rank them with `weights`,
+        and record the RBO of its top against the served top. Skipped (and counted) when the reranker is at its
+        limit: a shadow never delays or refuses a served query."""
 
         async def run() -> None:
             try:
@@ -426,8 +430,7 @@ class Pipeline:
             except TritonError:
                 self.rollout.record_agreement(RERANKER.name, version, None)
                 return
-            scores = impute(scores.astype(np.float64), ~self.index.cjk[depth_rows], depth_proxy)
-            shadow = combine(before, weights, {**extra, "reranker": scores})
+            shadow = combine(before, weights, {**extra, "reranker": self._readable(scores, depth_rows, depth_proxy)})
             agreement = rank_biased_overlap(served.tolist(), shadow.rows[:len(served)].tolist())
             self.rollout.record_agreement(RERANKER.name, version, agreement)
 

@@ -31,7 +31,7 @@ from .personalization.personalizer import Personalizer
 from .personalization.store import ProfileStore, open_store
 from .pipeline import Pipeline, QueryEncoder, Reranker
 from .rollout.admin import create_admin_server
-from .rollout.controller import RolloutController
+from .rollout.controller import RolloutController, starting_rollout
 from .rollout.state import StateFile
 from .rollout.versions import VersionLoader, combination_file, repository_versions
 from .servicer import RankingServicer
@@ -169,21 +169,19 @@ class Service:
             log.warning("%s holds no %s version: results stay in fused order", settings.model_repository, RERANKER.name)
             return
         if settings.rerank_depth <= 0:  # no reranker: its version's weights still combine the cheap components
-            saved = StateFile(settings.rollout_state).load().get(RERANKER.name)
-            version = settings.reranker_version or (saved.stable if saved else available[-1])
+            version = starting_rollout(settings, StateFile(settings.rollout_state).load(), RERANKER.name).stable
             pipeline.combination = read_combination(combination_file(settings.model_repository, RERANKER.name, version),
                                                     shop=index.version)
             return
+        pipeline.reranker = Reranker(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
+                                     settings.rerank_timeout_s, settings.max_concurrent_reranks)
         self.rollout = RolloutController(self.loader, settings, shop=index.version, warm=self._warm)
         await self.rollout.open()
         pipeline.rollout = self.rollout
-        pipeline.reranker = Reranker(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
-                                     settings.rerank_timeout_s, settings.max_concurrent_reranks)
 
     async def _warm(self, model: str, version: str) -> None:
         """Send a few requests through a newly loaded reranker version; TritonError when it cannot answer."""
-        encoder = PairEncoder(self.settings.tokenizer_file, self.settings.max_pair_tokens)
-        feeds = encoder(WARMUP_QUERY, WARMUP_TEXTS)
+        feeds = self.pipeline.reranker.tokenizer(WARMUP_QUERY, WARMUP_TEXTS)
         for _ in range(WARMUP_ROUNDS):
             scores = (await self._client.infer(RERANKER, feeds, version))["score"]
             if scores.shape[0] != len(WARMUP_TEXTS) or not (scores == scores).all():

@@ -79,16 +79,7 @@ class RolloutController:
         newest version, recorded as stable, so that later exports change nothing until a rollout does."""
         saved = {} if self.pinned else self.state.load()
         for model in models:
-            available = repository_versions(self.loader.model_repository, model)
-            if self.pinned:
-                rollout = ModelRollout(stable=self.settings.reranker_version)
-            elif model in saved:
-                rollout = saved[model]
-            elif available:
-                rollout = ModelRollout(stable=available[-1])
-                rollout.record("release", rollout.stable, "newest version in the repository at first start")
-            else:
-                raise ConfigError(f"no version of {model} in {self.loader.model_repository}: run `shoprank export`")
+            rollout = starting_rollout(self.settings, saved, model)
             self.loader.check_exists(model, rollout.stable)
             self.models[model] = rollout
             loaded = False
@@ -100,7 +91,7 @@ class RolloutController:
                     self._end(model, "rollback", f"failed to load after a restart: {error}")
             if not loaded:
                 await self.loader.serve(model, rollout.versions())
-            self._combination(rollout.stable)
+            self.combination(rollout.stable)
         self._save()
         self._guard = asyncio.create_task(self._watch())
 
@@ -127,10 +118,7 @@ class RolloutController:
         return Route(rollout.stable)
 
     def combination(self, version: str) -> dict[str, dict[str, float]]:
-        """The combination weights (script -> weights) exported with that reranker version."""
-        return self._combination(version)
-
-    def _combination(self, version: str) -> dict[str, dict[str, float]]:
+        """The combination weights (script -> weights) exported with that reranker version (read once)."""
         if version not in self._combinations:
             path = combination_file(self.loader.model_repository, RERANKER.name, version)
             self._combinations[version] = read_combination(path, shop=self.shop)
@@ -214,7 +202,7 @@ class RolloutController:
         rollout = self.models[model]
         await self.loader.serve(model, [rollout.stable, version])
         self._combinations.pop(version, None)
-        self._combination(version)
+        self.combination(version)
         if self.warm is not None:
             await self.warm(model, version)
 
@@ -368,6 +356,22 @@ class RolloutController:
     def _save(self) -> None:
         if not self.pinned:
             self.state.save(self.models)
+
+
+def starting_rollout(settings: Settings, saved: dict[str, ModelRollout], model: str) -> ModelRollout:
+    """A model's rollout when a service starts: the version pinned by the settings, else the saved state, else
+    the newest version in the repository (recorded as released, so that later exports change nothing until a
+    rollout does). ConfigError when the repository holds no version of it."""
+    if settings.reranker_version:
+        return ModelRollout(stable=settings.reranker_version)
+    if model in saved:
+        return saved[model]
+    available = repository_versions(settings.model_repository, model)
+    if not available:
+        raise ConfigError(f"no version of {model} in {settings.model_repository}: run `shoprank export`")
+    rollout = ModelRollout(stable=available[-1])
+    rollout.record("release", rollout.stable, "newest version in the repository at first start")
+    return rollout
 
 
 def _check_percent(percent: int) -> None:
