@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest.run import DEMO_CATALOG, RESULTS, ROOT, RunFiles, log_to, run_locust, until_sigterm
+from core.model_repository import versions
+from loadtest.run import DEMO_CATALOG, RESULTS, ROOT, RunFiles, locust_command, log_to, run_locust, until_sigterm
 
 USERS = 3
 PHASE_S = {"before": 20, "canary 10": 20, "canary 50": 20, "promoted": 20, "rollback": 15, "after": 15}
@@ -54,8 +55,9 @@ class Phase:
     ended: float = 0.0
 
 
-def scratch_repository(source: Path, target: Path) -> None:
-    """A copy of a model repository target whose files are hard links (nothing in a version is written over)."""
+def linked_copy(source: Path, target: Path) -> None:
+    """A copy of a model repository folder (a target, a version) whose files are hard links where the filesystem
+    allows: nothing in a version is ever written over."""
 
     def link(src, dst):
         try:
@@ -172,7 +174,7 @@ class Release:
         if exported.returncode != 0:
             self.problems.append("the export of a new reranker version failed")
             return
-        new = str(max(int(p.name) for p in (self.repository_root / "cpu" / "reranker").iterdir() if p.name.isdigit()))
+        new = str(versions(self.repository_root / "cpu" / "reranker")[-1])
         self.enter("canary 10")
         if await self.rollout("start", "reranker", new, "--canary", "10") is None:
             return
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     token, admin_port = secrets.token_hex(16), free_port()
     with tempfile.TemporaryDirectory(prefix="shoprank-rollout-check-") as scratch, fresh_profile_store("rollout") as store:
         root = Path(scratch) / "model_repository"
-        scratch_repository(args.model_repository / "cpu", root / "cpu")
+        linked_copy(args.model_repository / "cpu", root / "cpu")
         stack_args = argparse.Namespace(model_repository=str(root / "cpu"), triton_url=None, rerank_depth=None,
                                         reranker_version=None, index=None)
 
@@ -250,10 +252,7 @@ async def _check(settings, files: RunFiles, requests_csv: Path, release: Release
     address = f"{settings.host}:{service.port}"
     print(f"shoprank serving on {address}, admin on 127.0.0.1:{service.admin_port}", flush=True)
     total_s = sum(PHASE_S.values()) + 3 * STEP_TIMEOUT_S  # an upper bound: Locust is stopped when the release ends
-    command = [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless", "--only-summary",
-               "--host", address, "-u", str(USERS), "-r", str(USERS), "--run-time", f"{total_s:.0f}s",
-               "--csv", str(files.csv_prefix), "--html", str(files.html), "--requests-csv", str(requests_csv),
-               "--degraded-csv", str(files.degraded)]
+    command = locust_command(address, int(total_s), files, users=USERS) + ["--requests-csv", str(requests_csv)]
     locust = asyncio.create_task(run_locust(command))
     try:
         await asyncio.sleep(5.0)  # users spawned

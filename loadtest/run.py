@@ -31,7 +31,8 @@ from core.errors import ShoprankError
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEMO_CATALOG = Path("data/demo/catalog.csv")
-LOCUSTFILES = "loadtest/locustfile.py,loadtest/shapes.py"
+LOCUSTFILE = "loadtest/locustfile.py"
+LOCUSTFILES = f"{LOCUSTFILE},loadtest/shapes.py"
 # Locust writes its reports when it stops: time to do so after an interrupt, before it is killed.
 LOCUST_STOP_S = 20.0
 INTERRUPTED = 130
@@ -72,9 +73,11 @@ class RunFiles:
         return self.out / "service.log"
 
 
-def locust_command(host: str, seconds: int, files: RunFiles) -> list[str]:
-    """Locust, headless, with the step shape for `seconds` against `host` (host:port), writing `files`."""
-    return [sys.executable, "-m", "locust", "-f", LOCUSTFILES, "--headless", "--only-summary",
+def locust_command(host: str, seconds: int, files: RunFiles, users: int = 0) -> list[str]:
+    """Locust, headless, for `seconds` against `host` (host:port), writing `files`: with the step shape, or with
+    `users` steady users (all spawned at once) when given."""
+    load = ["-f", LOCUSTFILES] if not users else ["-f", LOCUSTFILE, "-u", str(users), "-r", str(users)]
+    return [sys.executable, "-m", "locust", *load, "--headless", "--only-summary",
             "--host", host, "--run-time", f"{seconds}s",
             "--csv", str(files.csv_prefix), "--csv-full-history", "--html", str(files.html),
             "--degraded-csv", str(files.degraded)]

@@ -21,6 +21,7 @@ import tritonclient.grpc as triton_grpc
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 from core.errors import ConfigError
+from loadtest.rollout_check import linked_copy
 from orchestrator.rollout.versions import combination_file
 from orchestrator.triton_process import LocalTriton
 
@@ -32,18 +33,6 @@ TOKEN = "rollout-test-token"
 QUERIES = ["cordless drill", "wireless earbuds", "garden hose", "phone case", "无线耳机", "bluetooth speaker"]
 
 
-def copy_version(source: Path, target: Path) -> None:
-    """A version folder's copy: hard links where the filesystem allows (nothing in it is ever written over)."""
-    shutil.copytree(source, target, copy_function=_link_or_copy, ignore=shutil.ignore_patterns("__pycache__"))
-
-
-def _link_or_copy(source, target):
-    try:
-        Path(target).hardlink_to(source)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 @pytest.fixture(scope="module")
 def repository(model_repository, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rollout") / "repository"
@@ -53,12 +42,12 @@ def repository(model_repository, tmp_path_factory) -> Path:
         for item in source.iterdir():
             if item.is_file():
                 shutil.copy2(item, root / model / item.name)
-        copy_version(source / "1", root / model / "1")
+        linked_copy(source / "1", root / model / "1")
     reranker = root / "reranker"
     if not (reranker / "1" / "combination.json").is_file():  # exported before versions had their own
         shutil.copy2(combination_file(model_repository, "reranker", "1"), reranker / "1" / "combination.json")
-    copy_version(reranker / "1", reranker / "2")
-    copy_version(root / "bi_encoder" / "1", root / "bi_encoder" / "2")
+    linked_copy(reranker / "1", reranker / "2")
+    linked_copy(root / "bi_encoder" / "1", root / "bi_encoder" / "2")
     return root
 
 

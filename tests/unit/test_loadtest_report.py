@@ -108,6 +108,13 @@ def test_locust_command_writes_the_files_the_report_reads(tmp_path):
     assert Path(option("--html")) == files.html and Path(option("--degraded-csv")) == files.degraded
 
 
+def test_locust_command_with_steady_users_has_no_shape(tmp_path):
+    command = locust_command("127.0.0.1:50051", 200, RunFiles(tmp_path), users=3)
+    option = lambda name: command[command.index(name) + 1]  # noqa: E731
+    assert option("-f") == "loadtest/locustfile.py"
+    assert (option("-u"), option("-r"), option("--run-time")) == ("3", "3", "200s")
+
+
 def test_no_report_without_locusts_files(tmp_path, capsys):
     from loadtest.run import report as run_report
 
