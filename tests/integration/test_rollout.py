@@ -74,6 +74,7 @@ class Load:
     def __init__(self, address: str) -> None:
         self.address = address
         self.answers: list[tuple[str, str]] = []  # (user, reranker version) in answer order
+        self.sent_at: list[float] = []  # when each answered request was sent, parallel to answers
         self.failures: list[str] = []
         self.requests = 0
         self._stop = threading.Event()
@@ -87,6 +88,7 @@ class Load:
                 user = f"user-{turn % 24}"
                 request = ranking_pb2.SearchRequest(query=QUERIES[turn % len(QUERIES)], user_id=user, top_k=5)
                 turn += 1
+                sent_at = time.monotonic()
                 try:
                     response = stub.Search(request, timeout=30)
                 except grpc.RpcError as error:
@@ -96,6 +98,7 @@ class Load:
                     self.requests += 1
                 if not response.items:
                     self.failures.append("no items")
+                self.sent_at.append(sent_at)
                 self.answers.append((user, response.model_versions["reranker"]))
 
     def __enter__(self) -> "Load":
@@ -106,11 +109,12 @@ class Load:
         self._stop.set()
         self._thread.join(timeout=60)
 
-    def versions(self, since: int = 0) -> dict[str, set[str]]:
-        """User -> the reranker versions that answered them, from answer number `since` on."""
+    def versions(self, sent_after: float) -> dict[str, set[str]]:
+        """User -> the reranker versions that answered their requests sent after `sent_after` (monotonic)."""
         result: dict[str, set[str]] = defaultdict(set)
-        for user, version in self.answers[since:]:
-            result[user].add(version)
+        for sent_at, (user, version) in zip(list(self.sent_at), list(self.answers)):
+            if sent_at > sent_after:
+                result[user].add(version)
         return result
 
     def wait_for(self, count: int, timeout_s: float = 120.0) -> None:
@@ -147,9 +151,9 @@ def test_canary_shift_promote_then_a_broken_version_rolls_back_without_a_failed_
                                        metadata=auth, timeout=120)
             assert (status.candidate_version, status.mode, status.percent) == ("1", "canary", 50)
             assert loaded(rollout_triton, "reranker") == {"1", "2"}
-            mark = len(load.answers)
+            routed = time.monotonic()  # a request sent before the canary began may still be answered by version 2
             load.wait_for(60)
-            during = load.versions(since=mark)
+            during = load.versions(sent_after=routed)
             assert all(len(versions) == 1 for versions in during.values()), during  # sticky per user
             assert {v for versions in during.values() for v in versions} == {"1", "2"}
             stub.ShiftRollout(admin_pb2.ShiftRolloutRequest(model="reranker", percent=100), metadata=auth)
