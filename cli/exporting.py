@@ -27,7 +27,9 @@ def cmd_export(args: argparse.Namespace) -> None:
         export_multilingual_repository(root, force=args.force)
     if "reranker" not in models:
         return
-    if not (adapter / "adapter_config.json").is_file():
+    from core.cross_encoder import is_release  # noqa: PLC0415
+
+    if not is_release(adapter):
         if args.model:
             raise ExportError(f"no reranker adapter in {adapter}: train one (`shoprank train reranker`) first")
         print(f"reranker: no released adapter in {adapter} yet; not exported")

