@@ -115,6 +115,9 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
         shop_weights, shop_report = combination.fit_scripts([item for item in data if item.source in names], weights)
         result.setdefault(SHOPS, {})[catalog_digest(catalog)[:12]] = {
             "catalog": str(catalog), "weights": shop_weights, "fit_on": sorted(names), "scripts": shop_report}
+    # The set the default was fit on keeps its weights as its own shop; the others get them without the
+    # cross-encoder unless --unseen-reranker on (training/combination.py, UNSEEN_SHOP_RERANKER).
+    result = combination.split_default(result, str(main[0]), catalog_digest(main[0])[:12], args.unseen_reranker)
     manifest["combination"] = result
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest["combination"]))
@@ -192,6 +195,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="combination: a shop's own judged queries (every relevant product judged): that catalog gets "
                           "its own weights, fit on the train split from the default ones (repeatable; a catalog "
                           "named twice is fit on both files)")
+    sub.add_argument("--unseen-reranker", choices=("on", "off"), default="off",
+                     help="combination: whether shops without their own weights get the cross-encoder (default off: "
+                          "on shops it was not fit on it lost to the zero-shot bi-encoder; training/combination.py)")
     sub.add_argument("--components", help="combination: the collected components (JSON Lines): read when it exists, "
                                           "else collected and written")
     sub.add_argument("--lr", type=float, default=3e-4)

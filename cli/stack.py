@@ -73,9 +73,18 @@ def index_is_current(directory: Path, catalog: Path) -> bool:
 def run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Path | None = None, adjust=None):
     """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale, and return
     `work(stub)` run against a Service on it. The index lives at `index_dir`, else --index, else cached under
-    .shoprank/indexes by the catalog's digest; `adjust` edits the settings."""
-    with catalog_stack(args, catalog, index_dir, adjust) as settings:
-        return asyncio.run(with_service(settings, work))
+    .shoprank/indexes by the catalog's digest; `adjust` edits the settings.
+
+    The service starts from a fresh rollout state: it measures the repository's newest reranker version (or
+    --reranker-version), not the one a serving deployment's .shoprank/rollout.json keeps stable, and leaves that
+    file alone."""
+    with tempfile.TemporaryDirectory(prefix="shoprank-rollout-") as scratch:
+        def fresh_state(settings):
+            settings = dataclasses.replace(settings, rollout_state=Path(scratch) / "rollout.json")
+            return adjust(settings) if adjust is not None else settings
+
+        with catalog_stack(args, catalog, index_dir, fresh_state) as settings:
+            return asyncio.run(with_service(settings, work))
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.language import CJK, LATIN, script_of
 from core.metrics import ndcg_at_k
-from core.weights import DEFAULT_WEIGHTS
+from core.weights import DEFAULT_WEIGHTS, SHOPS
 
 # Every weight the orchestrator combines, the reranker's first.
 COMPONENTS = tuple(DEFAULT_WEIGHTS)
@@ -203,3 +203,35 @@ def fit_scripts(data: list[Components], starts: dict[str, dict[str, float] | Non
                           "ndcg@10_at_start": round(at_start, 4), "start": start or f"{anchor} alone",
                           "by_set": {name: round(value, 4) for name, value in by_source.items()}}
     return weights, report
+
+
+# Shops without their own judgments get the fitted weights without the cross-encoder. On judged category queries
+# derived from two catalogs none of it was fit on (`shoprank derive`; judged rerank, nDCG@10, paired 95% intervals):
+# - Instacart, 130 queries: with the cross-encoder the default lost to the zero-shot MiniLM bi-encoder, -0.0117
+#   [-0.0238, -0.0002]; without it, +0.0004 [-0.0066, +0.0071], and +0.0121 [+0.0022, +0.0224] over with it;
+# - Flipkart, 77 queries: both tied with the bi-encoder (+0.0018 with, +0.0031 without).
+# The cross-encoder alone was 0.046-0.058 (Instacart) and 0.022 (Flipkart) below the default. The judged set the
+# weights were fit on (Home Depot, where the cross-encoder adds +0.012 [+0.006, +0.018] in search) keeps them, the
+# cross-encoder included, as its own shop's.
+UNSEEN_SHOP_RERANKER = "off"
+
+
+def without_reranker(weights: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The same weights per script with the cross-encoder's set to 0: the cheap combination, no Triton call."""
+    return {script: {**values, "reranker": 0.0} for script, values in weights.items()}
+
+
+def split_default(result: dict, fit_catalog: str, catalog_id: str, unseen_reranker: str = UNSEEN_SHOP_RERANKER) -> dict:
+    """`result` (weights fit on a shop's judgments, {"weights": ..., "fit_on": ..., "scripts": ...}) with those
+    weights kept as that shop's own (its catalog id), and with `unseen_reranker` "off", the default for every
+    other shop without the cross-encoder. A shop already in result["shops"] keeps its own weights."""
+    if unseen_reranker not in ("on", "off"):
+        raise ValueError(f"unseen_reranker must be on or off, not {unseen_reranker!r}")
+    if unseen_reranker == "on":
+        return result
+    shops = dict(result.get(SHOPS, {}))
+    shops.setdefault(catalog_id, {"catalog": fit_catalog, "weights": result["weights"],
+                                  "fit_on": result.get("fit_on", []), "scripts": result.get("scripts", {})})
+    return {**result, "weights": without_reranker(result["weights"]), SHOPS: shops,
+            "unseen_shops": "the fitted weights without the cross-encoder (training/combination.py, "
+                            "UNSEEN_SHOP_RERANKER)"}

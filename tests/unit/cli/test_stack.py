@@ -1,0 +1,36 @@
+"""cli.stack.run_on_catalog: evaluation and training never read or write the serving rollout state."""
+
+import argparse
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from cli import stack
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeSettings:
+    rollout_state: Path = Path(".shoprank/rollout.json")
+    rerank_depth: int = 100
+
+
+def test_the_service_of_an_evaluation_starts_from_a_fresh_rollout_state(monkeypatch):
+    seen = {}
+
+    @contextlib.contextmanager
+    def catalog_stack(args, catalog, index_dir, adjust):
+        yield adjust(FakeSettings())
+
+    async def with_service(settings, work):
+        seen["settings"] = settings
+        seen["existed_during"] = settings.rollout_state.parent.is_dir()
+        return work
+
+    monkeypatch.setattr(stack, "catalog_stack", catalog_stack)
+    monkeypatch.setattr(stack, "with_service", with_service)
+    result = stack.run_on_catalog(argparse.Namespace(), Path("catalog.csv"), "work",
+                                  adjust=lambda settings: dataclasses.replace(settings, rerank_depth=20))
+    settings = seen["settings"]
+    assert result == "work" and settings.rerank_depth == 20  # the caller's adjustment still applies
+    assert settings.rollout_state != FakeSettings.rollout_state and seen["existed_during"]
+    assert not settings.rollout_state.parent.exists()  # removed afterwards
