@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -269,10 +270,12 @@ def test_a_stream_of_100000_events_is_recorded(triton, settings, demo_index, tmp
         running.stop()
 
 
-def _serve(index, store: str, port: int, triton_url: str) -> subprocess.Popen:
+def _serve(index, store: str, port: int, triton_url: str, rollout_state: Path) -> subprocess.Popen:
+    # The test's own rollout state: the checkout's might name another reranker version than the session's
+    # service serves on the same Triton, and loading it would unload theirs.
     env = {**os.environ, "SHOPRANK_PROFILE_STORE": store, "SHOPRANK_LOG_KEY": "test-key"}
     return subprocess.Popen([sys.executable, "-m", "cli", "serve", "--index", str(index), "--port", str(port),
-                             "--triton-url", triton_url],
+                             "--triton-url", triton_url, "--rollout-state", str(rollout_state)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -291,7 +294,7 @@ def test_an_acknowledged_event_survives_kill_9_of_the_orchestrator_and_raw_ids_s
     store = f"sqlite:///{tmp_path / 'profiles.db'}"
     user = f"private-{uuid.uuid4().hex}"
     port = free_port()
-    process = _serve(demo_index, store, port, triton.url)
+    process = _serve(demo_index, store, port, triton.url, tmp_path / "rollout.json")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ranking_pb2_grpc.RankingStub(channel)

@@ -13,6 +13,7 @@ import tritonclient.grpc as triton_grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.features import FEATURES
+from core.model_repository import versions
 from core.specs import RERANKER
 from core.tokenization import PairEncoder
 
@@ -47,11 +48,12 @@ def test_served_reranker_matches_its_onnx_file(triton, model_repository, setting
     np.testing.assert_allclose(served, expected, atol=1e-4, rtol=0)
 
 
-def test_search_reranks_and_explains(stub):
+def test_search_reranks_and_explains(stub, model_repository):
     response = stub.Search(ranking_pb2.SearchRequest(query="wireless earbuds", top_k=5, explain=True,
                                                      combination_weights={"reranker": 1.0}), timeout=30)
     assert not response.degraded
-    assert response.model_versions["reranker"] == "1"
+    # A fresh service serves the repository's newest version.
+    assert response.model_versions["reranker"] == str(versions(model_repository / RERANKER.name)[-1])
     for item in response.items:
         assert {c.name for c in item.components} == {"bm25", "dense", "multilingual", "reranker", *FEATURES, "intent"}
         assert item.score == pytest.approx(sum(c.contribution for c in item.components))
