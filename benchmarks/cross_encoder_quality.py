@@ -21,16 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.base_model import base_model_dir  # noqa: E402
 from core.catalog import load_catalog  # noqa: E402
 from core.cross_encoder import CrossEncoder, is_release  # noqa: E402
-from core.judged import build_lists, correct_queries, paired_report  # noqa: E402
+from core.judged import build_lists, correct_queries, interval_text, paired_report  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
 from core.splits import select  # noqa: E402
-from core.tokenization import PairEncoder  # noqa: E402
-from training.train import TrainConfig, score_lists, zero_shot_scores  # noqa: E402
-
-BI_ENCODER = "zero-shot bi-encoder"
+from training.train import BI_ENCODER, TrainConfig, score_lists, zero_shot_bi_encoder, zero_shot_scores  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +40,8 @@ def main() -> None:
             parser.error(f"--model {model} holds no trained cross-encoder (adapter or weights, and head)")
 
     config = TrainConfig()
-    encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens,
-                          pad_to_multiple_of=8)
+    encoder = config.pair_encoder()
+    bi_encoder = zero_shot_bi_encoder()
     models = {model: CrossEncoder.from_adapter(Path(model)) for model in args.model}
     first = args.model[0]
     results = {}
@@ -54,7 +50,7 @@ def main() -> None:
         products = load_catalog(Path(catalog))
         lists = build_lists(products, select(load_judgments(Path(judgments_path)), split or None), config.seed)
         lists = correct_queries({"set": lists}, products)["set"]
-        scores = {BI_ENCODER: zero_shot_scores(lists)}
+        scores = {BI_ENCODER: zero_shot_scores(lists, bi_encoder)}
         scores.update({name: score_lists(model, encoder, lists) for name, model in models.items()})
         name = f"{judgments_path} ({split or 'all'})"
         reports = {model: paired_report(lists, scores, model) for model in args.model}
@@ -65,8 +61,7 @@ def main() -> None:
             print(f"{name}, {results[name]['queries']} queries: " + ", ".join(
                 f"{model} {value}" for model, value in results[name]["ndcg@10"].items()), flush=True)
             for label, interval in results[name]["intervals"].items():
-                print(f"  {label}: {interval['difference']:+.4f} [{interval['ci95'][0]:+.4f}, "
-                      f"{interval['ci95'][1]:+.4f}]", flush=True)
+                print(f"  {label}: {interval_text(interval)}", flush=True)
     if args.json:
         print(json.dumps(results))
 

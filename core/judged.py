@@ -97,3 +97,9 @@ def paired_report(lists: list[QueryList], scores: dict[str, list[np.ndarray]], s
                                              "ci95": [round(interval.low, 4), round(interval.high, 4)],
                                              "excludes_zero": interval.excludes_zero}
     return report
+
+
+def interval_text(difference: dict) -> str:
+    """One difference of `paired_report`, e.g. '+0.0046 [+0.0013, +0.0078]'."""
+    low, high = difference["ci95"]
+    return f"{difference['difference']:+.4f} [{low:+.4f}, {high:+.4f}]"

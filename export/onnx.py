@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.bi_encoder import mean_pooled_encoder
 from core.specs import BI_ENCODER, ModelSpec
 
 from .errors import ExportError, ParityError
@@ -21,26 +22,6 @@ PARITY_TEXTS = [
     "BEHR Premium Textured DeckOver 1-gal. #SC-141 Tugboat Wood and Concrete Coating " * 4,
     "x",
 ]
-
-
-def _encoder_module(model_dir: Path):
-    import torch  # noqa: PLC0415
-    from transformers import AutoModel  # noqa: PLC0415
-
-    class MeanPooledEncoder(torch.nn.Module):
-        """Transformer -> mean over unmasked tokens -> L2 normalization: sentence-transformers' pipeline."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.transformer = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-
-        def forward(self, input_ids, attention_mask):
-            hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-
-    return MeanPooledEncoder().eval()
 
 
 def tokenize(model_dir: Path, texts: list[str], max_tokens: int) -> dict[str, np.ndarray]:
@@ -61,7 +42,7 @@ def torch_reference(model_dir: Path, texts: list[str], spec: ModelSpec = BI_ENCO
     """What PyTorch computes for the texts: the reference every served copy is checked against."""
     import torch  # noqa: PLC0415
 
-    module = _encoder_module(model_dir)
+    module = mean_pooled_encoder(model_dir)
     feeds = tokenize(model_dir, texts, spec.sequence_lengths[2])
     with torch.inference_mode():
         output = module(*(torch.from_numpy(feeds[name]) for name in spec.input_names))
@@ -118,7 +99,7 @@ def export_bi_encoder(model_dir: Path, out_file: Path, spec: ModelSpec = BI_ENCO
     """Export to `out_file` and check it against PyTorch; raise ParityError (and delete the file) on mismatch."""
     import onnxruntime as ort  # noqa: PLC0415
 
-    module = _encoder_module(model_dir)
+    module = mean_pooled_encoder(model_dir)
     trace_to_onnx(module, tokenize(model_dir, PARITY_TEXTS[:2], spec.sequence_lengths[2]), spec, out_file)
 
     session = ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])

@@ -81,14 +81,16 @@ def derive(items: list[Item], per_query: int = 5, min_products: int = 2, seed: i
     many of other categories of its department at gain 0. Categories with fewer than `min_products` products,
     or no near misses, give no query."""
     by_category: dict[str, list[Item]] = defaultdict(list)
+    by_department: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         by_category[item.category].append(item)
+        by_department[item.department].append(item)
     judgments = {}
     for category in sorted(by_category):
         members = by_category[category]
         if category.lower() in VAGUE_CATEGORIES or len(members) < min_products:
             continue
-        others = [item for item in items if item.department == members[0].department and item.category != category]
+        others = [item for item in by_department[members[0].department] if item.category != category]
         if not others:
             continue
         rng = random.Random(f"{seed}:{category}")

@@ -38,8 +38,9 @@ from tqdm import tqdm
 
 from core.catalog import load_catalog
 from core.base_model import base_model_dir
+from core.bi_encoder import mean_pooled_encoder
 from core.cross_encoder import CrossEncoder
-from core.judged import QueryList, build_lists, correct_queries, mean_ndcg, paired_report
+from core.judged import QueryList, build_lists, correct_queries, interval_text, mean_ndcg, paired_report
 from core.judgments import load_judgments
 from core.splits import select
 from core.tokenization import PairEncoder, TextEncoder
@@ -47,6 +48,7 @@ from core.tokenization import PairEncoder, TextEncoder
 from . import negatives
 
 LOSSES = ("pointwise", "listwise", "pairwise")
+BI_ENCODER = "zero-shot bi-encoder"  # its name in reports
 # Home Depot's gains are means of three raters' grades (steps of 1/3): a pair closer than this is left out.
 PAIR_MARGIN = 0.5
 
@@ -77,6 +79,11 @@ class TrainConfig:
     correct_spelling: bool = True
     # Train every weight of the kept layers (no LoRA; lora_* unused); released as the whole transformer.
     full_finetune: bool = False
+
+    def pair_encoder(self) -> PairEncoder:
+        """The tokenizer of (query, product) pairs this configuration trains and measures with."""
+        return PairEncoder(base_model_dir() / "tokenizer.json", self.max_tokens, self.max_query_tokens,
+                           pad_to_multiple_of=8)
 
 
 def listwise_loss(scores: torch.Tensor, gains: torch.Tensor, sizes: list[int]) -> torch.Tensor:
@@ -124,22 +131,21 @@ def score_lists(model: CrossEncoder, encoder: PairEncoder, lists: list[QueryList
     return scores
 
 
+def zero_shot_bi_encoder() -> torch.nn.Module:
+    """The zero-shot MiniLM bi-encoder as exported and served: mean over tokens, then L2 normalization."""
+    return mean_pooled_encoder(base_model_dir())
+
+
 @torch.inference_mode()
-def zero_shot_scores(lists: list[QueryList], batch_texts: int = 64) -> list[np.ndarray]:
-    """The zero-shot MiniLM bi-encoder's cosine between each query and its products, pooled as served (mean over
-    tokens, normalized; queries up to 64 tokens, products up to 128)."""
-    from transformers import AutoModel  # noqa: PLC0415
-
-    model = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True).eval()
-
+def zero_shot_scores(lists: list[QueryList], bi_encoder: torch.nn.Module, batch_texts: int = 64) -> list[np.ndarray]:
+    """`bi_encoder`'s (zero_shot_bi_encoder) cosine between each query and its products; queries up to 64
+    tokens, products up to 128, as served."""
     def embed(texts: list[str], max_tokens: int) -> torch.Tensor:
         encoder = TextEncoder(base_model_dir() / "tokenizer.json", max_tokens)
         chunks = []
         for start in range(0, len(texts), batch_texts):
-            feeds = {name: torch.from_numpy(array) for name, array in encoder(texts[start : start + batch_texts]).items()}
-            hidden = model(**feeds).last_hidden_state
-            mask = feeds["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            chunks.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1))
+            feeds = encoder(texts[start : start + batch_texts])
+            chunks.append(bi_encoder(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])))
         return torch.cat(chunks)
 
     queries = embed([item.query for item in lists], 64)
@@ -155,10 +161,11 @@ def compare_release(model: CrossEncoder, encoder: PairEncoder, splits: dict[str,
     the same queries."""
     result = {}
     reference = CrossEncoder.from_adapter(compare_to) if compare_to else None
+    bi_encoder = zero_shot_bi_encoder()
     for name, lists in {"dev": splits["dev"], "test": splits["test"], **(others or {})}.items():
         if not lists:
             continue
-        scores = {"trained": score_lists(model, encoder, lists), "zero-shot bi-encoder": zero_shot_scores(lists)}
+        scores = {"trained": score_lists(model, encoder, lists), BI_ENCODER: zero_shot_scores(lists, bi_encoder)}
         if reference is not None:
             scores[f"release {compare_to}"] = score_lists(reference, encoder, lists)
         result[name] = paired_report(lists, scores, "trained")
@@ -218,8 +225,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         others[f"{pair[1]} (all, not trained on)"] = build_lists(*extra[pair], config.seed)
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
 
-    encoder = PairEncoder(base_model_dir() / "tokenizer.json", config.max_tokens, config.max_query_tokens,
-                          pad_to_multiple_of=8)
+    encoder = config.pair_encoder()
     model = CrossEncoder.from_base(config.lora_rank, config.lora_alpha, config.lora_dropout, config.layers,
                                    full=config.full_finetune)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -330,7 +336,6 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
                 + ", ".join(f"{name} {value}" for name, value in report["ndcg@10"].items()))
             for name, difference in report.items():
                 if " - " in name:
-                    log(f"  {name}: {difference['difference']:+.4f} [{difference['ci95'][0]:+.4f}, "
-                        f"{difference['ci95'][1]:+.4f}]")
+                    log(f"  {name}: {interval_text(difference)}")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

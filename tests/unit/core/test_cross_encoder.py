@@ -9,6 +9,17 @@ import pytest
 pytest.importorskip("peft")
 
 
+def assert_same_scores(loaded, model) -> None:
+    """The reloaded cross-encoder scores a pair as the one that was saved."""
+    import torch
+
+    ids = torch.tensor([[101, 2000, 102, 3000, 102]])
+    feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    model.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(**feeds), model(**feeds), atol=1e-5, rtol=0)
+
+
 def test_a_cross_encoder_of_fewer_layers_reloads_with_them(tmp_path):
     import torch
 
@@ -22,11 +33,7 @@ def test_a_cross_encoder_of_fewer_layers_reloads_with_them(tmp_path):
 
     loaded = CrossEncoder.from_adapter(tmp_path)
     assert len(loaded.transformer.encoder.layer) == 2
-    ids = torch.tensor([[101, 2000, 102, 3000, 102]])
-    feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    model.eval()
-    with torch.inference_mode():
-        torch.testing.assert_close(loaded(**feeds), model(**feeds), atol=1e-5, rtol=0)
+    assert_same_scores(loaded, model)
 
 
 def test_an_adapter_without_a_shape_file_keeps_every_layer(tmp_path):
@@ -52,11 +59,7 @@ def test_a_fully_fine_tuned_cross_encoder_saves_its_weights_and_reloads_them(tmp
 
     loaded = CrossEncoder.from_adapter(tmp_path)
     assert len(loaded.transformer.encoder.layer) == 2
-    ids = torch.tensor([[101, 2000, 102, 3000, 102]])
-    feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
-    model.eval()
-    with torch.inference_mode():
-        torch.testing.assert_close(loaded(**feeds), model(**feeds), atol=1e-5, rtol=0)
+    assert_same_scores(loaded, model)
 
 
 def test_a_folder_without_weights_or_head_is_no_release(tmp_path):
