@@ -35,15 +35,20 @@ def cmd_train(args: argparse.Namespace) -> None:
                          max_train_queries=args.max_train_queries, layers=args.layers,
                          negatives_per_query=args.negatives_per_query if negatives_path else 0,
                          correct_spelling=not args.no_spelling_correction, full_finetune=args.full_finetune,
-                         lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank)
+                         lora_rank=args.lora_rank, lora_alpha=2 * args.lora_rank,
+                         teacher_weight=args.teacher_weight if args.teacher else 0.0)
     compare_to = Path(args.compare_to) if args.compare_to else None
-    if compare_to is not None and not is_release(compare_to):
-        raise ShoprankError(f"--compare-to {compare_to} holds no trained cross-encoder (adapter or weights, and head)")
+    teacher = Path(args.teacher) if args.teacher else None
+    for option, path in (("--compare-to", compare_to), ("--teacher", teacher)):
+        if path is not None and not is_release(path):
+            raise ShoprankError(f"{option} {path} holds no trained cross-encoder (adapter or weights, and head)")
+    if teacher is not None and not 0.0 < args.teacher_weight <= 1.0:
+        raise ShoprankError(f"--teacher-weight must be above 0 and at most 1, not {args.teacher_weight}")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),
                               max_minutes=args.max_minutes, log=lambda message: print(message, flush=True),
                               finalize_only=args.finalize, negatives_path=negatives_path, compare_to=compare_to,
                               also=[(Path(c), Path(j)) for c, j in args.also],
-                              measure_on=[(Path(c), Path(j)) for c, j in args.measure_on])
+                              measure_on=[(Path(c), Path(j)) for c, j in args.measure_on], teacher=teacher)
     print(json.dumps({key: manifest.get(key) for key in ("complete", "epochs_completed", "dev_ndcg@10", "test_ndcg@10")}))
 
 
@@ -215,6 +220,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           "(repeatable)")
     sub.add_argument("--compare-to", help="reranker: an earlier release, scored beside the trained model on dev "
                                           "and test with paired 95%% intervals")
+    sub.add_argument("--teacher", help="reranker: distil this trained cross-encoder (pointwise loss) into the "
+                                       "targets: each becomes (1 - W) * gain + W * the teacher's score")
+    sub.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
+                     help="reranker: the teacher's share W of each target (default 0.5)")
     sub.add_argument("--max-minutes", type=float, help="stop (resumably) after this long")
     sub.add_argument("--finalize", action="store_true",
                      help="train no further: release the best adapter of the epochs completed in --out")

@@ -14,6 +14,11 @@ Losses:
 
 Recipes: LoRA adapters on every linear layer (the default), or `full_finetune`, every weight trained.
 
+Distillation (`teacher`, `teacher_weight`): a slower, stronger cross-encoder trained pointwise (its scores are on
+the gain scale) scores every train pair once before training, and each target becomes
+(1 - teacher_weight) * gain + teacher_weight * teacher score. The teacher smooths the raters' noisy means, and
+gives the mined negatives, assumed irrelevant at gain 0, its own judgement. Dev and test stay the raters' gains.
+
 The manifest's `comparison` holds, for dev and test, the trained model's nDCG@10 beside the zero-shot MiniLM
 bi-encoder it starts from (and, with `compare_to`, an earlier release), and the paired bootstrap 95% interval of
 each difference over the same queries (core/stats.py). A recipe is kept only when its dev interval excludes zero.
@@ -27,7 +32,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -39,7 +44,7 @@ from tqdm import tqdm
 from core.catalog import load_catalog
 from core.base_model import base_model_dir
 from core.bi_encoder import mean_pooled_encoder
-from core.cross_encoder import CrossEncoder
+from core.cross_encoder import HEAD_FILE, WEIGHTS_FILE, CrossEncoder, is_release
 from core.judged import QueryList, build_lists, correct_queries, interval_text, mean_ndcg, paired_report
 from core.judgments import load_judgments
 from core.splits import select
@@ -79,6 +84,8 @@ class TrainConfig:
     correct_spelling: bool = True
     # Train every weight of the kept layers (no LoRA; lora_* unused); released as the whole transformer.
     full_finetune: bool = False
+    # Share of each train target taken from the teacher's score (distillation; 0: the gains alone).
+    teacher_weight: float = 0.0
 
     def pair_encoder(self) -> PairEncoder:
         """The tokenizer of (query, product) pairs this configuration trains and measures with."""
@@ -119,11 +126,12 @@ def _batch_tensors(encoder: PairEncoder, lists: list[QueryList]) -> tuple[dict[s
 
 
 @torch.inference_mode()
-def score_lists(model: CrossEncoder, encoder: PairEncoder, lists: list[QueryList], batch_queries: int = 48) -> list[np.ndarray]:
-    """The model's scores for every QueryList."""
+def score_lists(model: CrossEncoder, encoder: PairEncoder, lists: list[QueryList], batch_queries: int = 48,
+                progress: str | None = None) -> list[np.ndarray]:
+    """The model's scores for every QueryList; with `progress`, a progress bar of that name."""
     model.eval()
     scores: list[np.ndarray] = []
-    for start in range(0, len(lists), batch_queries):
+    for start in tqdm(range(0, len(lists), batch_queries), desc=progress, unit="batch", disable=progress is None):
         chunk = lists[start : start + batch_queries]
         feeds, _, sizes = _batch_tensors(encoder, chunk)
         flat = model(**feeds).squeeze(-1).numpy()
@@ -172,6 +180,31 @@ def compare_release(model: CrossEncoder, encoder: PairEncoder, splits: dict[str,
     return result
 
 
+def distill(lists: list[QueryList], teacher: CrossEncoder, encoder: PairEncoder, weight: float) -> list[QueryList]:
+    """`lists` with each gain replaced by (1 - weight) * gain + weight * the teacher's score."""
+    scores = score_lists(teacher, encoder, lists, progress="teacher")
+    return [replace(item, gains=((1.0 - weight) * item.gains + weight * score).astype(item.gains.dtype))
+            for item, score in zip(lists, scores)]
+
+
+def load_teacher(directory: Path) -> CrossEncoder:
+    """A trained cross-encoder to distil from; refused unless it was trained pointwise, so its scores are gains."""
+    if not is_release(directory):
+        raise ValueError(f"teacher {directory} holds no trained cross-encoder (adapter or weights, and head)")
+    manifest = Path(directory) / "manifest.json"
+    loss = json.loads(manifest.read_text()).get("hyperparameters", {}).get("loss") if manifest.is_file() else None
+    if loss != "pointwise":
+        raise ValueError(f"teacher {directory} was not trained with the pointwise loss (its manifest says {loss!r}): "
+                         "its scores are not on the gains' scale")
+    return CrossEncoder.from_adapter(directory)
+
+
+def release_files(directory: Path) -> list[Path]:
+    """The files that define a trained cross-encoder (weights or adapter, head), for its digest."""
+    names = (WEIGHTS_FILE, "adapter_model.safetensors", HEAD_FILE)
+    return [Path(directory) / name for name in names if (Path(directory) / name).is_file()]
+
+
 def data_digest(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -183,7 +216,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
                    max_minutes: float | None = None, log: Callable[[str], None] = print,
                    finalize_only: bool = False, negatives_path: Path | None = None,
                    compare_to: Path | None = None, also: list[tuple[Path, Path]] = (),
-                   measure_on: list[tuple[Path, Path]] = ()) -> dict:
+                   measure_on: list[tuple[Path, Path]] = (), teacher: Path | None = None) -> dict:
     """Train, checkpointing into `out`; resumes from `out/checkpoint.pt` when it was made with the same config.
 
     Returns the manifest, also written to `out/manifest.json` with the best (by dev nDCG@10) adapter and head.
@@ -194,11 +227,17 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     `also` (catalog, judgments) pairs add their train split's queries to training (no spelling correction, no
     mined negatives) and have their dev and test splits reported; `measure_on` pairs, shops kept out of training,
     are reported whole. Epochs are chosen on the main set's dev split only.
+
+    `teacher` (with config.teacher_weight > 0) distils a trained pointwise cross-encoder into every train target.
     """
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}")
     if config.negatives_per_query and negatives_path is None:
         raise ValueError("negatives_per_query > 0 needs a mined negatives file")
+    if not 0.0 <= config.teacher_weight <= 1.0:
+        raise ValueError(f"teacher_weight must be between 0 and 1, not {config.teacher_weight}")
+    if (teacher is None) != (config.teacher_weight == 0.0):
+        raise ValueError("distillation needs both a teacher and a teacher_weight above 0")
     started = time.monotonic()
     torch.manual_seed(config.seed)
     # Every input is read before `out` is created: a bad or missing file leaves nothing behind.
@@ -206,6 +245,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     judgments = load_judgments(judgments_path)
     mined = negatives.load(negatives_path) if config.negatives_per_query else None
     extra = {pair: (load_catalog(pair[0]), load_judgments(pair[1])) for pair in [*also, *measure_on]}
+    teacher_model = load_teacher(teacher) if teacher is not None else None
     out.mkdir(parents=True, exist_ok=True)
     # Negatives go to the train queries only: dev and test are measured on judged products, as `eval rerank` is.
     splits = {name: build_lists(products, select(judgments, name), config.seed,
@@ -226,6 +266,10 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
     log("queries: " + ", ".join(f"{name} {len(lists)}" for name, lists in splits.items()))
 
     encoder = config.pair_encoder()
+    if teacher_model is not None:
+        log(f"teacher {teacher}: scoring {sum(len(item.texts) for item in splits['train'])} train pairs")
+        splits["train"] = distill(splits["train"], teacher_model, encoder, config.teacher_weight)
+        del teacher_model
     model = CrossEncoder.from_base(config.lora_rank, config.lora_alpha, config.lora_dropout, config.layers,
                                    full=config.full_finetune)
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -317,7 +361,9 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
                           **({"also": [f"{j} (train) over {c}" for c, j in also]} if also else {}),
                           "sha256": data_digest(catalog, judgments_path),
                           **({"negatives": str(negatives_path), "negatives_sha256": data_digest(negatives_path)}
-                             if mined is not None else {})},
+                             if mined is not None else {}),
+                          **({"teacher": str(teacher), "teacher_sha256": data_digest(*release_files(teacher))}
+                             if teacher is not None else {})},
         "hyperparameters": asdict(config),
         "queries": {name: len(lists) for name, lists in splits.items()},
         "history": state["history"],
