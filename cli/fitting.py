@@ -26,7 +26,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     try:
         from core.cross_encoder import is_release  # noqa: PLC0415
-        from training.train import TrainConfig, train_reranker  # noqa: PLC0415 - imports torch and peft
+        from training.train import TrainConfig, teacher_problem, train_reranker  # noqa: PLC0415 - imports torch, peft
     except ImportError as error:
         raise ShoprankError(f"training needs the train extra (pip install 'shoprank[train]'): {error}") from None
 
@@ -39,9 +39,10 @@ def cmd_train(args: argparse.Namespace) -> None:
                          teacher_weight=args.teacher_weight if args.teacher else 0.0)
     compare_to = Path(args.compare_to) if args.compare_to else None
     teacher = Path(args.teacher) if args.teacher else None
-    for option, path in (("--compare-to", compare_to), ("--teacher", teacher)):
-        if path is not None and not is_release(path):
-            raise ShoprankError(f"{option} {path} holds no trained cross-encoder (adapter or weights, and head)")
+    if compare_to is not None and not is_release(compare_to):
+        raise ShoprankError(f"--compare-to {compare_to} holds no trained cross-encoder (adapter or weights, and head)")
+    if teacher is not None and teacher_problem(teacher):
+        raise ShoprankError(f"--{teacher_problem(teacher)}")
     if teacher is not None and not 0.0 < args.teacher_weight <= 1.0:
         raise ShoprankError(f"--teacher-weight must be above 0 and at most 1, not {args.teacher_weight}")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),

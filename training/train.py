@@ -187,15 +187,24 @@ def distill(lists: list[QueryList], teacher: CrossEncoder, encoder: PairEncoder,
             for item, score in zip(lists, scores)]
 
 
-def load_teacher(directory: Path) -> CrossEncoder:
-    """A trained cross-encoder to distil from; refused unless it was trained pointwise, so its scores are gains."""
+def teacher_problem(directory: Path) -> str | None:
+    """Why `directory` cannot be a teacher, or None: it must hold a trained cross-encoder whose manifest says it was
+    trained pointwise, so that its scores are on the gains' scale."""
     if not is_release(directory):
-        raise ValueError(f"teacher {directory} holds no trained cross-encoder (adapter or weights, and head)")
+        return f"teacher {directory} holds no trained cross-encoder (adapter or weights, and head)"
     manifest = Path(directory) / "manifest.json"
     loss = json.loads(manifest.read_text()).get("hyperparameters", {}).get("loss") if manifest.is_file() else None
     if loss != "pointwise":
-        raise ValueError(f"teacher {directory} was not trained with the pointwise loss (its manifest says {loss!r}): "
-                         "its scores are not on the gains' scale")
+        return (f"teacher {directory} was not trained with the pointwise loss (its manifest says {loss!r}): "
+                "its scores are not on the gains' scale")
+    return None
+
+
+def load_teacher(directory: Path) -> CrossEncoder:
+    """A trained cross-encoder to distil from (ValueError with `teacher_problem`'s reason otherwise)."""
+    problem = teacher_problem(directory)
+    if problem is not None:
+        raise ValueError(problem)
     return CrossEncoder.from_adapter(directory)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("peft")
+
+DEMO = Path(__file__).resolve().parents[3] / "data" / "demo"
 
 
 @pytest.fixture(scope="module")
@@ -75,4 +78,23 @@ def test_distillation_needs_a_teacher_and_a_weight_in_range_before_any_file_is_r
     with pytest.raises(ValueError, match="teacher"):
         train_reranker(TrainConfig(teacher_weight=weight), tmp_path / "missing.csv", tmp_path / "missing.csv", out,
                        teacher=tmp_path / teacher if teacher else None)
+    assert not out.exists()
+
+
+def test_the_train_command_refuses_a_bad_teacher_in_one_line_before_writing_anything(teacher_dir, tmp_path, capsys):
+    from cli.main import main
+
+    pairwise = tmp_path / "pairwise"
+    pairwise.mkdir()
+    for name in ("config.json", "model.safetensors", "head.safetensors", "cross_encoder.json"):
+        (pairwise / name).write_bytes((teacher_dir / name).read_bytes())
+    (pairwise / "manifest.json").write_text(json.dumps({"hyperparameters": {"loss": "pairwise"}}))
+    out = tmp_path / "out"
+    common = ["train", "reranker", "--catalog", str(DEMO / "catalog.csv"), "--judgments", str(DEMO / "judgments.csv"),
+              "--out", str(out)]
+    for extra, message in ((["--teacher", str(pairwise)], "pointwise loss"),
+                           (["--teacher", str(tmp_path / "missing")], "no trained cross-encoder"),
+                           (["--teacher", str(teacher_dir), "--teacher-weight", "0"], "--teacher-weight")):
+        assert main(common + extra) == 2
+        assert message in capsys.readouterr().err
     assert not out.exists()
