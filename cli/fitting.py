@@ -41,8 +41,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     teacher = Path(args.teacher) if args.teacher else None
     if compare_to is not None and not is_release(compare_to):
         raise ShoprankError(f"--compare-to {compare_to} holds no trained cross-encoder (adapter or weights, and head)")
-    if teacher is not None and teacher_problem(teacher):
-        raise ShoprankError(f"--{teacher_problem(teacher)}")
+    problem = teacher_problem(teacher) if teacher is not None else None
+    if problem is not None:
+        raise ShoprankError(f"--{problem}")  # "--teacher DIR holds no ..."
     if teacher is not None and not 0.0 < args.teacher_weight <= 1.0:
         raise ShoprankError(f"--teacher-weight must be above 0 and at most 1, not {args.teacher_weight}")
     manifest = train_reranker(config, Path(args.catalog), Path(args.judgments), Path(args.out),

@@ -9,6 +9,7 @@ Two release forms, both read by `from_adapter`:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -22,6 +23,8 @@ ADAPTER_CONFIG = "adapter_config.json"  # a LoRA release
 WEIGHTS_FILE = "model.safetensors"  # a fully fine-tuned release (with config.json)
 SHAPE_FILE = "cross_encoder.json"  # how many of the base model's layers the cross-encoder keeps
 LORA_TARGETS = ["query", "key", "value", "dense"]
+ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors", HEAD_FILE)  # what a LoRA release is made of
+FULL_FILES = ("config.json", WEIGHTS_FILE, HEAD_FILE)  # what a fully fine-tuned release is made of
 
 
 class CrossEncoder(torch.nn.Module):
@@ -113,6 +116,23 @@ def is_release(directory: Path) -> bool:
     """True when `directory` holds a trained cross-encoder of either form, with its head."""
     directory = Path(directory)
     return ((directory / ADAPTER_CONFIG).is_file() or is_full(directory)) and (directory / HEAD_FILE).is_file()
+
+
+def release_digest(directory: Path) -> str:
+    """One SHA-256 over a release's files (ADAPTER_FILES or FULL_FILES, and SHAPE_FILE when present): the identity
+    an export records as `adapter_sha256`. FileNotFoundError naming the files that are missing."""
+    directory = Path(directory)
+    files = FULL_FILES if is_full(directory) else ADAPTER_FILES
+    missing = [name for name in files if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a reranker adapter: {', '.join(missing)} missing")
+    if (directory / SHAPE_FILE).is_file():  # optional: absent means every layer of the base model
+        files = (*files, SHAPE_FILE)
+    digest = hashlib.sha256()
+    for name in files:
+        with open(directory / name, "rb") as handle:
+            digest.update(f"{name}:{hashlib.file_digest(handle, 'sha256').hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def _layers(layers: int | None) -> dict:

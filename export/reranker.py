@@ -11,7 +11,6 @@ ranking: each precision's mean nDCG@10 on held-out judged queries may fall at mo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -56,8 +55,6 @@ INT8_METHODS = ("dynamic", "static")
 DEFAULT_INT8_METHOD = "dynamic"
 PER_CHANNEL = {"dynamic": False, "static": True}
 GATE_TOLERANCE = 0.003
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors")  # a LoRA release
-FULL_FILES = ("config.json", "model.safetensors", "head.safetensors")  # a fully fine-tuned release
 INT8_FILE = "model.int8.onnx"
 
 # Pairs the parity check scores, batched together so padding and truncation of either side are exercised.
@@ -391,19 +388,12 @@ def accuracy_gate(files: dict[str, Path], lists: list, tolerance: float = GATE_T
 def adapter_digest(adapter_dir: Path) -> str:
     """One SHA-256 over the release's files (LoRA config and weights, or the fully fine-tuned transformer; the
     head); ExportError if one is missing."""
-    from core.cross_encoder import is_full  # noqa: PLC0415
+    from core.cross_encoder import release_digest  # noqa: PLC0415
 
-    files = FULL_FILES if is_full(adapter_dir) else ADAPTER_FILES
-    missing = [name for name in files if not (Path(adapter_dir) / name).is_file()]
-    if missing:
-        raise ExportError(f"{adapter_dir} is not a reranker adapter: {', '.join(missing)} missing")
-    digest = hashlib.sha256()
-    for name in files:
-        digest.update(f"{name}:{_digest(Path(adapter_dir) / name)}\n".encode())
-    shape = Path(adapter_dir) / "cross_encoder.json"  # optional: absent means every layer of the base model
-    if shape.is_file():
-        digest.update(f"{shape.name}:{_digest(shape)}\n".encode())
-    return digest.hexdigest()
+    try:
+        return release_digest(adapter_dir)
+    except FileNotFoundError as error:
+        raise ExportError(str(error)) from None
 
 
 def reranker_source_stamp(adapter_dir: Path, spec: ModelSpec, int8_method: str, gate: GateData,

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from core.catalog import load_catalog
 from core.base_model import base_model_dir
 from core.bi_encoder import mean_pooled_encoder
-from core.cross_encoder import HEAD_FILE, WEIGHTS_FILE, CrossEncoder, is_release
+from core.cross_encoder import CrossEncoder, is_release, release_digest
 from core.judged import QueryList, build_lists, correct_queries, interval_text, mean_ndcg, paired_report
 from core.judgments import load_judgments
 from core.splits import select
@@ -208,12 +208,6 @@ def load_teacher(directory: Path) -> CrossEncoder:
     return CrossEncoder.from_adapter(directory)
 
 
-def release_files(directory: Path) -> list[Path]:
-    """The files that define a trained cross-encoder (weights or adapter, head), for its digest."""
-    names = (WEIGHTS_FILE, "adapter_model.safetensors", HEAD_FILE)
-    return [Path(directory) / name for name in names if (Path(directory) / name).is_file()]
-
-
 def data_digest(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -371,7 +365,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
                           "sha256": data_digest(catalog, judgments_path),
                           **({"negatives": str(negatives_path), "negatives_sha256": data_digest(negatives_path)}
                              if mined is not None else {}),
-                          **({"teacher": str(teacher), "teacher_sha256": data_digest(*release_files(teacher))}
+                          **({"teacher": str(teacher), "teacher_sha256": release_digest(teacher)}
                              if teacher is not None else {})},
         "hyperparameters": asdict(config),
         "queries": {name: len(lists) for name, lists in splits.items()},
