@@ -55,6 +55,10 @@ class Settings:
     # On this 2-core CPU a query's 100 pairs take ~100 ms (INT8, 3 layers), so a third would wait ~200 ms first.
     max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48
+    # Threads of the orchestrator's own numeric libraries (NumPy's BLAS, faiss's OpenMP, LightGBM) while it serves;
+    # 0 leaves their defaults. A query's arithmetic is small, and their idle threads spin: on a host shared with
+    # Triton one thread each took ~30 ms off a reranked search's p50 (docs/reranker.md, "Orchestrator threads").
+    numeric_threads: int = 1
     # Model versions (orchestrator/rollout): the state file records the stable reranker version and any rollout
     # in progress, and survives restarts. `reranker_version` pins one version instead (evaluation): rollouts off.
     rollout_state: Path = Path(".shoprank/rollout.json")
@@ -112,6 +116,8 @@ class Settings:
             raise ConfigError("popular_depth must be 0 (off) or more")
         if self.rerank_depth < 0:
             raise ConfigError("rerank_depth must be 0 (off) or more")
+        if self.numeric_threads < 0:
+            raise ConfigError("numeric_threads must be 0 (the libraries' defaults) or more")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError("metrics_port must be 0 (off) or a TCP port")
         if not 0 <= self.admin_port <= 65535:

@@ -15,6 +15,7 @@ import signal
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from threadpoolctl import threadpool_limits
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import ConfigError, ShoprankError
@@ -89,6 +90,7 @@ class Service:
         self.loader: VersionLoader | None = None
         self.rollout: RolloutController | None = None
         self.pipeline: Pipeline | None = None
+        self._thread_limits: threadpool_limits | None = None
 
     async def start(self) -> "Service":
         """Load the index, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
@@ -120,6 +122,8 @@ class Service:
         pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
                             speller=speller, personalizer=personalizer, combination={})
         self.pipeline = pipeline
+        if settings.numeric_threads:  # process-wide, once every numeric library is loaded, until the service stops
+            self._thread_limits = threadpool_limits(settings.numeric_threads)
         if settings.metrics_port:
             pipeline.metrics = Metrics()
             triton_metrics = self._local_triton.metrics_url if self._local_triton is not None else ""
@@ -267,6 +271,9 @@ class Service:
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.stop)
             self._metrics = None
+        if self._thread_limits is not None:
+            self._thread_limits.restore_original_limits()
+            self._thread_limits = None
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:

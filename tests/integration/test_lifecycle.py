@@ -15,6 +15,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from threadpoolctl import threadpool_info
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import TritonUnavailable
@@ -79,6 +80,30 @@ def test_not_serving_until_triton_is_ready_then_degraded_when_it_goes(settings, 
     finally:
         triton.stop()
         running.stop()
+
+
+def test_a_serving_orchestrator_runs_its_numeric_libraries_on_one_thread_and_restores_them(triton, settings,
+                                                                                           demo_index):
+    """While it serves, NumPy's BLAS and faiss's OpenMP run one thread each on its event loop (their idle threads
+    spin and take the cores Triton needs); once it stops, NumPy's BLAS gets back the threads it had. (OpenMP's
+    count belongs to each thread: the loop's is read on the loop.)"""
+
+    def blas_threads() -> int:
+        return next(pool["num_threads"] for pool in threadpool_info() if "numpy" in pool["filepath"])
+
+    async def pools_on_the_loop():
+        return threadpool_info()
+
+    before = blas_threads()
+    running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
+                                                numeric_threads=1)).start()
+    try:
+        pools = running.run(pools_on_the_loop())
+        assert {pool["internal_api"] for pool in pools} >= {"openblas", "openmp"}
+        assert {pool["num_threads"] for pool in pools} == {1}
+    finally:
+        running.stop()
+    assert blas_threads() == before
 
 
 def test_unreachable_triton_at_start_is_a_clear_error(demo_index, tmp_path):

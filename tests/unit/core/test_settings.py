@@ -162,3 +162,10 @@ def test_override_validated_too():
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Settings().port = 1  # type: ignore[misc]
+
+
+def test_numeric_threads_default_one_zero_keeps_library_defaults_negative_refused():
+    assert Settings().numeric_threads == 1
+    assert Settings.from_env({"SHOPRANK_NUMERIC_THREADS": "0"}).numeric_threads == 0
+    with pytest.raises(ConfigError, match="numeric_threads"):
+        Settings.from_env({"SHOPRANK_NUMERIC_THREADS": "-1"})
