@@ -24,21 +24,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import judged_set  # noqa: E402
 from cli.stack import run_on_catalog  # noqa: E402
 
-from core.catalog import catalog_digest, load_catalog  # noqa: E402
-from core.judgments import load_judgments  # noqa: E402
+from core.catalog import catalog_digest  # noqa: E402
 from core.language import LATIN  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.specs import RERANKER  # noqa: E402
-from core.splits import select  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
 from core.weights import read_combination  # noqa: E402
 from orchestrator.rollout.versions import combination_file, repository_versions  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 
-HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
 TOP_K = 10  # the service reranks at least top_k candidates: 10 lets every depth from 10 up be measured
 
 
@@ -46,26 +44,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", type=int, nargs="+", default=[100, 50, 20, 0],
                         help="rerank depths; the first is the one the others are compared against")
-    parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
-    parser.add_argument("--judgments", type=Path, default=HD / "judgments.csv")
-    parser.add_argument("--split", choices=("train", "dev", "test"), default="dev")
-    parser.add_argument("--max-queries", type=int, help="only the first N queries of the split")
-    parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
+    judged_set.add_options(parser)
     args = parser.parse_args()
+    judged_set.check(parser, args)
     if any(depth < 0 for depth in args.depths) or len(set(args.depths)) != len(args.depths):
         parser.error("--depths takes distinct depths of 0 or more")
     if any(0 < depth < TOP_K for depth in args.depths):
         parser.error(f"the service reranks at least top_k ({TOP_K}) candidates: give depths of 0 or {TOP_K} and more")
-    if not args.model_repository.is_dir():
-        parser.error(f"no model repository at {args.model_repository}")
     versions = repository_versions(args.model_repository, RERANKER.name)
     if not versions:
         parser.error(f"no reranker version in {args.model_repository}")
 
-    judgments = select(load_judgments(args.judgments), args.split)
-    if args.max_queries:
-        judgments = dict(list(judgments.items())[: args.max_queries])
-    catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
+    judgments, catalog_ids = judged_set.load(args)
     index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
     # What a fresh service serves to a shop without weights of its own: the cross-encoder's weight is 0 there.
     latin = read_combination(combination_file(args.model_repository, RERANKER.name, versions[-1]))[LATIN]

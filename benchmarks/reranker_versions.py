@@ -23,40 +23,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import judged_set  # noqa: E402
 from cli.stack import run_on_catalog  # noqa: E402
 
-from core.catalog import load_catalog  # noqa: E402
-from core.judgments import load_judgments  # noqa: E402
-from core.splits import select  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 
-HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--versions", nargs="+", required=True, help="reranker versions; the first is the subject")
     parser.add_argument("--task", action="append", choices=("search", "rerank"), help="default: both")
-    parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
-    parser.add_argument("--judgments", type=Path, default=HD / "judgments.csv")
-    parser.add_argument("--split", choices=("train", "dev", "test"), default="dev")
-    parser.add_argument("--max-queries", type=int, help="only the first N queries of the split")
-    parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
+    judged_set.add_options(parser)
     args = parser.parse_args()
+    judged_set.check(parser, args)
     if len(args.versions) < 2:
         parser.error("--versions needs at least two versions to compare")
-    if not args.model_repository.is_dir():
-        parser.error(f"no model repository at {args.model_repository}")
     missing = [v for v in args.versions if not (args.model_repository / "reranker" / v).is_dir()]
     if missing:
         parser.error(f"no reranker version {', '.join(missing)} in {args.model_repository}")
     tasks = args.task or ["search", "rerank"]
 
-    judgments = select(load_judgments(args.judgments), args.split)
-    if args.max_queries:
-        judgments = dict(list(judgments.items())[: args.max_queries])
-    catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
+    judgments, catalog_ids = judged_set.load(args)
 
     per_query: dict[tuple[str, str], dict[str, float]] = {}
     summaries: dict[tuple[str, str], dict] = {}
