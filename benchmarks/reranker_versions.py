@@ -30,7 +30,6 @@ from core.stats import paired_bootstrap  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--versions", nargs="+", required=True, help="reranker versions; the first is the subject")

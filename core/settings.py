@@ -55,9 +55,9 @@ class Settings:
     # On this 2-core CPU a query's 100 pairs take ~100 ms (INT8, 3 layers), so a third would wait ~200 ms first.
     max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48
-    # Threads of the orchestrator's own numeric libraries (NumPy's BLAS, faiss's OpenMP, LightGBM) while it serves;
-    # 0 leaves their defaults. A query's arithmetic is small, and their idle threads spin: on a host shared with
-    # Triton one thread each took ~30 ms off a reranked search's p50 (docs/reranker.md, "Orchestrator threads").
+    # Threads of the orchestrator's own numeric libraries (NumPy's OpenBLAS, faiss's OpenBLAS and OpenMP) while it
+    # serves; 0 leaves their defaults. A query's arithmetic is small, and their idle threads spin: on a host shared
+    # with Triton one thread each took ~45 ms off a reranked search's p50 (docs/reranker.md, "Orchestrator threads").
     numeric_threads: int = 1
     # Model versions (orchestrator/rollout): the state file records the stable reranker version and any rollout
     # in progress, and survives restarts. `reranker_version` pins one version instead (evaluation): rollouts off.
