@@ -1,8 +1,9 @@
 """Rerank depth against quality and latency, on the same judged queries: how many fused candidates the
-cross-encoder should rescore.
+cross-encoder should rescore, and how many of the cheap order's (a cascade).
 
 Usage:
-    .venv/bin/python benchmarks/rerank_depth.py [--depths 100 50 20 0] [--split dev] [--max-queries N] \
+    .venv/bin/python benchmarks/rerank_depth.py [--depths 100 50 20 0] [--cascades 50 30 20] [--split dev] \
+        [--max-queries N] \
         [--model-repository model_repository/cpu] \
         [--catalog ../shared/data/home-depot-product-search-relevance/catalog.csv \
          --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv]
@@ -12,7 +13,8 @@ query of the split as a whole-catalog search for 10 products, one call at a time
 `shoprank eval search --top-k 10` does. A last arm, "no cross-encoder", combines the served weights without the
 cross-encoder's (its weight 0) over the top 100. Prints nDCG@10, the paired bootstrap 95% interval of each arm
 minus the first depth, and client-side p50/p99 ms. For a shop whose served weights include the cross-encoder,
-depth 0 is the fused order.
+depth 0 is the fused order. Each cascade K combines the top 100 fused candidates, and the cross-encoder scores
+only the first K of them in the order of the weights without it (`cross_encoder_depth` K).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", type=int, nargs="+", default=[100, 50, 20, 0],
                         help="rerank depths; the first is the one the others are compared against")
+    parser.add_argument("--cascades", type=int, nargs="*", default=[],
+                        help="cross-encoder depths of a cascade over the top 100 (each below 100)")
     judged_set.add_options(parser)
     args = parser.parse_args()
     judged_set.check(parser, args)
@@ -51,6 +55,8 @@ def main() -> None:
         parser.error("--depths takes distinct depths of 0 or more")
     if any(0 < depth < TOP_K for depth in args.depths):
         parser.error(f"the service reranks at least top_k ({TOP_K}) candidates: give depths of 0 or {TOP_K} and more")
+    if any(not 0 < pairs < 100 for pairs in args.cascades):
+        parser.error("--cascades takes cross-encoder depths between 1 and 99")
     versions = repository_versions(args.model_repository, RERANKER.name)
     if not versions:
         parser.error(f"no reranker version in {args.model_repository}")
@@ -61,12 +67,13 @@ def main() -> None:
     latin = read_combination(combination_file(args.model_repository, RERANKER.name, versions[-1]))[LATIN]
     cheap = {name: weight for name, weight in latin.items() if name != "reranker" and weight}
 
-    arms = [(f"depth {depth}", depth, None) for depth in args.depths]
-    arms.append(("no cross-encoder (top 100)", 100, cheap))
+    arms = [(f"depth {depth}", depth, 0, None) for depth in args.depths]
+    arms += [(f"cascade {pairs} of 100", 100, pairs, None) for pairs in args.cascades]
+    arms.append(("no cross-encoder (top 100)", 100, 0, cheap))
     results: dict[str, tuple[dict, dict[str, float]]] = {}
     settings = Settings.from_env(model_repository=args.model_repository)
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        for label, depth, weights in arms:
+        for label, depth, pairs, weights in arms:
             async def work(stub, weights=weights):
                 await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", show_progress=False,
                                top_k=TOP_K, combination_weights=weights)  # warm-up
@@ -75,7 +82,8 @@ def main() -> None:
                                          combination_weights=weights, per_query=scores)
                 return summary, scores
 
-            options = argparse.Namespace(model_repository=args.model_repository, triton_url=url, rerank_depth=depth)
+            options = argparse.Namespace(model_repository=args.model_repository, triton_url=url, rerank_depth=depth,
+                                         cross_encoder_depth=pairs)
             results[label] = run_on_catalog(options, args.catalog, work, index_dir=index_dir)
 
     subject = arms[0][0]

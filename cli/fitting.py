@@ -94,8 +94,8 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     def source(catalog, judgments_file, split, depth) -> str:
         return f"{judgments_file} ({split}, {'search' if depth else 'judged products'}) over {catalog}"
 
-    def reranker_on(settings):  # the components need the reranker, whatever the serving default
-        return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100)
+    def reranker_on(settings):  # the components need the reranker's score of every candidate, whatever the default
+        return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100, cross_encoder_depth=0)
 
     cache = Path(args.components) if args.components else None
     data = combination.load(cache) if cache is not None and cache.is_file() else []

@@ -28,6 +28,7 @@ def settings_from(args: argparse.Namespace, **extra):
         metrics_port=getattr(args, "metrics_port", None),
         fusion=getattr(args, "fusion", None),
         rerank_depth=getattr(args, "rerank_depth", None),
+        cross_encoder_depth=getattr(args, "cross_encoder_depth", None),
         profile_store=getattr(args, "profile_store", None),
         admin_port=getattr(args, "admin_port", None),
         rollout_state=getattr(args, "rollout_state", None),
@@ -124,6 +125,9 @@ def triton_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
     sub.add_argument("--rerank-depth", type=int,
                      help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
+    sub.add_argument("--cross-encoder-depth", type=int,
+                     help="the cross-encoder scores only the first N of those in the order of the weights without "
+                          "it, the rest get its score at their quantile of that order (0: all of them)")
     sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
     sub.add_argument("--reranker-version", help="serve this reranker version instead of the rollout state's stable "
                                                 "one, for instance to evaluate a new export (rollouts are off)")

@@ -49,6 +49,10 @@ class Settings:
     # combined with BM25, cosine and match features (combination.json); past `rerank_timeout_s` the fused order
     # is returned, marked degraded. 0 turns reranking off.
     rerank_depth: int = 100
+    # A cascade: the cross-encoder scores only the first `cross_encoder_depth` of those candidates in the order of
+    # the same weights without it (cheap: BM25, cosines, match features, intent); the others get its score at
+    # their quantile of that cheap score among the ones it scored. 0: it scores all `rerank_depth`.
+    cross_encoder_depth: int = 0
     reranker_model: str = "reranker"
     rerank_timeout_s: float = 1.0
     # Reranking requests waiting on Triton at once; more queries get the fused order at once, marked degraded.
@@ -116,6 +120,8 @@ class Settings:
             raise ConfigError("popular_depth must be 0 (off) or more")
         if self.rerank_depth < 0:
             raise ConfigError("rerank_depth must be 0 (off) or more")
+        if self.cross_encoder_depth < 0:
+            raise ConfigError("cross_encoder_depth must be 0 (all of rerank_depth) or more")
         if self.numeric_threads < 0:
             raise ConfigError("numeric_threads must be 0 (the libraries' defaults) or more")
         if not 0 <= self.metrics_port <= 65535:

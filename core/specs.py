@@ -56,6 +56,8 @@ class ModelSpec:
     # CPU target: rows of a run sorted by length and run in groups of about this many, each group cut to its
     # longest row; 0 runs the whole (request-padded) batch at once. Read by ort_model.py.
     length_group_rows: int = 0
+    # CPU target: ONNX Runtime graph optimizers the session must not run (its `disabled_optimizers`).
+    cpu_disabled_optimizers: tuple[str, ...] = ()
 
     @property
     def input_names(self) -> list[str]:
@@ -109,6 +111,10 @@ RERANKER = ModelSpec(
     merge_requests=False,
     # 100 Home Depot pairs average 25.8 real tokens but pad to 46.6: four length groups run 30.4 a pair.
     length_group_rows=32,
+    # ONNX Runtime's CPU SkipLayerNormalization kernel took 1.17 ms where Add + LayerNormalization took 0.26 for
+    # 960 rows of 384 (2 threads): without that fusion, at export and in the session, 30 pairs ran 24.5 -> 17.5
+    # ms and 100 pairs 85 -> 67 ms (docs/reranker.md, "SkipLayerNormalization"). The encoders' graphs don't get it.
+    cpu_disabled_optimizers=("SkipLayerNormFusion",),
 )
 
 MULTILINGUAL_DIM = 512

@@ -82,15 +82,17 @@ def _encode(encoder, pairs: list[tuple[str, str]]) -> dict[str, np.ndarray]:
     return encoder([query for query, _ in pairs], [text for _, text in pairs])
 
 
-def ort_session(onnx_file: Path, threads: int = 0):
-    """An ONNX Runtime CPU session as the cpu target runs it (all graph optimizations; 0 threads: one per core)."""
+def ort_session(onnx_file: Path, threads: int = 0, spec: ModelSpec = RERANKER):
+    """An ONNX Runtime CPU session as the cpu target runs it (all graph optimizations but the spec's
+    `cpu_disabled_optimizers`; 0 threads: one per core)."""
     import onnxruntime as ort  # noqa: PLC0415
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(spec.cpu_disabled_optimizers))
 
 
 def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RERANKER) -> list[Parity]:
@@ -119,20 +121,26 @@ def export_reranker_fp32(adapter_dir: Path, out_file: Path, spec: ModelSpec = RE
 
 
 def fuse_for_cpu(fp32_file: Path, out_file: Path, spec: ModelSpec = RERANKER) -> dict[str, int]:
-    """ONNX Runtime's transformer optimizer: embeddings + LayerNorm, each layer's attention, bias + GELU and
-    residual + LayerNorm become single fused CPU kernels (and QAttention once quantized). Checked against the
-    unfused file on the parity pairs; returns how many nodes of each fused kind it made."""
+    """ONNX Runtime's transformer optimizer: embeddings + LayerNorm, each layer's attention and bias + GELU
+    become single fused CPU kernels (and QAttention once quantized), each LayerNorm one node. Residual +
+    LayerNorm stays two nodes where the spec disables SkipLayerNormFusion (its CPU kernel is the slower).
+    Checked against the unfused file on the parity pairs; returns how many nodes of each fused kind it made."""
     import onnx  # noqa: PLC0415
+    from onnxruntime.transformers.fusion_options import FusionOptions  # noqa: PLC0415
     from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
     from transformers import AutoConfig  # noqa: PLC0415
 
     from core.base_model import base_model_dir  # noqa: PLC0415
 
     config = AutoConfig.from_pretrained(str(base_model_dir()), local_files_only=True)
+    fusions = FusionOptions("bert")
+    fusions.enable_skip_layer_norm = "SkipLayerNormFusion" not in spec.cpu_disabled_optimizers
     optimized = optimize_model(str(fp32_file), model_type="bert", num_heads=config.num_attention_heads,
-                               hidden_size=config.hidden_size, opt_level=1, use_gpu=False)
+                               hidden_size=config.hidden_size, opt_level=1, use_gpu=False,
+                               optimization_options=fusions)
     fused = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
-    layers = fused.get("SkipLayerNormalization", 0) // 2  # two residual LayerNorms a layer
+    norms = fused.get("SkipLayerNormalization", 0) + fused.get("LayerNormalization", 0)
+    layers = norms // 2  # two residual LayerNorms a layer
     if not layers or fused.get("Attention", 0) != layers:
         raise ExportError(f"{spec.name}: the optimizer fused {fused.get('Attention', 0)} of {layers} attention layers; "
                           "was the model exported with eager attention?")

@@ -42,6 +42,8 @@ def model_config(spec: ModelSpec, target: str, onnx_file: str = "model.onnx") ->
             config.parameters["merge_requests"].string_value = "false"
         if spec.length_group_rows:
             config.parameters["length_group_rows"].string_value = str(spec.length_group_rows)
+        if spec.cpu_disabled_optimizers:
+            config.parameters["disabled_optimizers"].string_value = ",".join(spec.cpu_disabled_optimizers)
     elif target == "gpu":
         config.platform = "onnxruntime_onnx"
         config.default_model_filename = "model.onnx"

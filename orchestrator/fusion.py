@@ -107,10 +107,26 @@ def combine(fused: Fused, weights: dict[str, float], extra: dict[str, np.ndarray
     over those candidates. Every term is kept as a component, so the final score is the sum of the
     contributions; a weight missing from `weights` is 0, except the reranker's (1).
     """
-    depth = len(next(iter(extra.values()))) if extra else len(fused.rows)
-    rows = fused.rows[:depth]
-    raw = {component.name: component.raw[:depth].astype(np.float64) for component in fused.components}
+    rows, raw, contribution = _terms(fused, weights, extra)
+    depth = len(rows)
+    total = np.sum(list(contribution.values()), axis=0)
+    order = np.lexsort((rows, -total))
     rank = {component.name: component.rank[:depth] for component in fused.components}
+    rank.update({name: ranks(raw[name], np.ones(depth, dtype=bool)) for name in extra})
+    components = tuple(Component(name, raw[name][order], rank[name][order], contribution[name][order]) for name in raw)
+    return Fused(rows[order], total[order], components)
+
+
+def combined_scores(fused: Fused, weights: dict[str, float], extra: dict[str, np.ndarray]) -> np.ndarray:
+    """What `combine` would score each of the first `depth` fused candidates, aligned with the fused order."""
+    return np.sum(list(_terms(fused, weights, extra)[2].values()), axis=0)
+
+
+def _terms(fused: Fused, weights: dict[str, float],
+           extra: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the first `depth` rows, each component's raw values, each one's contribution), in the fused order."""
+    depth = len(next(iter(extra.values()))) if extra else len(fused.rows)
+    raw = {component.name: component.raw[:depth].astype(np.float64) for component in fused.components}
     contribution = {}
     for name in raw:
         if name == "bm25":
@@ -120,9 +136,5 @@ def combine(fused: Fused, weights: dict[str, float], extra: dict[str, np.ndarray
             contribution[name] = weights.get(name, 0.0) * raw[name]
     for name, values in extra.items():
         raw[name] = np.asarray(values, dtype=np.float64)
-        rank[name] = ranks(raw[name], np.ones(depth, dtype=bool))
         contribution[name] = weights.get(name, 1.0 if name == "reranker" else 0.0) * raw[name]
-    total = np.sum(list(contribution.values()), axis=0)
-    order = np.lexsort((rows, -total))
-    components = tuple(Component(name, raw[name][order], rank[name][order], contribution[name][order]) for name in raw)
-    return Fused(rows[order], total[order], components)
+    return fused.rows[:depth], raw, contribution

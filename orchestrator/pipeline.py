@@ -36,7 +36,7 @@ from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import DEFAULT_WEIGHTS
 
 from .filters import Filter
-from .fusion import Component, combine, fuse, impute
+from .fusion import Component, combine, combined_scores, fuse, impute
 from .index import CatalogIndex
 from .metrics import Metrics
 from .personalization.blend import check_weights
@@ -136,11 +136,15 @@ class Reranker:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
 
+    def admit(self) -> None:
+        """RerankerBusy when `max_in_flight` requests are already waiting on Triton."""
+        if self.in_flight >= self.max_in_flight:
+            raise RerankerBusy(f"reranker busy: {self.in_flight} requests already in flight")
+
     async def score(self, query: str, texts: list[str], version: str = "") -> np.ndarray:
         """Cross-encoder scores of that version; TritonError when Triton fails, the deadline passes or the
         reranker is busy."""
-        if self.in_flight >= self.max_in_flight:
-            raise RerankerBusy(f"reranker busy: {self.in_flight} requests already in flight")
+        self.admit()
         self.in_flight += 1
         try:
             feeds = self.tokenizer(query, texts)
@@ -328,20 +332,35 @@ class Pipeline:
             depth_rows = fused.rows[:depth]
             depth_proxy = next((c.raw[:depth] for c in fused.components if c.name == "multilingual"), None)
             texts = [index.products[int(row)].search_text() for row in depth_rows]
-            scoring = asyncio.create_task(self._score(query, texts, route.version)) if rerank else None
+            # A cascade scores only the first `cross_encoder_depth` of the cheap order: the match features first.
+            cascade = rerank and 0 < settings.cross_encoder_depth < depth
+            scored = np.arange(depth)  # positions in depth_rows the cross-encoder scores
+            standing = None  # in a cascade, each candidate's place in the cheap order (higher is better)
+            scoring = (asyncio.create_task(self._score(query, texts, route.version))
+                       if rerank and not cascade else None)
             # One turn of the loop runs the task up to its Triton call, or to its refusal when the reranker is
             # busy; only an admitted query gets its match features, computed while Triton scores the pairs.
             await asyncio.sleep(0)
             extra = {}
-            if scoring is None or not scoring.done():
-                extra = await asyncio.to_thread(match_features, query, texts)
-                if "overlap" in extra:
-                    extra["overlap"] = impute(extra["overlap"], same_script[depth_rows], depth_proxy)
-                if index.intent is not None and multilingual_embedding is not None:
-                    extra["intent"] = index.intent.feature(multilingual_embedding, depth_rows)
             try:
+                if cascade:
+                    self.reranker.admit()  # a busy reranker refuses before the features are computed
+                if scoring is None or not scoring.done():
+                    extra = await asyncio.to_thread(match_features, query, texts)
+                    if "overlap" in extra:
+                        extra["overlap"] = impute(extra["overlap"], same_script[depth_rows], depth_proxy)
+                    if index.intent is not None and multilingual_embedding is not None:
+                        extra["intent"] = index.intent.feature(multilingual_embedding, depth_rows)
+                if cascade:  # the cheap order: the weights without the cross-encoder, ties in the fused order
+                    cheap = combined_scores(fused, {**weights, "reranker": 0.0}, extra)
+                    cheap_order = np.lexsort((np.arange(depth), -cheap))
+                    standing = np.empty(depth)
+                    standing[cheap_order] = -np.arange(depth)  # higher is better
+                    scored = np.sort(cheap_order[:settings.cross_encoder_depth])
+                    scoring = self._score(query, [texts[i] for i in scored], route.version)
                 if scoring is not None:
-                    extra = {"reranker": self._readable(await scoring, depth_rows, depth_proxy), **extra}
+                    scores = await scoring
+                    extra = {"reranker": self._reranker_scores(scores, scored, depth_rows, depth_proxy, standing), **extra}
             except TritonError as error:
                 code = ("reranker_busy" if isinstance(error, RerankerBusy)
                         else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
@@ -352,8 +371,8 @@ class Pipeline:
                     # The shadow ranks by its own version's weights, unless the request named weights for both.
                     shadow_weights = (weights if request.combination_weights is not None
                                       else self.rollout.combination(route.shadow).get(CJK if script == CJK else LATIN))
-                    self._shadow(route.shadow, shadow_weights, query, texts, before, extra, fused.rows[:top_k],
-                                 depth_rows, depth_proxy)
+                    self._shadow(route.shadow, shadow_weights, query, [texts[i] for i in scored], before, extra,
+                                 fused.rows[:top_k], scored, depth_rows, depth_proxy, standing)
 
         stage("rerank")  # cross-encoder and match features, or the cheap combination, where they ran
         personalized = False
@@ -398,9 +417,23 @@ class Pipeline:
             personalization=personalization,
         )
 
-    def _readable(self, scores: np.ndarray, depth_rows: np.ndarray, depth_proxy: np.ndarray | None) -> np.ndarray:
-        """Cross-encoder scores with the products it cannot read (CJK titles) imputed from the multilingual cosine."""
-        return impute(scores.astype(np.float64), ~self.index.cjk[depth_rows], depth_proxy)
+    def _reranker_scores(self, scores: np.ndarray, scored: np.ndarray, depth_rows: np.ndarray,
+                         depth_proxy: np.ndarray | None, standing: np.ndarray | None) -> np.ndarray:
+        """The cross-encoder's `scores` of the `scored` positions as a component of all `depth_rows`.
+
+        Products it cannot read (CJK titles) get its score at their quantile of the multilingual cosine among
+        the ones it read; in a cascade, candidates it did not score get its score at their quantile of the
+        cheap order (`standing`: the weights without it) among the ones it scored: neither pushed down nor lifted.
+        """
+        proxy = None if depth_proxy is None else depth_proxy[scored]
+        readable = impute(scores.astype(np.float64), ~self.index.cjk[depth_rows[scored]], proxy)
+        if len(scored) == len(depth_rows):
+            return readable
+        values = np.zeros(len(depth_rows))
+        values[scored] = readable
+        was_scored = np.zeros(len(depth_rows), dtype=bool)
+        was_scored[scored] = True
+        return impute(values, was_scored, standing)
 
     async def _score(self, query: str, texts: list[str], version: str) -> np.ndarray:
         """The reranker's scores from that version, counted in flight on it and recorded for its guards."""
@@ -419,10 +452,10 @@ class Pipeline:
         return scores
 
     def _shadow(self, version: str, weights: dict[str, float], query: str, texts: list[str], before, extra: dict,
-                served: np.ndarray, depth_rows: np.ndarray, depth_proxy) -> None:
-        """Score the same candidates with the shadow version after the answer is sent, rank them with `weights`,
-        and record the RBO of its top against the served top. Skipped (and counted) when the reranker is at its
-        limit: a shadow never delays or refuses a served query."""
+                served: np.ndarray, scored: np.ndarray, depth_rows: np.ndarray, depth_proxy, standing) -> None:
+        """Score the same candidates (`texts`, at the `scored` positions) with the shadow version after the answer
+        is sent, rank them with `weights`, and record the RBO of its top against the served top. Skipped (and
+        counted) when the reranker is at its limit: a shadow never delays or refuses a served query."""
 
         async def run() -> None:
             try:
@@ -430,7 +463,8 @@ class Pipeline:
             except TritonError:
                 self.rollout.record_agreement(RERANKER.name, version, None)
                 return
-            shadow = combine(before, weights, {**extra, "reranker": self._readable(scores, depth_rows, depth_proxy)})
+            reranker = self._reranker_scores(scores, scored, depth_rows, depth_proxy, standing)
+            shadow = combine(before, weights, {**extra, "reranker": reranker})
             agreement = rank_biased_overlap(served.tolist(), shadow.rows[:len(served)].tolist())
             self.rollout.record_agreement(RERANKER.name, version, agreement)
 

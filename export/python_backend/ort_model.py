@@ -63,7 +63,10 @@ class TritonPythonModel:
         # share the cores), and a spinning pool steals their CPU between runs.
         options.add_session_config_entry("session.intra_op.allow_spinning", parameters.get("allow_spinning", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], parameters.get("onnx_file", "model.onnx"))
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        # ONNX Runtime graph optimizers not to run, comma-separated (core/specs.py: cpu_disabled_optimizers).
+        disabled = [name for name in parameters.get("disabled_optimizers", "").split(",") if name]
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=disabled)
         # "false": run each request of a dynamic batch on its own (dynamically quantized models take their
         # activation ranges from the batch, so merged requests would change each other's outputs).
         self.merge_requests = parameters.get("merge_requests", "true") != "false"

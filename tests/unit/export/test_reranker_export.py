@@ -79,10 +79,26 @@ def test_cpu_graph_fuses_every_layer_and_quantizes_the_fused_attention(exported)
     import onnx
 
     assert exported["fused"]["Attention"] == 6  # MiniLM-L6: one per layer
-    assert exported["fused"]["SkipLayerNormalization"] == 12
+    assert exported["fused"]["LayerNormalization"] == 12  # residual + LayerNorm left unfused (the faster kernels)
     ops = {node.op_type for node in onnx.load(str(exported["files"]["int8"])).graph.node}
-    assert "QAttention" in ops and "Attention" not in ops
+    assert "QAttention" in ops and "Attention" not in ops and "SkipLayerNormalization" not in ops
     check_io(exported["files"]["fused"], RERANKER)
+
+
+def test_the_cpu_session_leaves_residual_and_layernorm_unfused_as_the_spec_says(exported, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    def optimized_ops(disabled: list[str]) -> set[str]:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(str(exported["files"]["int8"]), options, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled)
+        return {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+
+    assert "SkipLayerNormalization" in optimized_ops([])  # what ONNX Runtime would do by itself
+    assert "SkipLayerNormalization" not in optimized_ops(list(RERANKER.cpu_disabled_optimizers))
 
 
 def test_fp32_export_matches_pytorch_on_a_padded_batch_and_a_single_pair(exported):

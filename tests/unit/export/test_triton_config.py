@@ -101,3 +101,13 @@ def test_unknown_target():
         model_config(BI_ENCODER, "tpu")
     with pytest.raises(ValueError):
         render(BI_ENCODER, "GPU")
+
+
+def test_the_rerankers_cpu_session_skips_the_optimizers_its_spec_names():
+    from core.specs import RERANKER
+
+    assert RERANKER.cpu_disabled_optimizers == ("SkipLayerNormFusion",)
+    config = model_config(RERANKER, "cpu", onnx_file="model.int8.onnx")
+    assert config.parameters["disabled_optimizers"].string_value == "SkipLayerNormFusion"
+    assert "disabled_optimizers" not in model_config(BI_ENCODER, "cpu").parameters
+    assert not model_config(RERANKER, "gpu").parameters  # the gpu target's TensorRT path is another graph

@@ -190,6 +190,19 @@ def test_reranker_combination_reorders_and_explains():
     assert reranker.raw[0] == 3.0
 
 
+def test_combined_scores_are_combines_scores_in_the_fused_order():
+    from orchestrator.fusion import combine, combined_scores
+
+    rows = np.array([10, 11, 12])
+    fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "blend")
+    weights, extra = {"bm25": 0.5, "dense": 1.0, "overlap": 2.0}, {"overlap": np.array([0.0, 1.0])}
+    scores = combined_scores(fused, weights, extra)
+    combined = combine(fused, weights, extra)
+    assert len(scores) == 2  # the depth of `extra`
+    by_row = dict(zip(combined.rows.tolist(), combined.scores.tolist()))
+    np.testing.assert_allclose(scores, [by_row[row] for row in fused.rows[:2].tolist()])
+
+
 def test_reranker_only_weights_rank_by_cross_encoder():
     from orchestrator.fusion import combine
 

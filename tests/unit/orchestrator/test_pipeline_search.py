@@ -100,3 +100,77 @@ def test_busy_reranker_gives_fused_order_without_computing_features(parts):
     assert not admitted.degraded
     assert feature_queries == ["claw hammer"]
     assert "reranker" in {name for name, *_ in admitted.items[0].components}
+
+
+TOOLS = [Product(f"t{n}", f"Drill {name}") for n, name in enumerate(["Bit", "Press", "Driver", "Chuck", "Stand", "Case"])]
+# The stand-in match feature: how well each title matches, known to the test.
+OVERLAP = {"Drill Bit": 0.1, "Drill Press": 0.9, "Drill Driver": 0.3, "Drill Chuck": 0.8, "Drill Stand": 0.2,
+           "Drill Case": 0.0}
+
+
+class RecordingTriton:
+    """Scores each pair by its position in the request, recording the texts it was sent."""
+
+    def __init__(self) -> None:
+        self.texts: list[list[str]] = []
+
+    async def infer(self, spec, feeds, version=""):
+        self.texts.append(list(feeds["texts"]))
+        return {"score": np.arange(len(feeds["texts"]), dtype=np.float32).reshape(-1, 1)}
+
+
+@pytest.fixture
+def cascade(monkeypatch, make_index):
+    computed: list[str] = []
+
+    def match_features(query, texts):
+        computed.append(query)
+        return {"overlap": np.array([OVERLAP[text] for text in texts])}
+
+    monkeypatch.setattr(pipeline_module, "match_features", match_features)
+    index = make_index(TOOLS)
+    triton = RecordingTriton()
+    reranker = Reranker(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
+
+    def pipeline(**settings) -> Pipeline:
+        return Pipeline(Settings(**settings), index, Encoder(index.dense.embeddings[0]), {},  # type: ignore[arg-type]
+                        reranker=reranker)
+
+    return pipeline, triton, reranker, computed
+
+
+def components_of(item) -> dict[str, tuple[float, float]]:
+    return {name: (raw, contribution) for name, raw, _, contribution in item.components}
+
+
+def test_a_cascade_sends_the_cross_encoder_only_the_head_of_the_cheap_order(cascade):
+    pipeline, triton, _, _ = cascade
+    query = SearchQuery("drill", top_k=6, explain=True, combination_weights={"reranker": 1.0, "overlap": 1.0})
+
+    result = asyncio.run(pipeline(cross_encoder_depth=2).search(query))
+
+    assert sorted(triton.texts[0]) == ["Drill Chuck", "Drill Press"]  # the two best by overlap, the weights without it
+    assert len(result.items) == 6 and not result.degraded
+    reranker = {item.title: components_of(item)["reranker"][0] for item in result.items}
+    assert sorted([reranker["Drill Chuck"], reranker["Drill Press"]]) == [0.0, 1.0]  # its scores, by request position
+    # The others get its scores at their place in the cheap order: within its range, in that order.
+    unscored = [reranker[title] for title in ("Drill Case", "Drill Bit", "Drill Stand", "Drill Driver")]
+    assert unscored == sorted(unscored) and unscored[0] == 0.0 and unscored[-1] < 1.0
+    for item in result.items:  # every score is still the sum of its contributions
+        assert item.score == pytest.approx(sum(contribution for _, contribution in components_of(item).values()))
+
+
+def test_without_a_cascade_the_cross_encoder_scores_every_candidate(cascade):
+    pipeline, triton, _, _ = cascade
+    query = SearchQuery("drill", top_k=6, combination_weights={"reranker": 1.0, "overlap": 1.0})
+    asyncio.run(pipeline(cross_encoder_depth=0).search(query))
+    asyncio.run(pipeline(cross_encoder_depth=6).search(query))  # as deep as the candidates: no cascade either
+    assert [sorted(texts) for texts in triton.texts] == [sorted(OVERLAP)] * 2
+
+
+def test_a_busy_reranker_refuses_a_cascade_before_its_features_are_computed(cascade):
+    pipeline, triton, reranker, computed = cascade
+    reranker.in_flight = reranker.max_in_flight
+    result = asyncio.run(pipeline(cross_encoder_depth=2).search(SearchQuery("drill", top_k=6)))
+    assert result.degraded_reason.startswith("reranker_busy: ")
+    assert triton.texts == computed == []
