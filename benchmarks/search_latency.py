@@ -2,12 +2,14 @@
 
 Usage:
     .venv/bin/python benchmarks/search_latency.py [--queries 100] [--split test] [--rerank-depth 100] \
+        [--cross-encoder-depth 30] \
         [--catalog ../shared/data/home-depot-product-search-relevance/catalog.csv \
          --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv]
 
 Starts tritonserver on the cpu model repository and the orchestrator (port 0), then sends the split's first
 N judged queries, one call at a time from one client, as full-catalog searches for 100 products: once with
-reranking (the top `--rerank-depth` fused candidates rescored in one Triton request) and once with
+reranking (the top `--rerank-depth` fused candidates combined; the first `--cross-encoder-depth` of them in the
+order of the weights without the cross-encoder rescored by it in one Triton request, 0: all) and once with
 `skip_rerank`, and with `--cheap`, a third time combined by the served weights without the cross-encoder's
 (its weight 0: BM25, cosines, match features and intent over the same top `--rerank-depth`, no reranker call).
 Prints client-side p50/p99 and nDCG@10 for each. The index is the one `shoprank eval` builds and caches under
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--split", choices=("train", "dev", "test"), default="test")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--rerank-depth", type=int, default=100)
+    parser.add_argument("--cross-encoder-depth", type=int, default=Settings.cross_encoder_depth,
+                        help="the cross-encoder scores the first N of the cheap order of those (0: all of them)")
     parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
     parser.add_argument("--top-k", type=int, default=100,
                         help="products asked for (the service reranks at least this many: 10 to measure a depth < 100)")
@@ -87,7 +91,8 @@ def main() -> None:
     catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
     index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
 
-    variants = {f"reranked (top {args.rerank_depth})": {"rerank": True}, "fused (no rerank)": {"rerank": False}}
+    scored = (f"{args.cross_encoder_depth} of " if 0 < args.cross_encoder_depth < args.rerank_depth else "") + "top"
+    variants = {f"reranked ({scored} {args.rerank_depth})": {"rerank": True}, "fused (no rerank)": {"rerank": False}}
     if args.cheap:
         newest = repository_versions(args.model_repository, RERANKER.name)[-1]  # what a fresh service serves
         latin = read_combination(combination_file(args.model_repository, RERANKER.name, newest))[LATIN]
@@ -102,7 +107,7 @@ def main() -> None:
             results[label] = await evaluate(stub, judgments, catalog_ids, "search", top_k=args.top_k, **options)
         return results
 
-    # Settings from the environment, with this script's --model-repository and --rerank-depth.
+    # Settings from the environment, with this script's --model-repository, --rerank-depth and --cross-encoder-depth.
     settings = Settings.from_env(model_repository=args.model_repository)
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         encoding = asyncio.run(encoding_latency(url, settings, list(judgments)))

@@ -51,8 +51,10 @@ class Settings:
     rerank_depth: int = 100
     # A cascade: the cross-encoder scores only the first `cross_encoder_depth` of those candidates in the order of
     # the same weights without it (cheap: BM25, cosines, match features, intent); the others get its score at
-    # their quantile of that cheap score among the ones it scored. 0: it scores all `rerank_depth`.
-    cross_encoder_depth: int = 0
+    # their place in that order among the ones it scored. 0 (or weights of the cross-encoder alone): it scores all.
+    # 30 tied scoring all 100 on Home Depot dev (-0.0007 [-0.0044, +0.0030]) and test (-0.0011 [-0.0045, +0.0025])
+    # at 58% of the p50 (benchmarks/rerank_depth.py; docs/reranker.md, "A cascade").
+    cross_encoder_depth: int = 30
     reranker_model: str = "reranker"
     rerank_timeout_s: float = 1.0
     # Reranking requests waiting on Triton at once; more queries get the fused order at once, marked degraded.

@@ -109,8 +109,10 @@ RERANKER = ModelSpec(
     # The cpu target serves dynamically quantized int8, whose activation ranges come from the batch: merged,
     # one query's scores would depend on another query's candidates. A query's 100 pairs fill a run anyway.
     merge_requests=False,
-    # 100 Home Depot pairs average 25.8 real tokens but pad to 46.6: four length groups run 30.4 a pair.
-    length_group_rows=32,
+    # 100 Home Depot pairs average 25.8 real tokens but pad to 46.6: four length groups run 30.4 a pair. Groups
+    # of 10 cut the padding further: ONNX Runtime alone on real pairs, 30 a request 30-34 -> 21 ms, 100 68-85 ->
+    # 59-60 ms (docs/reranker.md, "Length groups").
+    length_group_rows=10,
     # ONNX Runtime's CPU SkipLayerNormalization kernel took 1.17 ms where Add + LayerNormalization took 0.26 for
     # 960 rows of 384 (2 threads): without that fusion, at export and in the session, 30 pairs ran 24.5 -> 17.5
     # ms and 100 pairs 85 -> 67 ms (docs/reranker.md, "SkipLayerNormalization"). The encoders' graphs don't get it.

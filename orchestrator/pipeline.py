@@ -332,8 +332,10 @@ class Pipeline:
             depth_rows = fused.rows[:depth]
             depth_proxy = next((c.raw[:depth] for c in fused.components if c.name == "multilingual"), None)
             texts = [index.products[int(row)].search_text() for row in depth_rows]
-            # A cascade scores only the first `cross_encoder_depth` of the cheap order: the match features first.
-            cascade = rerank and 0 < settings.cross_encoder_depth < depth
+            # A cascade scores only the first `cross_encoder_depth` of the cheap order (the weights without the
+            # cross-encoder's; weights of it alone have none): the match features first.
+            cascade = (rerank and 0 < settings.cross_encoder_depth < depth
+                       and any(weight for name, weight in weights.items() if name != "reranker"))
             scored = np.arange(depth)  # positions in depth_rows the cross-encoder scores
             standing = None  # in a cascade, each candidate's place in the cheap order (higher is better)
             scoring = (asyncio.create_task(self._score(query, texts, route.version))

@@ -171,8 +171,9 @@ def test_numeric_threads_default_one_zero_keeps_library_defaults_negative_refuse
         Settings.from_env({"SHOPRANK_NUMERIC_THREADS": "-1"})
 
 
-def test_cross_encoder_depth_default_zero_scores_every_candidate_negative_refused():
-    assert Settings().cross_encoder_depth == 0
+def test_cross_encoder_depth_default_30_zero_scores_every_candidate_negative_refused():
+    assert Settings().cross_encoder_depth == 30
+    assert Settings(cross_encoder_depth=0).cross_encoder_depth == 0
     assert Settings.from_env({"SHOPRANK_CROSS_ENCODER_DEPTH": "30"}).cross_encoder_depth == 30
     with pytest.raises(ConfigError, match="cross_encoder_depth"):
         Settings(cross_encoder_depth=-1)
