@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.catalog import load_catalog  # noqa: E402
 from core.metrics import percentile  # noqa: E402
+from core.model_repository import versions  # noqa: E402
 from export.reranker import (  # noqa: E402
     INT8_FILE,
     calibration_lists,
@@ -122,8 +123,10 @@ def main() -> None:
             to_int8(files["fp32"], files[name], calibration=calibration if options["method"] == "static" else None, **options)
             print(f"{name}: quantized in {time.perf_counter() - started:.1f}s", flush=True)
         if args.model_repository:
-            files["served cpu/reranker int8"] = args.model_repository / "cpu" / "reranker" / "1" / INT8_FILE
-            files["served gpu/reranker fp16"] = args.model_repository / "gpu" / "reranker" / "1" / "model.onnx"
+            for target, name in (("cpu", INT8_FILE), ("gpu", "model.onnx")):  # each target's newest version
+                folder_of = args.model_repository / target / "reranker"
+                files[f"served {target}/reranker {'int8' if target == 'cpu' else 'fp16'}"] = (
+                    folder_of / str(versions(folder_of)[-1]) / name)
 
         print("\n| precision | MB | p50 ms | p90 ms | nDCG@10 | vs fp32 | gate s | batched: max |Δscore| | top 10 moved |")
         print("|---|---|---|---|---|---|---|---|---|")

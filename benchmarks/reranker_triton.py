@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import tritonclient.grpc as triton_grpc  # noqa: E402
 
 from core.metrics import percentile  # noqa: E402
+from core.model_repository import versions  # noqa: E402
 from core.specs import RERANKER  # noqa: E402
 from core.tokenization import PairEncoder  # noqa: E402
 from orchestrator.triton_process import LocalTriton  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--length-group-rows", default="32,0",
+    parser.add_argument("--length-group-rows", default="10,32,0",
                         help="comma-separated values of the cpu config's length_group_rows to compare (0: off)")
     parser.add_argument("--precisions", default="fp32,int8")
     args = parser.parse_args()
@@ -87,8 +88,9 @@ def main() -> None:
     print(f"{'precision':<10} {'groups':>6} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'pairs/s':>9}")
     variants = [(precision, int(rows)) for precision in args.precisions.split(",")
                 for rows in args.length_group_rows.split(",")]
+    newest = source / str(versions(source)[-1])  # the repository's newest version
     for precision, group_rows in variants:
-        onnx_file = source / "1" / f"model.{precision}.onnx"
+        onnx_file = newest / f"model.{precision}.onnx"
         if not onnx_file.is_file():
             print(f"{precision:<10} missing {onnx_file}; run `shoprank export`")
             continue
@@ -100,7 +102,7 @@ def main() -> None:
             config = _with_parameter(config, "length_group_rows", str(group_rows))
             (model / "config.pbtxt").write_text(config)
             shutil.copy(onnx_file, model / "1" / onnx_file.name)
-            shutil.copy(source / "1" / "model.py", model / "1" / "model.py")
+            shutil.copy(newest / "model.py", model / "1" / "model.py")
             with LocalTriton(Path(scratch)) as triton:
                 for concurrency in (1, 2):
                     latencies, seconds = run(triton.url, feeds_list, concurrency)

@@ -124,10 +124,11 @@ def triton_options(sub: argparse.ArgumentParser) -> None:
     """The options of every command that starts (or reaches) Triton."""
     sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
     sub.add_argument("--rerank-depth", type=int,
-                     help="rerank the top N fused candidates with the cross-encoder (default 100; 0: off)")
+                     help="rerank the top N fused candidates: match features, intent and the cross-encoder "
+                          "(default 100; 0: off)")
     sub.add_argument("--cross-encoder-depth", type=int,
                      help="the cross-encoder scores only the first N of those in the order of the weights without "
-                          "it, the rest get its score at their quantile of that order (0: all of them)")
+                          "it, the rest get its score at their place in that order (default 30; 0: all of them)")
     sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
     sub.add_argument("--reranker-version", help="serve this reranker version instead of the rollout state's stable "
                                                 "one, for instance to evaluate a new export (rollouts are off)")

@@ -45,9 +45,9 @@ class Settings:
     # Weight of the normalized BM25 score in the "blend" fusion; the cosine gets 1 - blend_lexical_weight.
     blend_lexical_weight: float = 0.3
     retrieve_depth: int = 200
-    # The cross-encoder rescores the top `rerank_depth` fused candidates (at least top_k) in one Triton request,
-    # combined with BM25, cosine and match features (combination.json); past `rerank_timeout_s` the fused order
-    # is returned, marked degraded. 0 turns reranking off.
+    # The top `rerank_depth` fused candidates (at least top_k) are reranked: combined with BM25, cosines, match
+    # features, intent and the cross-encoder's scores from one Triton request (combination.json); past
+    # `rerank_timeout_s` the fused order is returned, marked degraded. 0 turns reranking off.
     rerank_depth: int = 100
     # A cascade: the cross-encoder scores only the first `cross_encoder_depth` of those candidates in the order of
     # the same weights without it (cheap: BM25, cosines, match features, intent); the others get its score at

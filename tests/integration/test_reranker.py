@@ -33,10 +33,13 @@ def test_served_reranker_matches_its_onnx_file(triton, model_repository, setting
     """Triton's answer (dynamic batching, padding in the Python backend) equals ONNX Runtime on the same file."""
     folder = model_repository / RERANKER.name
     config = triton_grpc.InferenceServerClient(triton.url).get_model_config(RERANKER.name).config
-    onnx_file = folder / "1" / config.parameters["onnx_file"].string_value
+    newest = str(versions(folder)[-1])  # what Triton serves by default
+    onnx_file = folder / newest / config.parameters["onnx_file"].string_value
     encoder = PairEncoder(settings.tokenizer_file, settings.max_pair_tokens)
     feeds = encoder([q for q, _ in PAIRS], [t for _, t in PAIRS])
-    expected = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(["score"], feeds)[0]
+    disabled = config.parameters["disabled_optimizers"].string_value.split(",")  # as the Python backend runs it
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    expected = session.run(["score"], feeds)[0]
 
     client = triton_grpc.InferenceServerClient(triton.url)
     inputs = []
@@ -102,3 +105,32 @@ def test_reranks_past_the_concurrency_limit_get_the_fused_order_at_once(triton, 
     busy = [response for response in responses if response.degraded]
     assert busy and all(response.degraded_reason.startswith("reranker_busy: ") for response in busy)
     assert len(busy) < len(queries)  # the query holding the slot was reranked
+
+
+def test_a_cascade_sends_triton_only_the_head_of_the_cheap_order(triton, settings, demo_index):
+    """Counted by Triton itself: a search's reranker request holds `cross_encoder_depth` pairs, or every candidate
+    of the rerank depth with 0; the answer still explains each score by all its components."""
+    client = triton_grpc.InferenceServerClient(triton.url)
+
+    def pairs_scored() -> int:  # Triton counts each row of a batched request
+        return sum(model.inference_count for model in client.get_inference_statistics(RERANKER.name).model_stats)
+
+    counted = {}
+    for depth in (12, 0):
+        running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
+                                                    cross_encoder_depth=depth))
+        try:
+            running.start()
+            with grpc.insecure_channel(running.address) as channel:
+                stub = ranking_pb2_grpc.RankingStub(channel)
+                before = pairs_scored()
+                response = stub.Search(ranking_pb2.SearchRequest(query="garden hose", top_k=40, explain=True), timeout=30)
+                counted[depth] = pairs_scored() - before
+        finally:
+            running.stop()
+        assert not response.degraded and len(response.items) == 40
+        for item in response.items:
+            assert "reranker" in {c.name for c in item.components}
+            assert item.score == pytest.approx(sum(c.contribution for c in item.components))
+    assert counted[12] == 12
+    assert counted[0] >= 40  # every candidate of the rerank depth (100, or fewer where fewer were retrieved)
