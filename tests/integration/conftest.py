@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import threading
 from pathlib import Path
 
@@ -57,13 +58,24 @@ class ServiceThread:
 
 
 @pytest.fixture(scope="session")
-def model_repository() -> Path:
-    """The exported cpu target (`make test` exports first; exporting again is a no-op when current)."""
+def model_repository(tmp_path_factory) -> Path:
+    """The exported cpu target as a fresh clone has it: each model's newest version as its only version, 1
+    (`make test` exports first; exporting again is a no-op when current). A working copy may hold older
+    versions, and a newer encoder version would otherwise build the demo index."""
+    from core.model_repository import versions
     from export.repository import export_bi_encoder_repository, export_multilingual_repository
+    from loadtest.rollout_check import linked_copy
 
     export_bi_encoder_repository(MODEL_REPOSITORY)
     export_multilingual_repository(MODEL_REPOSITORY)
-    return MODEL_REPOSITORY / "cpu"
+    root = tmp_path_factory.mktemp("models") / "cpu"
+    for source in sorted(path for path in (MODEL_REPOSITORY / "cpu").iterdir() if path.is_dir()):
+        (root / source.name).mkdir(parents=True)
+        for item in source.iterdir():
+            if item.is_file():  # config.pbtxt, tokenizer files
+                shutil.copy2(item, root / source.name / item.name)
+        linked_copy(source / str(versions(source)[-1]), root / source.name / "1")
+    return root
 
 
 @pytest.fixture(scope="session")

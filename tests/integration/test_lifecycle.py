@@ -143,9 +143,10 @@ def test_bad_catalog_is_named_by_line(tmp_path, content, message):
 
 
 @pytest.mark.parametrize("task", ["rerank", "search"])
-def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
+def test_eval_runs_judged_queries_through_the_service(triton, model_repository, demo_index, task):
     result = shoprank("eval", task, "--catalog", str(DEMO_CATALOG), "--judgments", str(DEMO_JUDGMENTS), "--json",
-                      "--triton-url", triton.url, "--index", str(demo_index))
+                      "--triton-url", triton.url, "--model-repository", str(model_repository),
+                      "--index", str(demo_index))
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["queries"] == 33 and metrics["degraded"] == 0
@@ -155,7 +156,8 @@ def test_eval_runs_judged_queries_through_the_service(triton, demo_index, task):
         assert 0 < metrics["p50_ms"] <= metrics["p99_ms"]
 
 
-def test_mined_negatives_are_retrieved_unjudged_catalog_products_of_train_queries(triton, demo_index, tmp_path):
+def test_mined_negatives_are_retrieved_unjudged_catalog_products_of_train_queries(triton, model_repository, demo_index,
+                                                                                  tmp_path):
     from core.catalog import load_catalog
     from core.judgments import load_judgments
     from core.splits import select
@@ -163,7 +165,8 @@ def test_mined_negatives_are_retrieved_unjudged_catalog_products_of_train_querie
 
     out = tmp_path / "negatives.jsonl"
     result = shoprank("train", "negatives", "--catalog", str(DEMO_CATALOG), "--judgments", str(DEMO_JUDGMENTS),
-                      "--out", str(out), "--triton-url", triton.url, "--index", str(demo_index))
+                      "--out", str(out), "--triton-url", triton.url, "--model-repository", str(model_repository),
+                      "--index", str(demo_index))
     assert result.returncode == 0, result.stderr
     mined = load(out)
     train = select(load_judgments(DEMO_JUDGMENTS), "train")

@@ -270,12 +270,14 @@ def test_a_stream_of_100000_events_is_recorded(triton, settings, demo_index, tmp
         running.stop()
 
 
-def _serve(index, store: str, port: int, triton_url: str, rollout_state: Path) -> subprocess.Popen:
-    # The test's own rollout state: the checkout's might name another reranker version than the session's
-    # service serves on the same Triton, and loading it would unload theirs.
+def _serve(index, store: str, port: int, triton_url: str, rollout_state: Path, repository: Path) -> subprocess.Popen:
+    # The test's own rollout state and model repository (the one the test Triton serves): the checkout's might
+    # name another reranker version than the session's service serves on the same Triton, and loading it would
+    # unload theirs.
     env = {**os.environ, "SHOPRANK_PROFILE_STORE": store, "SHOPRANK_LOG_KEY": "test-key"}
     return subprocess.Popen([sys.executable, "-m", "cli", "serve", "--index", str(index), "--port", str(port),
-                             "--triton-url", triton_url, "--rollout-state", str(rollout_state)],
+                             "--triton-url", triton_url, "--rollout-state", str(rollout_state),
+                             "--model-repository", str(repository)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -290,11 +292,12 @@ def _wait_serving(stub, process, timeout=180):
     raise AssertionError("the service did not answer in time")
 
 
-def test_an_acknowledged_event_survives_kill_9_of_the_orchestrator_and_raw_ids_stay_out_of_its_log(triton, demo_index, tmp_path):
+def test_an_acknowledged_event_survives_kill_9_of_the_orchestrator_and_raw_ids_stay_out_of_its_log(
+        triton, model_repository, demo_index, tmp_path):
     store = f"sqlite:///{tmp_path / 'profiles.db'}"
     user = f"private-{uuid.uuid4().hex}"
     port = free_port()
-    process = _serve(demo_index, store, port, triton.url, tmp_path / "rollout.json")
+    process = _serve(demo_index, store, port, triton.url, tmp_path / "rollout.json", model_repository)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ranking_pb2_grpc.RankingStub(channel)
