@@ -54,9 +54,9 @@ STORE_DOWN = "off: the profile store is unavailable"
 # messages) goes to the log, never to the caller.
 DEGRADED = {
     "dense_unavailable": "dense retrieval skipped, lexical results only",
-    "reranker_busy": "reranking skipped, fused order: the reranker is at its limit of concurrent queries",
-    "reranker_deadline": "reranking skipped, fused order: the reranker missed its deadline",
-    "reranker_failed": "reranking skipped, fused order: the reranker failed",
+    "reranker_busy": "cross-encoder skipped, ranked without it: the reranker is at its limit of concurrent queries",
+    "reranker_deadline": "cross-encoder skipped, ranked without it: the reranker missed its deadline",
+    "reranker_failed": "cross-encoder skipped, ranked without it: the reranker failed",
     "store_unavailable": "personalization skipped, non-personalized order: the profile store is unavailable",
 }
 
@@ -126,7 +126,8 @@ class Reranker:
     """Scores (query, product text) pairs with the cross-encoder in Triton: one request per query.
 
     At most `max_in_flight` requests wait on Triton at once; past that a query is not queued behind them
-    (where it would most likely miss its deadline anyway) but answered at once in fused order, degraded.
+    (where it would most likely miss its deadline anyway) but answered at once without the cross-encoder
+    (the same weights over the cheap components), degraded.
     """
 
     def __init__(self, client: TritonClient, tokenizer: PairEncoder, timeout_s: float, max_in_flight: int = 2) -> None:
@@ -340,19 +341,24 @@ class Pipeline:
             standing = None  # in a cascade, each candidate's place in the cheap order (higher is better)
             scoring = (asyncio.create_task(self._score(query, texts, route.version))
                        if rerank and not cascade else None)
+
+            async def cheap_features() -> dict[str, np.ndarray]:  # match features and intent of the depth rows
+                features = await asyncio.to_thread(match_features, query, texts)
+                if "overlap" in features:
+                    features["overlap"] = impute(features["overlap"], same_script[depth_rows], depth_proxy)
+                if index.intent is not None and multilingual_embedding is not None:
+                    features["intent"] = index.intent.feature(multilingual_embedding, depth_rows)
+                return features
+
             # One turn of the loop runs the task up to its Triton call, or to its refusal when the reranker is
-            # busy; only an admitted query gets its match features, computed while Triton scores the pairs.
+            # busy; an admitted query gets its match features while Triton scores the pairs.
             await asyncio.sleep(0)
-            extra = {}
+            extra: dict[str, np.ndarray] | None = None
             try:
                 if cascade:
                     self.reranker.admit()  # a busy reranker refuses before the features are computed
                 if scoring is None or not scoring.done():
-                    extra = await asyncio.to_thread(match_features, query, texts)
-                    if "overlap" in extra:
-                        extra["overlap"] = impute(extra["overlap"], same_script[depth_rows], depth_proxy)
-                    if index.intent is not None and multilingual_embedding is not None:
-                        extra["intent"] = index.intent.feature(multilingual_embedding, depth_rows)
+                    extra = await cheap_features()
                 if cascade:  # the cheap order: the weights without the cross-encoder, ties in the fused order
                     cheap = combined_scores(fused, {**weights, "reranker": 0.0}, extra)
                     cheap_order = np.lexsort((np.arange(depth), -cheap))
@@ -367,6 +373,10 @@ class Pipeline:
                 code = ("reranker_busy" if isinstance(error, RerankerBusy)
                         else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
                 degraded_reason = _degrade(degraded_reason, code, error)
+                # Without the cross-encoder, the same weights rank by what they have without it.
+                cheap_weights = {**weights, "reranker": 0.0}
+                if any(cheap_weights.values()):
+                    fused = combine(fused, cheap_weights, extra if extra is not None else await cheap_features())
             else:
                 before, fused = fused, combine(fused, weights, extra)
                 if route.shadow and scoring is not None:

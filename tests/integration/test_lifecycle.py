@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_info
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import TritonUnavailable
+from core.features import FEATURES
 from orchestrator.triton_process import LocalTriton, free_port
 
 from .conftest import DEMO_CATALOG, DEMO_JUDGMENTS, ROOT, ServiceThread
@@ -52,7 +53,7 @@ def health_status(address: str) -> int | None:
 
 def test_not_serving_until_triton_is_ready_then_degraded_when_it_goes(settings, demo_index, model_repository):
     """Health follows Triton: NOT_SERVING before its models load, SERVING after, NOT_SERVING once it is gone;
-    searches without Triton still answer from BM25, marked degraded."""
+    searches without Triton still answer from BM25 and the match features, marked degraded."""
     port = free_port()
     running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=f"127.0.0.1:{port}"))
     start = asyncio.run_coroutine_threadsafe(running.service.start(), running.loop)
@@ -75,7 +76,8 @@ def test_not_serving_until_triton_is_ready_then_degraded_when_it_goes(settings, 
         assert degraded.degraded and degraded.degraded_reason.startswith("dense_unavailable: ")
         assert "127.0.0.1" not in degraded.degraded_reason and "failed to connect" not in degraded.degraded_reason
         assert [item.product_id for item in degraded.items]  # answered from BM25, not lost
-        assert {c.name for c in degraded.items[0].components} == {"bm25"}
+        # The weights without the cross-encoder rank what is left: BM25 and the in-process match features.
+        assert {c.name for c in degraded.items[0].components} == {"bm25", *FEATURES}
         wait_for(lambda: health_status(address) == health_pb2.HealthCheckResponse.NOT_SERVING, 15, "NOT_SERVING")
     finally:
         triton.stop()

@@ -71,24 +71,28 @@ def test_search_reranks_and_explains(stub, model_repository):
     assert reranker == sorted(reranker, reverse=True)
 
 
-def test_missed_reranker_deadline_falls_back_to_fused_order(triton, settings, demo_index):
+def test_missed_reranker_deadline_ranks_without_the_cross_encoder(triton, settings, demo_index):
     running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
                                                 rerank_timeout_s=1e-6))
+    weights = {"reranker": 1.0, "bm25": 0.5, "dense": 2.0, "overlap": 4.0}
     try:
         running.start()
         with grpc.insecure_channel(running.address) as channel:
             stub = ranking_pb2_grpc.RankingStub(channel)
-            request = ranking_pb2.SearchRequest(query="garden hose", top_k=5, explain=True)
-            degraded = stub.Search(request, timeout=30)
-            request.skip_rerank = True
-            fused = stub.Search(request, timeout=30)
+            degraded = stub.Search(ranking_pb2.SearchRequest(query="garden hose", top_k=5, explain=True,
+                                                             combination_weights=weights), timeout=30)
+            without = {name: weight for name, weight in weights.items() if name != "reranker"}
+            cheap = stub.Search(ranking_pb2.SearchRequest(query="garden hose", top_k=5, explain=True,
+                                                          combination_weights=without), timeout=30)
     finally:
         running.stop()
     assert degraded.degraded and degraded.degraded_reason.startswith("reranker_deadline: ")
-    assert [item.product_id for item in degraded.items] == [item.product_id for item in fused.items]
+    assert not cheap.degraded  # no cross-encoder asked for: no deadline to miss
+    assert [item.product_id for item in degraded.items] == [item.product_id for item in cheap.items]
+    assert "reranker" not in {c.name for c in degraded.items[0].components}
 
 
-def test_reranks_past_the_concurrency_limit_get_the_fused_order_at_once(triton, settings, demo_index):
+def test_reranks_past_the_concurrency_limit_are_answered_at_once_without_the_cross_encoder(triton, settings, demo_index):
     running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
                                                 max_concurrent_reranks=1))
     queries = ["garden hose", "cordless drill", "wireless earbuds", "patio chair", "led bulb", "coffee maker"]

@@ -88,17 +88,27 @@ def test_query_as_typed_when_asked_or_when_nothing_changes(parts):
     assert encoder.texts == triton.queries == ["tiolet lid", "cordless drill"]
 
 
-def test_busy_reranker_gives_fused_order_without_computing_features(parts):
+def test_busy_reranker_ranks_without_the_cross_encoder_at_once(parts):
     pipeline, _, triton, reranker, feature_queries = parts
     reranker.in_flight = reranker.max_in_flight  # every slot taken by other queries
-    busy = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True)))
-    assert busy.degraded_reason == "reranker_busy: reranking skipped, fused order: the reranker is at its limit of concurrent queries"
+    # Weights of the cross-encoder alone (this pipeline's default) have nothing to rank by without it: fused order.
+    alone = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True)))
+    assert alone.degraded_reason == ("reranker_busy: cross-encoder skipped, ranked without it: the reranker is at "
+                                     "its limit of concurrent queries")
     assert triton.queries == feature_queries == []
-    assert {name for name, *_ in busy.items[0].components} == {"bm25", "dense"}
+    assert {name for name, *_ in alone.items[0].components} == {"bm25", "dense"}
+    # Weights with cheap components rank by them: the match features are computed once, no Triton call.
+    weights = {"reranker": 1.0, "bm25": 0.5, "dense": 2.0}
+    busy = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True, combination_weights=weights)))
+    assert busy.degraded_reason.startswith("reranker_busy: ")
+    assert triton.queries == [] and feature_queries == ["claw hammer"]
+    for item in busy.items:
+        contributions = {name: contribution for name, _, _, contribution in item.components}
+        assert "reranker" not in contributions and item.score == pytest.approx(sum(contributions.values()))
     reranker.in_flight = 0
     admitted = asyncio.run(pipeline.search(SearchQuery("claw hammer", explain=True)))
     assert not admitted.degraded
-    assert feature_queries == ["claw hammer"]
+    assert feature_queries == ["claw hammer"] * 2
     assert "reranker" in {name for name, *_ in admitted.items[0].components}
 
 
@@ -170,9 +180,12 @@ def test_without_a_cascade_the_cross_encoder_scores_every_candidate(cascade):
     assert [sorted(texts) for texts in triton.texts] == [sorted(OVERLAP)] * 3
 
 
-def test_a_busy_reranker_refuses_a_cascade_before_its_features_are_computed(cascade):
+def test_a_busy_reranker_refuses_a_cascade_and_the_answer_takes_the_cheap_order(cascade):
     pipeline, triton, reranker, computed = cascade
     reranker.in_flight = reranker.max_in_flight
-    result = asyncio.run(pipeline(cross_encoder_depth=2).search(SearchQuery("drill", top_k=6)))
+    query = SearchQuery("drill", top_k=6, explain=True, combination_weights={"reranker": 1.0, "overlap": 1.0})
+    result = asyncio.run(pipeline(cross_encoder_depth=2).search(query))
     assert result.degraded_reason.startswith("reranker_busy: ")
-    assert triton.texts == computed == []
+    assert triton.texts == [] and computed == ["drill"]
+    assert [item.title for item in result.items] == sorted(OVERLAP, key=OVERLAP.get, reverse=True)
+    assert all("reranker" not in {name for name, *_ in item.components} for item in result.items)
