@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,10 +30,11 @@ from core.tokenization import TextEncoder  # noqa: E402
 M, EF_CONSTRUCTION, K = 32, 200, 100
 
 
-def embed_queries(texts: list[str], model_dir: Path) -> np.ndarray:
+def embed_queries(texts: list[str], model_dir: Path, version: str) -> np.ndarray:
+    """The queries' vectors from the bi-encoder `version` (the one that embedded the index)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_dir / version / "model.onnx"), providers=["CPUExecutionProvider"])
     encoder = TextEncoder(model_dir / "tokenizer.json", 64)
     out = [session.run(["embedding"], encoder(texts[i : i + 64]))[0] for i in range(0, len(texts), 64)]
     return np.concatenate(out).astype(np.float32)
@@ -96,7 +98,8 @@ def main() -> None:
     vectors = np.ascontiguousarray(np.load(args.index / "embeddings.npy"), dtype=np.float32)
     with open(args.queries, newline="", encoding="utf-8") as handle:
         texts = list(dict.fromkeys(row["query"] for row in csv.DictReader(handle)))[: args.n_queries]
-    queries = embed_queries(texts, args.model)
+    version = json.loads((args.index / "manifest.json").read_text())["encoder_version"]
+    queries = embed_queries(texts, args.model, version)
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :K]
     print(f"{len(vectors)} vectors of {vectors.shape[1]} dims, {len(queries)} queries, k={K}, M={M}, efConstruction={EF_CONSTRUCTION}")
     print(f"{'library':<9} {'build s':>8} {'ef':>5} {'recall@100':>11} {'p50 ms':>8} {'p99 ms':>8}")
