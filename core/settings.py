@@ -47,7 +47,8 @@ class Settings:
     retrieve_depth: int = 200
     # The top `rerank_depth` fused candidates (at least top_k) are reranked: combined with BM25, cosines, match
     # features, intent and the cross-encoder's scores from one Triton request (combination.json); past
-    # `rerank_timeout_s` the fused order is returned, marked degraded. 0 turns reranking off.
+    # `rerank_timeout_s` they are ranked by the same weights without the cross-encoder, marked degraded. 0 turns
+    # reranking off.
     rerank_depth: int = 100
     # A cascade: the cross-encoder scores only the first `cross_encoder_depth` of those candidates in the order of
     # the same weights without it (cheap: BM25, cosines, match features, intent); the others get its score at
@@ -57,7 +58,8 @@ class Settings:
     cross_encoder_depth: int = 30
     reranker_model: str = "reranker"
     rerank_timeout_s: float = 1.0
-    # Reranking requests waiting on Triton at once; more queries get the fused order at once, marked degraded.
+    # Reranking requests waiting on Triton at once; more queries are answered at once without the cross-encoder,
+    # marked degraded.
     # On this 2-core CPU a query's 100 pairs take ~100 ms (INT8, 3 layers), so a third would wait ~200 ms first.
     max_concurrent_reranks: int = 2
     max_pair_tokens: int = 48

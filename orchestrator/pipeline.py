@@ -333,10 +333,11 @@ class Pipeline:
             depth_rows = fused.rows[:depth]
             depth_proxy = next((c.raw[:depth] for c in fused.components if c.name == "multilingual"), None)
             texts = [index.products[int(row)].search_text() for row in depth_rows]
-            # A cascade scores only the first `cross_encoder_depth` of the cheap order (the weights without the
-            # cross-encoder's; weights of it alone have none): the match features first.
-            cascade = (rerank and 0 < settings.cross_encoder_depth < depth
-                       and any(weight for name, weight in weights.items() if name != "reranker"))
+            # The weights without the cross-encoder's: they order a cascade, and rank when it cannot answer.
+            cheap_weights = {**weights, "reranker": 0.0}
+            # A cascade scores only the first `cross_encoder_depth` of the cheap order (weights of the cross-encoder
+            # alone have none): the match features first.
+            cascade = rerank and 0 < settings.cross_encoder_depth < depth and any(cheap_weights.values())
             scored = np.arange(depth)  # positions in depth_rows the cross-encoder scores
             standing = None  # in a cascade, each candidate's place in the cheap order (higher is better)
             scoring = (asyncio.create_task(self._score(query, texts, route.version))
@@ -360,7 +361,7 @@ class Pipeline:
                 if scoring is None or not scoring.done():
                     extra = await cheap_features()
                 if cascade:  # the cheap order: the weights without the cross-encoder, ties in the fused order
-                    cheap = combined_scores(fused, {**weights, "reranker": 0.0}, extra)
+                    cheap = combined_scores(fused, cheap_weights, extra)
                     cheap_order = np.lexsort((np.arange(depth), -cheap))
                     standing = np.empty(depth)
                     standing[cheap_order] = -np.arange(depth)  # higher is better
@@ -374,7 +375,6 @@ class Pipeline:
                         else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
                 degraded_reason = _degrade(degraded_reason, code, error)
                 # Without the cross-encoder, the same weights rank by what they have without it.
-                cheap_weights = {**weights, "reranker": 0.0}
                 if any(cheap_weights.values()):
                     fused = combine(fused, cheap_weights, extra if extra is not None else await cheap_features())
             else:

@@ -36,13 +36,7 @@ QUERIES = ["cordless drill", "wireless earbuds", "garden hose", "phone case", "æ
 @pytest.fixture(scope="module")
 def repository(model_repository, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rollout") / "repository"
-    for model in ("bi_encoder", "multilingual_encoder", "reranker"):
-        source = model_repository / model
-        (root / model).mkdir(parents=True)
-        for item in source.iterdir():
-            if item.is_file():
-                shutil.copy2(item, root / model / item.name)
-        linked_copy(source / "1", root / model / "1")
+    linked_copy(model_repository, root)  # every model at version 1 only (conftest's model_repository)
     reranker = root / "reranker"
     if not (reranker / "1" / "combination.json").is_file():  # exported before versions had their own
         shutil.copy2(combination_file(model_repository, "reranker", "1"), reranker / "1" / "combination.json")
