@@ -173,7 +173,9 @@ def main() -> None:
         with LocalTriton(Path(scratch), start_timeout_s=180.0) as triton:
             result = asyncio.run(measure(triton.url, spec, requests, args.concurrency))
     result["preferred_batch_sizes"] = preferred if preferred is not None else list(spec.preferred_batch_sizes)
-    result["max_queue_delay_us"] = args.max_queue_delay_us if args.max_queue_delay_us is not None else spec.max_queue_delay_us
+    served = text_format.Parse((source / spec.name / "config.pbtxt").read_text(), mc.ModelConfig())
+    result["max_queue_delay_us"] = (args.max_queue_delay_us if args.max_queue_delay_us is not None
+                                    else served.dynamic_batching.max_queue_delay_microseconds)
     if args.merge_requests is not None:
         result["merge_requests"] = args.merge_requests == "true"
     if not args.json:

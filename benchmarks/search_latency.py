@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/search_latency.py [--queries 100] [--split test] [--rerank-depth 100] \
-        [--cross-encoder-depth 30] \
+        [--cross-encoder-depth 30] [--rounds 1] \
         [--catalog ../shared/data/home-depot-product-search-relevance/catalog.csv \
          --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv]
 
@@ -12,7 +12,9 @@ reranking (the top `--rerank-depth` fused candidates combined; the first `--cros
 order of the weights without the cross-encoder rescored by it in one Triton request, 0: all) and once with
 `skip_rerank`, and with `--cheap`, a third time combined by the served weights without the cross-encoder's
 (its weight 0: BM25, cosines, match features and intent over the same top `--rerank-depth`, no reranker call).
-Prints client-side p50/p99 and nDCG@10 for each. The index is the one `shoprank eval` builds and caches under
+Prints client-side p50/p99 and nDCG@10 for each. With `--rounds N` the queries go N times, each round through
+every variant in turn, and the percentiles are over all N x queries calls: the p99 of 100 calls is about their
+second slowest, and on this machine one run's differs from the next by 20-40 ms. The index is the one `shoprank eval` builds and caches under
 .shoprank/indexes/.
 
 Before that, on the same Triton, the query encoding alone: each query tokenized in-process and embedded by each
@@ -83,6 +85,8 @@ def main() -> None:
     parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
     parser.add_argument("--top-k", type=int, default=100,
                         help="products asked for (the service reranks at least this many: 10 to measure a depth < 100)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="send the queries N times (percentiles over all calls; nDCG from the first round)")
     parser.add_argument("--cheap", action="store_true",
                         help="also the served combination without the cross-encoder (its weight set to 0)")
     args = parser.parse_args()
@@ -100,11 +104,18 @@ def main() -> None:
         variants[f"no cross-encoder (top {args.rerank_depth})"] = {"rerank": True, "combination_weights": cheap}
 
     async def work(stub):
-        results = {}
+        results, latencies = {}, {label: [] for label in variants}
         for label, options in variants.items():
             await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, "search", show_progress=False,
                            top_k=args.top_k, **options)  # warm-up
-            results[label] = await evaluate(stub, judgments, catalog_ids, "search", top_k=args.top_k, **options)
+        for round_number in range(args.rounds):
+            for label, options in variants.items():
+                result = await evaluate(stub, judgments, catalog_ids, "search", top_k=args.top_k,
+                                        latencies=latencies[label], **options)
+                results.setdefault(label, result)
+        for label, result in results.items():
+            result["p50_ms"], result["p99_ms"] = percentile(latencies[label], 50), percentile(latencies[label], 99)
+            result["calls"] = len(latencies[label])
         return results
 
     # Settings from the environment, with this script's --model-repository, --rerank-depth and --cross-encoder-depth.
@@ -116,7 +127,8 @@ def main() -> None:
     print(f"{len(judgments)} {args.split}-split queries, query encoding through Triton (tokenizer included)")
     for name, (p50, p99) in encoding.items():
         print(f"{name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    print(f"{len(judgments)} {args.split}-split queries, full-catalog search for {args.top_k} products, one client")
+    rounds = f", {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"{len(judgments)} {args.split}-split queries{rounds}, full-catalog search for {args.top_k} products, one client")
     print(f"{'':<32} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for label, result in results.items():
         print(f"{label:<32} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")

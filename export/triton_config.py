@@ -31,7 +31,8 @@ def model_config(spec: ModelSpec, target: str, onnx_file: str = "model.onnx") ->
     for tensor in spec.outputs:
         config.output.add(name=tensor.name, data_type=mc.DataType.Value(tensor.triton_dtype), dims=tensor.triton_dims)
     config.dynamic_batching.preferred_batch_size.extend(spec.preferred_batch_sizes)
-    config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
+    config.dynamic_batching.max_queue_delay_microseconds = (spec.cpu_max_queue_delay_us if target == "cpu"
+                                                            else spec.max_queue_delay_us)
     if target == "cpu":
         config.backend = "python"
         config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)

@@ -53,9 +53,10 @@ async def evaluate(
     combination_weights: dict[str, float] | None = None,
     per_query: dict[str, float] | None = None,
     top_k: int = 0,
+    latencies: list[float] | None = None,
 ) -> dict[str, Any]:
     """Run every judged query through Search and return the metrics as one flat dict; each query's nDCG@10 is
-    also written into `per_query` when given. Searches ask for `top_k` products (default SEARCH_DEPTH); recall is
+    also written into `per_query` when given, and each call's client-side milliseconds into `latencies`. Searches ask for `top_k` products (default SEARCH_DEPTH); recall is
     reported only when that is SEARCH_DEPTH. The service reranks at least top_k candidates, so a rerank depth
     below 100 is measured with a smaller top_k (10: nDCG@10 only)."""
     top_k = top_k or SEARCH_DEPTH
@@ -89,6 +90,8 @@ async def evaluate(
                 continue
             raise
         latencies_ms.append((time.perf_counter() - started) * 1000.0)
+        if latencies is not None:
+            latencies.append(latencies_ms[-1])
         degraded += response.degraded
         corrected += bool(response.corrected_query)
         ranked = [item.product_id for item in response.items]

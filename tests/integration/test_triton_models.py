@@ -30,7 +30,7 @@ def test_served_config_names_the_spec_tensors(triton):
     config = triton_grpc.InferenceServerClient(triton.url).get_model_config(BI_ENCODER.name).config
     assert [t.name for t in config.input] == BI_ENCODER.input_names
     assert [t.name for t in config.output] == BI_ENCODER.output_names
-    assert config.dynamic_batching.max_queue_delay_microseconds == BI_ENCODER.max_queue_delay_us
+    assert config.dynamic_batching.max_queue_delay_microseconds == BI_ENCODER.cpu_max_queue_delay_us
 
 
 def test_triton_embeddings_match_pytorch(triton):

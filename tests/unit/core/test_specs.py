@@ -62,6 +62,7 @@ def test_bi_encoder_batching_is_consistent():
     assert list(BI_ENCODER.preferred_batch_sizes) == sorted(BI_ENCODER.preferred_batch_sizes)
     assert all(1 <= size <= BI_ENCODER.max_batch_size for size in BI_ENCODER.preferred_batch_sizes)
     assert BI_ENCODER.max_queue_delay_us > 0
+    assert BI_ENCODER.cpu_max_queue_delay_us >= 0
     low, opt, high = BI_ENCODER.sequence_lengths
     assert 1 <= low <= opt <= high
 
