@@ -51,15 +51,18 @@ class PairEncoder:
     Each text's word pieces are cached (the last `cache_texts` texts): a catalog's titles come back query after
     query, so a search's 30 pairs cost array copies (0.2 ms) instead of a batch through the tokenizer (2 ms,
     with spikes past 7 from its thread pool). The result is token for token the tokenizer's own pair encoding
-    (tests/unit/core/test_tokenization.py compares them).
+    (tests/unit/core/test_pair_encoder.py compares them).
     """
 
     def __init__(self, tokenizer_file: Path, max_tokens: int, max_query_tokens: int = 24,
                  pad_to_multiple_of: int | None = None, cache_texts: int = 200_000) -> None:
         if not Path(tokenizer_file).is_file():
             raise ConfigError(f"tokenizer {tokenizer_file} not found; run `shoprank export` first")
-        if max_tokens < 4:
-            raise ConfigError(f"max_tokens must be at least 4 ([CLS], a query piece, [SEP], [SEP]), not {max_tokens}")
+        if max_tokens < 5:
+            raise ConfigError("max_tokens must be at least 5 ([CLS], a query piece, [SEP], a text piece, [SEP]), "
+                              f"not {max_tokens}")
+        if max_query_tokens < 1:
+            raise ConfigError(f"max_query_tokens must be at least 1, not {max_query_tokens}")
         self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()

@@ -90,6 +90,15 @@ def test_cached_texts_give_the_same_pairs_and_other_queries_their_own_room(token
     assert encoder._text_pieces.cache_info().hits >= 8
 
 
+@pytest.mark.parametrize("max_tokens", [5, 6, 8])
+def test_the_smallest_pairs_keep_a_query_piece_and_a_text_piece(tokenizer_file, max_tokens):
+    encoded = PairEncoder(tokenizer_file, max_tokens)("unbelievably long query about drills", ["cordless drill kit"])
+    mask, types = encoded["attention_mask"][0], encoded["token_type_ids"][0]
+    assert mask.sum() == max_tokens
+    assert 1 <= types[:mask.sum()].tolist().count(0) - 2  # a query piece besides [CLS] and [SEP]
+    assert types.sum() >= 2  # a text piece and its [SEP]
+
+
 def test_a_query_longer_than_the_pair_keeps_a_piece_of_the_text(tokenizer_file):
     encoder = PairEncoder(tokenizer_file, 8, 24)
     encoded = encoder("unbelievably long query about drills", ["cordless drill"])
@@ -107,7 +116,9 @@ def test_no_texts_is_an_empty_batch(tokenizer_file):
 
 
 def test_limits_and_missing_file_are_config_errors(tokenizer_file, tmp_path):
-    with pytest.raises(ConfigError, match="at least 4"):
-        PairEncoder(tokenizer_file, 3)
+    with pytest.raises(ConfigError, match="at least 5"):
+        PairEncoder(tokenizer_file, 4)
+    with pytest.raises(ConfigError, match="max_query_tokens must be at least 1"):
+        PairEncoder(tokenizer_file, 48, 0)
     with pytest.raises(ConfigError, match="run `shoprank export`"):
         PairEncoder(tmp_path / "tokenizer.json", 48)
