@@ -17,6 +17,10 @@ every variant in turn, and the percentiles are over all N x queries calls: the p
 second slowest, and on this machine one run's differs from the next by 20-40 ms. The index is the one `shoprank eval` builds and caches under
 .shoprank/indexes/.
 
+Last, the machine's own speed at that moment (ten 600x600 float32 matrix products on one thread, p50 of 20 samples,
+before and after the searches): this machine's speed moves by a third within an hour, so figures from different
+runs compare only alongside it (docs/reranker.md, "Where a reranked search's time goes").
+
 Before that, on the same Triton, the query encoding alone: each query tokenized in-process and embedded by each
 encoder (MiniLM, multilingual) in one request at a time, as the orchestrator does; p50/p99 in ms.
 """
@@ -28,6 +32,8 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,6 +77,21 @@ async def encoding_latency(url: str, settings: Settings, queries: list[str]) -> 
     finally:
         await client.close()
     return results
+
+
+def machine_speed_ms(samples: int = 20) -> float:
+    """p50 ms of ten 600x600 float32 matrix products on one thread: a yardstick for this moment's machine."""
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+    matrix = np.random.default_rng(0).random((600, 600), dtype=np.float32)
+    times = []
+    with threadpool_limits(1):
+        for _ in range(samples):
+            started = time.perf_counter()
+            for _ in range(10):
+                matrix @ matrix
+            times.append((time.perf_counter() - started) * 1000.0)
+    return percentile(times, 50)
 
 
 def main() -> None:
@@ -120,10 +141,12 @@ def main() -> None:
 
     # Settings from the environment, with this script's --model-repository, --rerank-depth and --cross-encoder-depth.
     settings = Settings.from_env(model_repository=args.model_repository)
+    speed_before = machine_speed_ms()
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         encoding = asyncio.run(encoding_latency(url, settings, list(judgments)))
         results = run_on_catalog(argparse.Namespace(**{**vars(args), "triton_url": url}), args.catalog, work,
                                  index_dir=index_dir)
+    speed_after = machine_speed_ms()
     print(f"{len(judgments)} {args.split}-split queries, query encoding through Triton (tokenizer included)")
     for name, (p50, p99) in encoding.items():
         print(f"{name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
@@ -132,7 +155,8 @@ def main() -> None:
     print(f"{'':<32} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for label, result in results.items():
         print(f"{label:<32} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")
-
+    print(f"machine speed (ten 600x600 float32 products on one thread, p50): {speed_before:.0f} ms before, "
+          f"{speed_after:.0f} ms after")
 
 if __name__ == "__main__":
     main()
