@@ -14,8 +14,8 @@ order of the weights without the cross-encoder rescored by it in one Triton requ
 (its weight 0: BM25, cosines, match features and intent over the same top `--rerank-depth`, no reranker call).
 Prints client-side p50/p99 and nDCG@10 for each. With `--rounds N` the queries go N times, each round through
 every variant in turn, and the percentiles are over all N x queries calls: the p99 of 100 calls is about their
-second slowest, and on this machine one run's differs from the next by 20-40 ms. The index is the one `shoprank eval` builds and caches under
-.shoprank/indexes/.
+second slowest, and on this machine one run's differs from the next by 20-40 ms. The index is the one
+`shoprank eval` builds and caches under .shoprank/indexes/.
 
 Last, the machine's own speed at that moment (ten 600x600 float32 matrix products on one thread, p50 of 20 samples,
 before and after the searches): this machine's speed moves by a third within an hour, so figures from different
@@ -151,7 +151,8 @@ def main() -> None:
     for name, (p50, p99) in encoding.items():
         print(f"{name:<22} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     rounds = f", {args.rounds} rounds" if args.rounds > 1 else ""
-    print(f"{len(judgments)} {args.split}-split queries{rounds}, full-catalog search for {args.top_k} products, one client")
+    print(f"{len(judgments)} {args.split}-split queries{rounds}, full-catalog search for {args.top_k} products, "
+          "one client")
     print(f"{'':<32} {'p50 ms':>8} {'p99 ms':>8} {'nDCG@10':>8} {'degraded':>9}")
     for label, result in results.items():
         print(f"{label:<32} {result['p50_ms']:8.1f} {result['p99_ms']:8.1f} {result['ndcg@10']:8.4f} {result['degraded']:9d}")

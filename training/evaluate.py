@@ -56,9 +56,10 @@ async def evaluate(
     latencies: list[float] | None = None,
 ) -> dict[str, Any]:
     """Run every judged query through Search and return the metrics as one flat dict; each query's nDCG@10 is
-    also written into `per_query` when given, and each call's client-side milliseconds into `latencies`. Searches ask for `top_k` products (default SEARCH_DEPTH); recall is
-    reported only when that is SEARCH_DEPTH. The service reranks at least top_k candidates, so a rerank depth
-    below 100 is measured with a smaller top_k (10: nDCG@10 only)."""
+    also written into `per_query` when given, and each call's client-side milliseconds into `latencies`. Searches
+    ask for `top_k` products (default SEARCH_DEPTH); recall is reported only when that is SEARCH_DEPTH. The
+    service reranks at least top_k candidates, so a rerank depth below 100 is measured with a smaller top_k (10:
+    nDCG@10 only)."""
     top_k = top_k or SEARCH_DEPTH
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")

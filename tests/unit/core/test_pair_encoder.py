@@ -44,7 +44,8 @@ def reference(tokenizer_file: str, max_tokens: int, max_query_tokens: int, queri
         return query if len(encoding.ids) <= max_query_tokens else query[: encoding.offsets[max_query_tokens - 1][1]]
 
     encodings = pair.encode_batch([(short(query), text) for query, text in zip(queries, texts)])
-    return {"input_ids": np.array([e.ids for e in encodings]), "attention_mask": np.array([e.attention_mask for e in encodings]),
+    return {"input_ids": np.array([e.ids for e in encodings]),
+            "attention_mask": np.array([e.attention_mask for e in encodings]),
             "token_type_ids": np.array([e.type_ids for e in encodings])}
 
 
