@@ -17,12 +17,12 @@ every variant in turn, and the percentiles are over all N x queries calls: the p
 second slowest, and on this machine one run's differs from the next by 20-40 ms. The index is the one
 `shoprank eval` builds and caches under .shoprank/indexes/.
 
-Last, the machine's own speed at that moment (ten 600x600 float32 matrix products on one thread, p50 of 20 samples,
-before and after the searches): this machine's speed moves by a third within an hour, so figures from different
-runs compare only alongside it (docs/reranker.md, "Where a reranked search's time goes").
-
 Before that, on the same Triton, the query encoding alone: each query tokenized in-process and embedded by each
 encoder (MiniLM, multilingual) in one request at a time, as the orchestrator does; p50/p99 in ms.
+
+Last, the machine's own speed (ten 600x600 float32 matrix products on one thread, p50 of 20 samples, measured
+before and after the searches): this machine's speed moves by a third within an hour, so figures from different
+runs compare only alongside it (docs/reranker.md, "Where a reranked search's time goes").
 """
 
 from __future__ import annotations
