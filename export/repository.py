@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -25,6 +25,9 @@ from .triton_config import render
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "ort_model.py"
 # The targets the sentence encoders are exported into: both serve an ONNX file (`tensorrt` is for the reranker's plan).
 ONNX_TARGETS = ("cpu", "gpu")
+# Triton's scheduling settings reach config.pbtxt only, never the exported files: a change to them rewrites the
+# configs of an export that is otherwise current (`refresh_configs`) instead of exporting every model again.
+SCHEDULING_FIELDS = frozenset({"preferred_batch_sizes", "max_queue_delay_us", "cpu_max_queue_delay_us"})
 
 
 def _digest(path: Path) -> str:
@@ -35,12 +38,28 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def spec_stamp(spec: ModelSpec) -> str:
+    """The spec as the exported files depend on it: every field but Triton's scheduling settings."""
+    kept = ", ".join(f"{field.name}={getattr(spec, field.name)!r}" for field in fields(spec)
+                     if field.name not in SCHEDULING_FIELDS)
+    return f"{type(spec).__name__}({kept})"
+
+
+def refresh_configs(root: Path, spec: ModelSpec, configs: dict[str, str], log) -> None:
+    """Rewrite each target's config.pbtxt (`configs`: target -> text) where it says something else."""
+    for target, text in configs.items():
+        path = root / target / spec.name / "config.pbtxt"
+        if path.is_file() and path.read_text() != text:
+            path.write_text(text)
+            log(f"{spec.name}: rewrote {path} from core/specs.py (the export itself is current)")
+
+
 def source_stamp(model_dir: Path, spec: ModelSpec) -> dict[str, str]:
     """What an export depends on: the base weights, the spec, the exporter and the served model code."""
     here = Path(__file__).parent
     return {
         "base_model_sha256": _digest(model_dir / "model.safetensors"),
-        "spec": repr(spec),
+        "spec": spec_stamp(spec),
         "exporter_sha256": _digest(here / "onnx.py"),
         "python_backend_sha256": _digest(PYTHON_BACKEND_MODEL),
     }
@@ -131,6 +150,7 @@ def _export_encoder(root: Path, spec: ModelSpec, stamp: dict[str, str], force: b
     checks the file, returning (parity with `reference`, more details for the manifest). `force` exports a new
     version even when the newest is current."""
     if not force and is_current(root, spec, stamp):
+        refresh_configs(root, spec, {target: render(spec, target) for target in ONNX_TARGETS}, log)
         log(f"{spec.name}: up to date in {root}")
         return
     with tempfile.TemporaryDirectory() as scratch:
@@ -166,7 +186,7 @@ def multilingual_source_stamp(resources: Path, spec: ModelSpec) -> dict[str, str
     return {
         "weights_sha256": _digest(resources / "weights.npz"),
         "sentencepiece_sha256": _digest(resources / "sp.model"),
-        "spec": repr(spec),
+        "spec": spec_stamp(spec),
         "exporter_sha256": _digest(Path(__file__).parent / "multilingual.py"),
         "python_backend_sha256": _digest(PYTHON_BACKEND_MODEL),
     }

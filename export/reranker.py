@@ -37,6 +37,7 @@ from .repository import (
     log_parity,
     newest_version,
     next_version,
+    refresh_configs,
     source_stamp,
     write_version,
 )
@@ -448,6 +449,12 @@ WEIGHTS = {"cpu": INT8_FILE, "gpu": "model.onnx"}
 COMBINATION = "combination.json"
 
 
+def _configs(spec: ModelSpec) -> dict[str, str]:
+    """Each target's config.pbtxt text (the cpu target serves the int8 file)."""
+    return {"cpu": render(spec, "cpu", onnx_file=INT8_FILE), "gpu": render(spec, "gpu"),
+            "tensorrt": render(spec, "tensorrt")}
+
+
 def _write_target(root: Path, target: str, spec: ModelSpec, version: int, config: str, files: dict[str, Path],
                   tokenizer: Path, record: dict) -> Path:
     """Write version `version` of the reranker into one target: its files, manifest and combination weights
@@ -503,6 +510,7 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
     gate = gate_data or default_gate_data()
     stamp = reranker_source_stamp(adapter_dir, spec, int8_method, gate, skip_precisions, tolerance)
     if not force and is_current(root, spec, stamp, WEIGHTS):
+        refresh_configs(root, spec, _configs(spec), log)
         # The combination weights can change without the model (`shoprank train combination`).
         if not _reweight(root, spec, combination_weights(adapter_dir), log):
             log(f"{spec.name}: up to date in {root}")
@@ -537,12 +545,13 @@ def export_reranker_repository(root: Path, adapter_dir: Path, force: bool = Fals
             combination=combination_weights(adapter_dir),
         )
         tokenizer = base_model_dir() / "tokenizer.json"
+        configs = _configs(spec)
         served = {
             # FP32 rides along unused, so benchmarks/reranker_triton.py can serve it for comparison.
-            "cpu": (render(spec, "cpu", onnx_file=INT8_FILE),
+            "cpu": (configs["cpu"],
                     {INT8_FILE: files["int8"], "model.fp32.onnx": fused_file, "model.py": PYTHON_BACKEND_MODEL}),
-            "gpu": (render(spec, "gpu"), {"model.onnx": files["fp16"]}),
-            "tensorrt": (render(spec, "tensorrt"), {"model.plan": plan} if plan else {}),
+            "gpu": (configs["gpu"], {"model.onnx": files["fp16"]}),
+            "tensorrt": (configs["tensorrt"], {"model.plan": plan} if plan else {}),
         }
         version = next_version(root, spec, TARGETS)
         for target, (config, target_files) in served.items():

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from core.model_repository import version_manifest, versions
 from core.specs import BI_ENCODER
-from export.repository import ONNX_TARGETS, is_current, newest_version, next_version, write_model, write_version
+from export.repository import (
+    ONNX_TARGETS,
+    _export_encoder,
+    is_current,
+    newest_version,
+    next_version,
+    spec_stamp,
+    write_model,
+    write_version,
+)
+from export.triton_config import render
 
 
 @pytest.fixture
@@ -65,3 +76,32 @@ def test_an_older_layout_reads_its_stamp_as_version_one(tmp_path):
     (folder / "export.json").write_text(json.dumps({"source": {"weights": "a"}}))
     assert version_manifest(folder, 1) == {"source": {"weights": "a"}}
     assert version_manifest(folder, 2) is None
+
+
+def test_the_spec_stamp_leaves_out_only_tritons_scheduling():
+    rescheduled = dataclasses.replace(BI_ENCODER, preferred_batch_sizes=(4,), max_queue_delay_us=5,
+                                      cpu_max_queue_delay_us=7)
+    assert spec_stamp(rescheduled) == spec_stamp(BI_ENCODER)
+    assert spec_stamp(dataclasses.replace(BI_ENCODER, onnx_opset=18)) != spec_stamp(BI_ENCODER)
+    assert spec_stamp(dataclasses.replace(BI_ENCODER, max_batch_size=32)) != spec_stamp(BI_ENCODER)
+    assert spec_stamp(dataclasses.replace(BI_ENCODER, length_group_rows=5)) != spec_stamp(BI_ENCODER)
+
+
+def test_a_current_export_rewrites_a_stale_config_and_exports_nothing(tmp_path, files):
+    root = tmp_path / "repo"
+    stamp = {"spec": spec_stamp(BI_ENCODER)}
+    export_once(root, files, stamp)
+    stale = root / "cpu" / BI_ENCODER.name / "config.pbtxt"
+    stale.write_text(render(dataclasses.replace(BI_ENCODER, cpu_max_queue_delay_us=2000), "cpu"))
+    lines = []
+
+    def export(onnx_file):
+        raise AssertionError("a current model was exported again")
+
+    _export_encoder(root, BI_ENCODER, stamp, False, lines.append, "source", "reference", export, files[1],
+                    "tokenizer.json")
+    assert stale.read_text() == render(BI_ENCODER, "cpu")
+    assert (root / "gpu" / BI_ENCODER.name / "config.pbtxt").read_text() == render(BI_ENCODER, "gpu")
+    assert versions(root / "cpu" / BI_ENCODER.name) == [1]
+    assert any("rewrote" in line and "cpu" in line for line in lines)
+    assert not any("rewrote" in line and "gpu" in line for line in lines)  # it was current
