@@ -123,10 +123,10 @@ def main() -> None:
             to_int8(files["fp32"], files[name], calibration=calibration if options["method"] == "static" else None, **options)
             print(f"{name}: quantized in {time.perf_counter() - started:.1f}s", flush=True)
         if args.model_repository:
-            for target, name in (("cpu", INT8_FILE), ("gpu", "model.onnx")):  # each target's newest version
-                folder_of = args.model_repository / target / "reranker"
-                files[f"served {target}/reranker {'int8' if target == 'cpu' else 'fp16'}"] = (
-                    folder_of / str(versions(folder_of)[-1]) / name)
+            cpu, gpu = (args.model_repository / target / "reranker" for target in ("cpu", "gpu"))
+            # Each target's newest version: what a fresh service serves.
+            files["served cpu/reranker int8"] = cpu / str(versions(cpu)[-1]) / INT8_FILE
+            files["served gpu/reranker fp16"] = gpu / str(versions(gpu)[-1]) / "model.onnx"
 
         print("\n| precision | MB | p50 ms | p90 ms | nDCG@10 | vs fp32 | gate s | batched: max |Δscore| | top 10 moved |")
         print("|---|---|---|---|---|---|---|---|---|")

@@ -335,9 +335,9 @@ class Pipeline:
             texts = [index.products[int(row)].search_text() for row in depth_rows]
             # The weights without the cross-encoder's: they order a cascade, and rank when it cannot answer.
             cheap_weights = {**weights, "reranker": 0.0}
-            # A cascade scores only the first `cross_encoder_depth` of the cheap order (weights of the cross-encoder
-            # alone have none): the match features first.
-            cascade = rerank and 0 < settings.cross_encoder_depth < depth and any(cheap_weights.values())
+            ranks_without_it = any(cheap_weights.values())  # weights of the cross-encoder alone have no cheap order
+            # A cascade scores only the first `cross_encoder_depth` of the cheap order: the match features first.
+            cascade = rerank and 0 < settings.cross_encoder_depth < depth and ranks_without_it
             scored = np.arange(depth)  # positions in depth_rows the cross-encoder scores
             standing = None  # in a cascade, each candidate's place in the cheap order (higher is better)
             scoring = (asyncio.create_task(self._score(query, texts, route.version))
@@ -375,7 +375,7 @@ class Pipeline:
                         else "reranker_deadline" if isinstance(error, DeadlineMissed) else "reranker_failed")
                 degraded_reason = _degrade(degraded_reason, code, error)
                 # Without the cross-encoder, the same weights rank by what they have without it.
-                if any(cheap_weights.values()):
+                if ranks_without_it:
                     fused = combine(fused, cheap_weights, extra if extra is not None else await cheap_features())
             else:
                 before, fused = fused, combine(fused, weights, extra)
