@@ -114,21 +114,25 @@ def mean_ndcg(data: list[Components], weights: np.ndarray) -> float:
     return float(np.mean(list(by_source.values()))) if by_source else float("nan")
 
 
-def _vector(script: str, start: dict[str, float] | None = None) -> np.ndarray:
-    """`start` as a vector, the anchor's weight 1; the anchor alone without `start`."""
+def _vector(script: str, start: dict[str, float] | None = None, anchor: str | None = None) -> np.ndarray:
+    """`start` as a vector, the anchor's weight 1 (the script's, or `anchor`); the anchor alone without `start`."""
     weights = np.array([float((start or {}).get(name, 0.0)) for name in COMPONENTS])
-    weights[COMPONENTS.index(ANCHOR[script])] = 1.0
+    weights[COMPONENTS.index(anchor or ANCHOR[script])] = 1.0
     return weights
 
 
-def _coordinate_ascent(data: list[Components], script: str = LATIN, start: dict[str, float] | None = None) -> np.ndarray:
+def _coordinate_ascent(data: list[Components], script: str = LATIN, start: dict[str, float] | None = None,
+                       anchor: str | None = None, absent: tuple[str, ...] = ()) -> np.ndarray:
     """From `start` (or the anchor alone), each free weight in turn set to the grid value that raises the mean over
     sources most, never letting one source fall below what `start` gave it: a step that helps one shop at
-    another's cost is not taken."""
-    weights = _vector(script, start)
+    another's cost is not taken. `anchor` replaces the script's anchor; the weights in `absent` stay as `start`
+    has them (0 without it)."""
+    anchor = anchor or ANCHOR[script]
+    weights = _vector(script, start, anchor)
     floors = source_ndcg(data, weights)
     best = mean_ndcg(data, weights)
-    free = [i for i, name in enumerate(COMPONENTS) if name != ANCHOR[script] and name not in ABSENT[script]]
+    fixed = {anchor, *ABSENT[script], *absent}
+    free = [i for i, name in enumerate(COMPONENTS) if name not in fixed]
     for _ in range(MAX_ROUNDS):
         changed = False
         for position in free:
@@ -151,6 +155,13 @@ def fit(data: list[Components], script: str = LATIN,
     data = [item for item in data if item.script == script]
     weights = _coordinate_ascent(data, script, start)
     return dict(zip(COMPONENTS, weights.tolist())), mean_ndcg(data, weights), mean_ndcg(data, _vector(script, start))
+
+
+def fit_cheap(data: list[Components]) -> dict[str, float]:
+    """Latin weights for the path without the cross-encoder (its weight 0), fit as `fit` fits, around the MiniLM
+    cosine (weight 1) from the cosine alone: no set falls below what the zero-shot bi-encoder gives it."""
+    data = [item for item in data if item.script == LATIN]
+    return dict(zip(COMPONENTS, _coordinate_ascent(data, LATIN, anchor="dense", absent=("reranker",)).tolist()))
 
 
 def cross_validate(data: list[Components], script: str = LATIN, start: dict[str, float] | None = None) -> float:

@@ -114,3 +114,25 @@ def test_the_default_without_the_cross_encoder_is_read_as_such(tmp_path):
     path.write_text(json.dumps({**result["weights"], "shops": result["shops"]}))
     assert read_combination(path)["latin"]["reranker"] == 0.0  # any other shop
     assert read_combination(path, shop="hd")["latin"]["reranker"] == 1.0
+
+
+def test_the_cheap_fit_keeps_the_cross_encoder_out_and_no_set_below_the_bi_encoder():
+    from training.combination import fit_cheap
+
+    def query(name: str, source: str, helper: str) -> Components:
+        ids = ["b", "a"]  # the wanted product second
+        features = np.zeros((2, len(COMPONENTS)))
+        features[:, COMPONENTS.index("reranker")] = [0.0, 5.0]  # would find it everywhere: must stay unused
+        features[:, COMPONENTS.index("dense")] = [0.1, 0.0]  # the bi-encoder misses it by a little
+        features[:, COMPONENTS.index(helper)] = [0.0, 1.0]
+        return Components(name, ids, {"a": 1.0}, features, source)
+
+    hd = [query(f"hd {i}", "hd", "overlap") for i in range(5)]
+    other = [query(f"other {i}", "other", "numbers") for i in range(5)]
+    other[0].features[:, COMPONENTS.index("overlap")] = [1.0, 0.0]  # overlap misleads one query of the other set
+    weights = fit_cheap(hd + other)
+    assert weights["reranker"] == 0.0 and weights["dense"] == 1.0
+    assert weights["numbers"] > 0
+    by_set = source_ndcg(hd + other, np.array([weights[n] for n in COMPONENTS]))
+    alone = source_ndcg(hd + other, np.array([1.0 if n == "dense" else 0.0 for n in COMPONENTS]))
+    assert all(by_set[name] >= alone[name] for name in alone) and by_set["hd"] == 1.0
