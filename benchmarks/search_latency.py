@@ -159,5 +159,6 @@ def main() -> None:
     print(f"machine speed (ten 600x600 float32 products on one thread, p50): {speed_before:.0f} ms before, "
           f"{speed_after:.0f} ms after")
 
+
 if __name__ == "__main__":
     main()

@@ -23,7 +23,6 @@ MiniLM bi-encoder alone and the refit weights, with the paired bootstrap 95% int
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from cli.stack import run_on_catalog  # noqa: E402
 from core.catalog import load_catalog  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
 from core.language import LATIN  # noqa: E402
-from core.metrics import ndcg_at_k  # noqa: E402
 from core.model_repository import versions  # noqa: E402
 from core.splits import select  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
@@ -62,12 +60,9 @@ def collect(args: argparse.Namespace, sets: list[tuple[str, str]]) -> list[combi
         judgments = select(load_judgments(Path(judgments_path)), split or None)
         catalog_ids = {product.product_id for product in load_catalog(Path(catalog))}
 
-        def reranker_on(settings):  # collect needs every candidate's cross-encoder score, whatever the default
-            return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100, cross_encoder_depth=0)
-
         options = argparse.Namespace(model_repository=args.model_repository)
         data += run_on_catalog(options, Path(catalog), lambda stub: combination.collect(
-            stub, judgments, catalog_ids, source=name), adjust=reranker_on)
+            stub, judgments, catalog_ids, source=name), adjust=combination.collect_settings)
         if cache is not None:
             combination.save(cache, data)
     # Latin queries with a relevant product: nDCG@10 is undefined without one.
@@ -76,11 +71,7 @@ def collect(args: argparse.Namespace, sets: list[tuple[str, str]]) -> list[combi
 
 def per_query(data: list[combination.Components], weights: dict[str, float]) -> list[float]:
     vector = np.array([weights.get(name, 0.0) for name in combination.COMPONENTS])
-    values = []
-    for item in data:
-        order = np.argsort(-(item.features @ vector), kind="stable")
-        values.append(ndcg_at_k([item.product_ids[i] for i in order], item.gains, 10))
-    return values
+    return [combination.query_ndcg(item, vector) for item in data]
 
 
 def main() -> None:

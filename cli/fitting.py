@@ -94,9 +94,6 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     def source(catalog, judgments_file, split, depth) -> str:
         return f"{judgments_file} ({split}, {'search' if depth else 'judged products'}) over {catalog}"
 
-    def reranker_on(settings):  # the components need the reranker's score of every candidate, whatever the default
-        return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100, cross_encoder_depth=0)
-
     cache = Path(args.components) if args.components else None
     data = combination.load(cache) if cache is not None and cache.is_file() else []
     for item in dict.fromkeys(default_sets + shop_sets):
@@ -109,7 +106,8 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
         judgments = select(load_judgments(judgments_file), split)
         catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
         data += run_on_catalog(args, catalog, lambda stub: combination.collect(
-            stub, judgments, catalog_ids, source=name, search_depth=depth), adjust=reranker_on, index_dir=index_dir)
+            stub, judgments, catalog_ids, source=name, search_depth=depth), adjust=combination.collect_settings,
+            index_dir=index_dir)
         if cache is not None:
             combination.save(cache, data)
 

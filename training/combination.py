@@ -19,6 +19,7 @@ ways, for an estimate that is not measured on the queries the weights were chose
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -62,6 +63,11 @@ class Components:
         return CJK if script_of(self.query) == CJK else LATIN
 
 
+def collect_settings(settings):
+    """The service settings `collect` needs: every candidate scored by the cross-encoder, whatever the defaults."""
+    return dataclasses.replace(settings, rerank_depth=settings.rerank_depth or 100, cross_encoder_depth=0)
+
+
 async def collect(stub: ranking_pb2_grpc.RankingStub, judgments: dict[str, dict[str, float]], catalog_ids: set[str],
                   show_progress: bool = True, source: str = "", search_depth: int = 0) -> list[Components]:
     """Ask the service for each query's component scores, explain on: over its judged products (rerank task), or,
@@ -97,12 +103,17 @@ async def collect(stub: ranking_pb2_grpc.RankingStub, judgments: dict[str, dict[
     return collected
 
 
+def query_ndcg(item: Components, weights: np.ndarray) -> float | None:
+    """nDCG@10 of one query's candidates ordered by `weights`; None when none of them is relevant."""
+    order = np.argsort(-(item.features @ weights), kind="stable")
+    return ndcg_at_k([item.product_ids[i] for i in order], item.gains, 10)
+
+
 def source_ndcg(data: list[Components], weights: np.ndarray) -> dict[str, float]:
     """Each source's mean nDCG@10 under `weights`."""
     by_source: dict[str, list[float]] = {}
     for item in data:
-        order = np.argsort(-(item.features @ weights), kind="stable")
-        value = ndcg_at_k([item.product_ids[i] for i in order], item.gains, 10)
+        value = query_ndcg(item, weights)
         if value is not None:
             by_source.setdefault(item.source, []).append(value)
     return {source: float(np.mean(values)) for source, values in by_source.items()}
