@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.catalog import load_catalog  # noqa: E402
 from core.cross_encoder import CrossEncoder, is_release  # noqa: E402
-from core.judged import build_lists, correct_queries, interval_text, paired_report  # noqa: E402
+from core.query_lists import build_lists, correct_queries, interval_text, paired_report  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
 from core.splits import select  # noqa: E402
 from training.train import BI_ENCODER, TrainConfig, score_lists, zero_shot_bi_encoder, zero_shot_scores  # noqa: E402

@@ -278,7 +278,7 @@ def gate_lists(judgments: Path, catalog: Path, split: str | None = "dev", seed: 
     """The QueryLists of one split of the judgments (dev by default; None: all), as training builds them, with
     the queries spelling-corrected as the service corrects them."""
     from core.catalog import load_catalog  # noqa: PLC0415
-    from core.judged import build_lists, correct_queries  # noqa: PLC0415
+    from core.query_lists import build_lists, correct_queries  # noqa: PLC0415
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.splits import select  # noqa: PLC0415
 
@@ -341,12 +341,12 @@ def score_onnx(session, encoder, lists: list, spec: ModelSpec = RERANKER) -> lis
 
 def measure_ndcg(onnx_file: Path, lists: list, spec: ModelSpec = RERANKER, threads: int = 0) -> tuple[float, float]:
     """(mean nDCG@10, seconds) of one ONNX file on the QueryLists, run with ONNX Runtime on CPU."""
-    from core.judged import mean_ndcg  # noqa: PLC0415
+    from core.query_lists import mean_ndcg_over_queries  # noqa: PLC0415
 
     session = ort_session(onnx_file, threads)
     started = time.perf_counter()
     scores = score_onnx(session, pair_encoder(spec), lists, spec)
-    return mean_ndcg(lists, scores), time.perf_counter() - started
+    return mean_ndcg_over_queries(lists, scores), time.perf_counter() - started
 
 
 def accuracy_gate(files: dict[str, Path], lists: list, tolerance: float = GATE_TOLERANCE, skip: Collection[str] = (),

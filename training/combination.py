@@ -119,7 +119,7 @@ def source_ndcg(data: list[Components], weights: np.ndarray) -> dict[str, float]
     return {source: float(np.mean(values)) for source, values in by_source.items()}
 
 
-def mean_ndcg(data: list[Components], weights: np.ndarray) -> float:
+def mean_ndcg_over_sources(data: list[Components], weights: np.ndarray) -> float:
     """Mean over sources of each source's mean nDCG@10."""
     by_source = source_ndcg(data, weights)
     return float(np.mean(list(by_source.values()))) if by_source else float("nan")
@@ -141,7 +141,7 @@ def _coordinate_ascent(data: list[Components], script: str = LATIN, start: dict[
     anchor = anchor or ANCHOR[script]
     weights = _vector(script, start, anchor)
     floors = source_ndcg(data, weights)
-    best = mean_ndcg(data, weights)
+    best = mean_ndcg_over_sources(data, weights)
     fixed = {anchor, *ABSENT[script], *absent}
     free = [i for i, name in enumerate(COMPONENTS) if name not in fixed]
     for _ in range(MAX_ROUNDS):
@@ -165,7 +165,8 @@ def fit(data: list[Components], script: str = LATIN,
     `script` in `data`."""
     data = [item for item in data if item.script == script]
     weights = _coordinate_ascent(data, script, start)
-    return dict(zip(COMPONENTS, weights.tolist())), mean_ndcg(data, weights), mean_ndcg(data, _vector(script, start))
+    start_ndcg = mean_ndcg_over_sources(data, _vector(script, start))
+    return dict(zip(COMPONENTS, weights.tolist())), mean_ndcg_over_sources(data, weights), start_ndcg
 
 
 def fit_cheap(data: list[Components]) -> dict[str, float]:
@@ -183,7 +184,7 @@ def cross_validate(data: list[Components], script: str = LATIN, start: dict[str,
     total, count = 0.0, 0
     for k in (0, 1):
         weights = _coordinate_ascent(folds[1 - k], script, start)
-        total += mean_ndcg(folds[k], weights) * len(folds[k])
+        total += mean_ndcg_over_sources(folds[k], weights) * len(folds[k])
         count += len(folds[k])
     return total / count
 

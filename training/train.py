@@ -45,7 +45,14 @@ from core.catalog import load_catalog
 from core.base_model import base_model_dir
 from core.bi_encoder import mean_pooled_encoder
 from core.cross_encoder import CrossEncoder, is_release, release_digest
-from core.judged import QueryList, build_lists, correct_queries, interval_text, mean_ndcg, paired_report
+from core.query_lists import (
+    QueryList,
+    build_lists,
+    correct_queries,
+    interval_text,
+    mean_ndcg_over_queries,
+    paired_report,
+)
 from core.judgments import load_judgments
 from core.splits import select
 from core.tokenization import PairEncoder, TextEncoder
@@ -344,7 +351,7 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
             save_checkpoint()
             log(f"stopped after {max_minutes} min at epoch {state['epoch'] + 1}, step {state['step']}; run again to resume")
             break
-        dev = mean_ndcg(splits["dev"], score_lists(model, encoder, splits["dev"]))
+        dev = mean_ndcg_over_queries(splits["dev"], score_lists(model, encoder, splits["dev"]))
         state["history"].append({"epoch": state["epoch"] + 1, "train_loss": float(np.mean(running)) if running else None,
                                  "dev_ndcg@10": round(dev, 4)})
         log(f"epoch {state['epoch'] + 1}: dev nDCG@10 {dev:.4f}")

@@ -201,7 +201,7 @@ def test_gate_data_prefers_home_depot_next_to_the_repository(tmp_path):
 
 def test_gate_lists_take_one_split_with_queries_corrected_as_served(demo_lists):
     from core.catalog import load_catalog
-    from core.judged import build_lists
+    from core.query_lists import build_lists
     from core.judgments import load_judgments
     from core.splits import select
 

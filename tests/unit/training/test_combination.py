@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from training.combination import ANCHOR, COMPONENTS, Components, cross_validate, fit, mean_ndcg, source_ndcg
+from training.combination import (
+    ANCHOR,
+    COMPONENTS,
+    Components,
+    cross_validate,
+    fit,
+    mean_ndcg_over_sources,
+    source_ndcg,
+)
 
 
 def _query(index: int, rng: np.random.Generator) -> Components:
@@ -21,7 +29,7 @@ def test_fit_learns_an_informative_feature():
     assert weights[ANCHOR["latin"]] == 1.0
     assert weights["numbers"] > 0
     assert combined > alone
-    assert combined == mean_ndcg(data, np.array([weights[name] for name in COMPONENTS]))
+    assert combined == mean_ndcg_over_sources(data, np.array([weights[name] for name in COMPONENTS]))
     # Fit on one half, measured on the other: the feature generalizes here, so the estimate beats the anchor alone.
     assert cross_validate(data) > alone
 
@@ -63,7 +71,7 @@ def test_each_source_counts_equally_whatever_its_size():
     data = [query(f"big {i}", "big", "overlap") for i in range(9)] + [query("small", "small", "numbers")]
     overlap_only = np.array([1.0 if name == "overlap" else 0.0 for name in COMPONENTS])
     # The big source is perfect, the small one keeps b first (nDCG 0.63): the mean of 1 and 0.63, not of ten queries.
-    assert mean_ndcg(data, overlap_only) == pytest.approx((1.0 + 1 / np.log2(3)) / 2)
+    assert mean_ndcg_over_sources(data, overlap_only) == pytest.approx((1.0 + 1 / np.log2(3)) / 2)
 
 
 def test_a_step_that_lowers_one_set_below_its_start_is_not_taken():
@@ -82,7 +90,8 @@ def test_a_step_that_lowers_one_set_below_its_start_is_not_taken():
         item.features[:, COMPONENTS.index("reranker")] = [0.5, 0.0]
     start = {"reranker": 1.0}
     reach = np.array([1.0 if n in ("reranker", "overlap") else 0.0 for n in COMPONENTS])
-    assert mean_ndcg(hd + demo, reach) > mean_ndcg(hd + demo, np.array([start.get(n, 0.0) for n in COMPONENTS]))
+    started = np.array([start.get(n, 0.0) for n in COMPONENTS])
+    assert mean_ndcg_over_sources(hd + demo, reach) > mean_ndcg_over_sources(hd + demo, started)
     weights, combined, at_start = fit(hd + demo, "latin", start)
     assert weights["overlap"] == 0.0
     assert source_ndcg(hd + demo, np.array([weights[n] for n in COMPONENTS]))["hd"] == 1.0

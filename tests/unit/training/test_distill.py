@@ -28,7 +28,7 @@ def teacher_dir(tmp_path_factory):
 
 
 def lists():
-    from core.judged import QueryList
+    from core.query_lists import QueryList
 
     return [QueryList("cordless drill", ("a", "b", "c"), ("cordless drill 18v", "garden hose", "drill bits"),
                       np.array([3.0, 1.0, 2.0], dtype=np.float32)),

@@ -1,7 +1,7 @@
 import pytest
 
 from core.errors import DataError
-from core.judged import sample_negatives
+from core.query_lists import sample_negatives
 from training import negatives
 
 

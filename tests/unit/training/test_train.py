@@ -3,7 +3,14 @@ import pytest
 import torch
 
 from core.catalog import Product
-from core.judged import QueryList, build_lists, correct_queries, mean_ndcg, ndcg_per_query, paired_report
+from core.query_lists import (
+    QueryList,
+    build_lists,
+    correct_queries,
+    mean_ndcg_over_queries,
+    ndcg_per_query,
+    paired_report,
+)
 from training.train import PAIR_MARGIN, listwise_loss, pairwise_loss, pointwise_loss
 
 
@@ -71,10 +78,10 @@ def test_build_lists_keeps_catalog_products_and_hides_file_order():
     assert build_lists(products, judgments, seed=0)[0].product_ids == item.product_ids
 
 
-def test_mean_ndcg_of_perfect_and_reversed_orders():
+def test_mean_ndcg_over_queries_of_perfect_and_reversed_orders():
     item = QueryList("q", ("a", "b", "c"), ("A", "B", "C"), np.array([2.0, 1.0, 0.0], dtype=np.float32))
-    assert mean_ndcg([item], [np.array([3.0, 2.0, 1.0])]) == pytest.approx(1.0)
-    assert mean_ndcg([item], [np.array([1.0, 2.0, 3.0])]) < 0.8
+    assert mean_ndcg_over_queries([item], [np.array([3.0, 2.0, 1.0])]) == pytest.approx(1.0)
+    assert mean_ndcg_over_queries([item], [np.array([1.0, 2.0, 3.0])]) < 0.8
 
 
 def test_build_lists_adds_sampled_negatives_at_gain_zero_without_changing_judged_gains():

@@ -68,7 +68,7 @@ def ndcg_per_query(lists: list[QueryList], scores: list[np.ndarray], k: int = 10
     return values
 
 
-def mean_ndcg(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:
+def mean_ndcg_over_queries(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:
     """Mean nDCG@k over the lists that have a positive gain."""
     values = [value for value in ndcg_per_query(lists, scores, k) if value is not None]
     return float(np.mean(values)) if values else float("nan")
