@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
+
+import numpy as np
 
 
 def dcg(gains: Sequence[float], k: int) -> float:
@@ -20,6 +22,18 @@ def ndcg_at_k(ranked_ids: Sequence[str], judged: dict[str, float], k: int) -> fl
     if ideal <= 0:
         return None
     return dcg([judged.get(product_id, 0.0) for product_id in ranked_ids], k) / ideal
+
+
+def ndcg_by_score(scores: np.ndarray, gains: Sequence[float], k: int,
+                  judged: Iterable[float] | None = None) -> float | None:
+    """nDCG@k of candidates ordered by descending score, ties keeping their order: `gains` are the candidates'
+    in their order, `judged` every judged gain of the query for the ideal order (default: `gains`). None when no
+    judged gain is positive, as `ndcg_at_k`."""
+    gains = np.asarray(gains, dtype=np.float64)
+    ideal = dcg(sorted(gains.tolist() if judged is None else judged, reverse=True), k)
+    if ideal <= 0:
+        return None
+    return dcg(gains[np.argsort(-np.asarray(scores), kind="stable")].tolist(), k) / ideal
 
 
 def recall_at_k(ranked_ids: Sequence[str], judged: dict[str, float], k: int, min_gain: float = 1.0) -> float | None:

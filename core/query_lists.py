@@ -14,7 +14,7 @@ import numpy as np
 
 from .base_model import base_model_dir
 from .catalog import Product
-from .metrics import ndcg_at_k
+from .metrics import ndcg_by_score
 from .spelling import SpellingCorrector
 from .tokenization import TextEncoder
 
@@ -61,11 +61,7 @@ def correct_queries(splits: dict[str, list[QueryList]], products: list[Product])
 def ndcg_per_query(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> list[float | None]:
     """nDCG@k of ranking each list by its scores (stable: ties keep the shuffled order); None for a list with
     no positive gain, the same lists whatever the scores, so two scorers' values pair up by position."""
-    values = []
-    for item, score in zip(lists, scores):
-        order = np.argsort(-score, kind="stable")
-        values.append(ndcg_at_k([item.product_ids[i] for i in order], dict(zip(item.product_ids, item.gains.tolist())), k))
-    return values
+    return [ndcg_by_score(score, item.gains, k) for item, score in zip(lists, scores)]
 
 
 def mean_ndcg_over_queries(lists: list[QueryList], scores: list[np.ndarray], k: int = 10) -> float:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.language import CJK, LATIN, script_of
-from core.metrics import ndcg_at_k
+from core.metrics import ndcg_by_score
 from core.weights import DEFAULT_WEIGHTS, SHOPS
 
 # Every weight the orchestrator combines, the reranker's first.
@@ -105,8 +105,8 @@ async def collect(stub: ranking_pb2_grpc.RankingStub, judgments: dict[str, dict[
 
 def query_ndcg(item: Components, weights: np.ndarray) -> float | None:
     """nDCG@10 of one query's candidates ordered by `weights`; None when none of them is relevant."""
-    order = np.argsort(-(item.features @ weights), kind="stable")
-    return ndcg_at_k([item.product_ids[i] for i in order], item.gains, 10)
+    return ndcg_by_score(item.features @ weights, [item.gains.get(pid, 0.0) for pid in item.product_ids], 10,
+                         judged=item.gains.values())
 
 
 def source_ndcg(data: list[Components], weights: np.ndarray) -> dict[str, float]:

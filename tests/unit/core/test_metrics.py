@@ -1,12 +1,13 @@
-"""core.metrics: linear-gain nDCG, recall and percentile, against hand-computed values."""
+"""core.metrics: linear-gain nDCG (of ids, and of scores), recall and percentile, against hand-computed values."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from core.metrics import dcg, ndcg_at_k, percentile, recall_at_k
+from core.metrics import dcg, ndcg_at_k, ndcg_by_score, percentile, recall_at_k
 
 
 def test_dcg_linear_gains_log2_discount():
@@ -59,6 +60,19 @@ def test_ndcg_nothing_relevant_is_none():
 def test_ndcg_no_relevant_retrieved_is_zero():
     assert ndcg_at_k(["x", "y"], {"a": 1.0}, 10) == 0.0
     assert ndcg_at_k([], {"a": 1.0}, 10) == 0.0
+
+
+def test_ndcg_by_score_orders_by_descending_score_and_ties_keep_candidate_order():
+    gains = [0.0, 3.0, 2.0]
+    assert ndcg_by_score(np.array([0.1, 0.9, 0.5]), gains, 3) == pytest.approx(1.0)
+    # All tied: the candidate order, as ndcg_at_k of the ids in that order.
+    assert ndcg_by_score(np.zeros(3), gains, 3) == ndcg_at_k(["a", "b", "c"], {"a": 0.0, "b": 3.0, "c": 2.0}, 3)
+
+
+def test_ndcg_by_score_ideal_from_every_judged_gain():
+    # One candidate of two relevant judged products, as test_ndcg_ideal_uses_all_judged_not_just_retrieved.
+    assert ndcg_by_score(np.array([1.0]), [2.0], 2, judged=[2.0, 2.0]) == pytest.approx(2 / (2 + 2 / math.log2(3)))
+    assert ndcg_by_score(np.array([1.0, 0.0]), [0.0, 0.0], 10) is None
 
 
 def test_recall_hand_computed():
