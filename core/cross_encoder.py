@@ -138,7 +138,3 @@ def release_digest(directory: Path) -> str:
 def _layers(layers: int | None) -> dict:
     """from_pretrained's override for the number of layers kept (the first N); none: all of them."""
     return {} if layers is None else {"num_hidden_layers": layers}
-
-
-def read_manifest(directory: Path) -> dict:
-    return json.loads((Path(directory) / "manifest.json").read_text())

@@ -28,8 +28,3 @@ def script_of(text: str) -> str:
     if cjk == 0 and latin == 0:
         return NONE
     return CJK if cjk >= CJK_SHARE * (cjk + latin) else LATIN
-
-
-def english_readable(text: str) -> bool:
-    """True unless the text is cjk: what the English-only models can be trusted to score."""
-    return script_of(text) != CJK

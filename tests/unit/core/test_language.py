@@ -1,6 +1,6 @@
 import pytest
 
-from core.language import CJK, LATIN, NONE, english_readable, script_of
+from core.language import CJK, LATIN, NONE, script_of
 
 
 @pytest.mark.parametrize("text, script", [
@@ -20,8 +20,3 @@ from core.language import CJK, LATIN, NONE, english_readable, script_of
 ])
 def test_script_of(text, script):
     assert script_of(text) == script
-
-
-def test_english_readable_is_everything_but_cjk():
-    assert english_readable("cordless drill") and english_readable("42")
-    assert not english_readable("无线耳机")
