@@ -31,7 +31,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from core.catalog import load_catalog  # noqa: PLC0415
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.splits import select  # noqa: PLC0415
-    from training.evaluate import Arm, compare, load_groups  # noqa: PLC0415
+    from training.evaluate import Arm, compare, load_report_groups  # noqa: PLC0415
 
     catalog = Path(args.catalog)
     judgments = select(load_judgments(args.judgments), args.split)
@@ -42,7 +42,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.reranker_only:
         default = Arm("reranker only", args.retrieval, combination_weights={"reranker": 1.0})
     baselines = [Arm.parse(spec) for spec in baseline_specs(args.baseline, args.reranker_only)]
-    groups = load_groups(Path(args.groups)) if args.groups else None
+    groups = load_report_groups(Path(args.groups)) if args.groups else None
 
     async def work(stub):
         return await compare(stub, judgments, catalog_ids, args.task, default, baselines, groups, seed=args.seed,

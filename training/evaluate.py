@@ -143,8 +143,8 @@ class Arm:
         return cls(spec, combination_weights=weights)
 
 
-def load_groups(path: Path) -> dict[str, str]:
-    """query -> group, from a CSV with columns query,group."""
+def load_report_groups(path: Path) -> dict[str, str]:
+    """query -> group, the groups a report breaks nDCG down by (eval --groups), from a CSV with columns query,group."""
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"query", "group"} <= set(reader.fieldnames):

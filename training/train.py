@@ -215,7 +215,8 @@ def load_teacher(directory: Path) -> CrossEncoder:
     return CrossEncoder.from_adapter(directory)
 
 
-def data_digest(*paths: Path) -> str:
+def files_digest(*paths: Path) -> str:
+    """SHA-256 of the files' bytes, one after another."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(Path(path).read_bytes())
@@ -369,8 +370,8 @@ def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out
         "recipe": "full fine-tuning" if config.full_finetune else "LoRA",
         "training_data": {"catalog": str(catalog), "judgments": str(judgments_path),
                           **({"also": [f"{j} (train) over {c}" for c, j in also]} if also else {}),
-                          "sha256": data_digest(catalog, judgments_path),
-                          **({"negatives": str(negatives_path), "negatives_sha256": data_digest(negatives_path)}
+                          "sha256": files_digest(catalog, judgments_path),
+                          **({"negatives": str(negatives_path), "negatives_sha256": files_digest(negatives_path)}
                              if mined is not None else {}),
                           **({"teacher": str(teacher), "teacher_sha256": release_digest(teacher)}
                              if teacher is not None else {})},
