@@ -4,13 +4,14 @@
     ├── InvalidRequest        the caller asked for something malformed (empty query, unknown filter field...)
     ├── ConfigError           a setting or command-line value is out of range
     ├── DataError             a data file (catalog, judgments) is missing, unreadable or malformed; names the line
-    ├── IndexError_           an index directory is missing or does not match what is asked of it
+    ├── CatalogIndexError     an index directory is missing or does not match what is asked of it
     ├── TritonError           Triton is unreachable, a model is not ready, or an inference failed
     │   ├── TritonUnavailable     nothing answers at the Triton URL
-    │   ├── DeadlineMissed        an inference did not answer in time
-    │   └── RerankerBusy          the reranker already has its limit of queries in flight
+    │   └── DeadlineMissed        an inference did not answer in time
+    ├── RerankerBusy          the reranker already has its limit of queries in flight (refused before Triton)
     ├── RolloutError          a rollout action does not apply (unknown version, a rollout already active...)
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
+    ├── ExportError           (export/errors.py) an export cannot be produced as specified, and its ParityError
     └── StoreError            the profile store failed
         └── StoreUnavailable      the profile store cannot be reached
 """
@@ -32,7 +33,7 @@ class DataError(ShoprankError):
     """A data file cannot be used."""
 
 
-class IndexError_(ShoprankError):  # noqa: N801 - trailing underscore: the builtin IndexError is another thing
+class CatalogIndexError(ShoprankError):
     """An index directory cannot be used."""
 
 
@@ -48,8 +49,8 @@ class DeadlineMissed(TritonError):
     """An inference did not answer within its deadline."""
 
 
-class RerankerBusy(TritonError):
-    """The reranker refused a query at once: its limit of queries in flight is reached."""
+class RerankerBusy(ShoprankError):
+    """The reranker refused a query at once, without calling Triton: its limit of queries in flight is reached."""
 
 
 class RolloutError(ShoprankError):

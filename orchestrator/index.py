@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.catalog import Product, catalog_digest
-from core.errors import IndexError_
+from core.errors import CatalogIndexError
 from core.language import CJK, script_of
 from core.settings import Settings
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, ModelSpec
@@ -90,14 +90,14 @@ class CatalogIndex:
 
     @classmethod
     def load(cls, directory: Path) -> "CatalogIndex":
-        """Read an index written by `save`; IndexError_ when it is missing or from another format."""
+        """Read an index written by `save`; CatalogIndexError when it is missing or from another format."""
         directory = Path(directory)
         manifest_path = directory / "manifest.json"
         if not manifest_path.is_file():
-            raise IndexError_(f"no index at {directory}: build one with `shoprank index --catalog FILE --out {directory}`")
+            raise CatalogIndexError(f"no index at {directory}: build one with `shoprank index --catalog FILE --out {directory}`")
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexError_(
+            raise CatalogIndexError(
                 f"index at {directory} has format {manifest.get('format_version')}, this shoprank reads {FORMAT_VERSION}; rebuild it"
             )
         with open(directory / "products.jsonl", encoding="utf-8") as handle:
@@ -106,9 +106,9 @@ class CatalogIndex:
         multilingual = DenseIndex.load(directory / "multilingual")
         for embeddings in (dense.embeddings, multilingual.embeddings):
             if len(embeddings) != len(products):
-                raise IndexError_(f"index at {directory} is inconsistent: {len(products)} products, {len(embeddings)} embeddings")
+                raise CatalogIndexError(f"index at {directory} is inconsistent: {len(products)} products, {len(embeddings)} embeddings")
         if not manifest.get("encoder_version") or not manifest.get("multilingual_encoder_version"):
-            raise IndexError_(f"index at {directory} does not say which encoder versions embedded it; rebuild it")
+            raise CatalogIndexError(f"index at {directory} does not say which encoder versions embedded it; rebuild it")
         return cls(products, LexicalIndex.load(directory / "bm25"), dense, multilingual, IntentModel.load(directory),
                    manifest)
 

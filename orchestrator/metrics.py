@@ -25,7 +25,7 @@ from prometheus_client import (
 
 log = logging.getLogger(__name__)
 
-STAGES = ("correct", "retrieve", "rerank", "personalize", "total")
+STAGES = ("profile", "understand", "retrieve", "rerank", "personalize", "order", "total")
 BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 

@@ -30,11 +30,11 @@ from .metrics import Metrics, MetricsServer
 from .personalization.blend import BlendModel
 from .personalization.personalizer import Personalizer
 from .personalization.store import ProfileStore, open_store
-from .pipeline import Pipeline, QueryEncoder, Reranker
 from .rollout.admin import create_admin_server
 from .rollout.controller import RolloutController, starting_rollout
 from .rollout.state import StateFile
 from .rollout.versions import VersionLoader, combination_file, repository_versions
+from .search import CrossEncoder, Pipeline, QueryEncoder
 from .servicer import RankingServicer
 from .triton import TritonClient
 from .triton_process import LocalTriton
@@ -88,7 +88,8 @@ class Service:
         self._admin: grpc.aio.Server | None = None
         self.admin_port = 0
         self.loader: VersionLoader | None = None
-        self.rollout: RolloutController | None = None
+        self.cross_encoder: CrossEncoder | None = None  # set when the cross-encoder reranks (`_reranking`)
+        self.rollout: RolloutController | None = None  # with it: each request's reranker version
         self.pipeline: Pipeline | None = None
         self._thread_limits: threadpool_limits | None = None
 
@@ -116,20 +117,22 @@ class Service:
             blend = await asyncio.to_thread(BlendModel.load, settings.blend_model)
         elif settings.blend_model is not None:
             log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
-        personalizer = Personalizer(self._store, index, blend, settings)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
         self.loader = VersionLoader(self._client, settings.model_repository, settings.triton_start_timeout_s)
-        pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
-                            speller=speller, personalizer=personalizer, combination={})
-        self.pipeline = pipeline
+        combination = self._reranking(index)
+        metrics = Metrics() if settings.metrics_port else None
+        self.pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
+                                 cross_encoder=self.cross_encoder, speller=speller,
+                                 personalizer=Personalizer(self._store, index, blend, settings),
+                                 combination=combination, rollout=self.rollout, metrics=metrics)
         if settings.numeric_threads:  # process-wide, once every numeric library is loaded, until the service stops
             self._thread_limits = threadpool_limits(settings.numeric_threads)
-        if settings.metrics_port:
-            pipeline.metrics = Metrics()
+        if metrics is not None:
+            metrics.rollouts = self.rollout.status if self.rollout is not None else None
             triton_metrics = self._local_triton.metrics_url if self._local_triton is not None else ""
-            self._metrics = MetricsServer(pipeline.metrics, settings.host, settings.metrics_port, triton_metrics).start()
+            self._metrics = MetricsServer(metrics, settings.host, settings.metrics_port, triton_metrics).start()
             log.info("metrics on http://%s:%d/metrics", settings.host, self._metrics.port)
-        self._server, self.port, self._health = create_server(pipeline, settings.host, settings.port,
+        self._server, self.port, self._health = create_server(self.pipeline, settings.host, settings.port,
                                                               log_key=settings.log_key)
         await self._set_health(False)
         await self._server.start()
@@ -144,8 +147,6 @@ class Service:
                 log.info("admin service (rollouts) on %s:%d", settings.host, self.admin_port)
             elif settings.admin_token:
                 log.warning("admin service off: no reranker is served, so there is nothing to roll out")
-            if self._metrics is not None and self.rollout is not None:
-                pipeline.metrics.rollouts = self.rollout.status
         except BaseException:
             await self.stop()
             raise
@@ -153,6 +154,23 @@ class Service:
         self._monitor = asyncio.create_task(self._watch_triton())
         log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
         return self
+
+    def _reranking(self, index: CatalogIndex) -> dict[str, dict[str, float]]:
+        """Decide from the repository how candidates are reranked: with the cross-encoder (sets `cross_encoder` and
+        `rollout`, which picks each request's version and its weights), or without it (returns the stable version's
+        weights, which combine the cheap components; none when the repository holds no reranker)."""
+        settings = self.settings
+        if not repository_versions(settings.model_repository, RERANKER.name):
+            log.warning("%s holds no %s version: results stay in fused order", settings.model_repository, RERANKER.name)
+            return {}
+        if settings.rerank_depth <= 0:  # no cross-encoder: its version's weights still combine the cheap components
+            version = starting_rollout(settings, StateFile(settings.rollout_state).load(), RERANKER.name).stable
+            return read_combination(combination_file(settings.model_repository, RERANKER.name, version),
+                                    shop=index.version)
+        self.cross_encoder = CrossEncoder(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
+                                          settings.rerank_timeout_s, settings.max_concurrent_reranks)
+        self.rollout = RolloutController(self.loader, settings, shop=index.version, warm=self._warm)
+        return {}
 
     async def _load_models(self, index: CatalogIndex) -> None:
         """Load the encoder versions the index was built with, and the reranker versions of the rollout state,
@@ -164,28 +182,11 @@ class Service:
                 raise ConfigError(f"the index at {settings.index_dir} was built with {model} version {version}, which "
                                   f"{settings.model_repository} does not hold: rebuild the index (`shoprank index`)")
         await asyncio.gather(*(self.loader.serve(model, [version]) for model, version in index.encoder_versions.items()),
-                             self._load_reranker(index))
-
-    async def _load_reranker(self, index: CatalogIndex) -> None:
-        settings, pipeline = self.settings, self.pipeline
-        available = repository_versions(settings.model_repository, RERANKER.name)
-        if not available:
-            log.warning("%s holds no %s version: results stay in fused order", settings.model_repository, RERANKER.name)
-            return
-        if settings.rerank_depth <= 0:  # no reranker: its version's weights still combine the cheap components
-            version = starting_rollout(settings, StateFile(settings.rollout_state).load(), RERANKER.name).stable
-            pipeline.combination = read_combination(combination_file(settings.model_repository, RERANKER.name, version),
-                                                    shop=index.version)
-            return
-        pipeline.reranker = Reranker(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
-                                     settings.rerank_timeout_s, settings.max_concurrent_reranks)
-        self.rollout = RolloutController(self.loader, settings, shop=index.version, warm=self._warm)
-        await self.rollout.open()
-        pipeline.rollout = self.rollout
+                             *([self.rollout.open()] if self.rollout is not None else []))
 
     async def _warm(self, model: str, version: str) -> None:
         """Send a few requests through a newly loaded reranker version; TritonError when it cannot answer."""
-        feeds = self.pipeline.reranker.tokenizer(WARMUP_QUERY, WARMUP_TEXTS)
+        feeds = self.cross_encoder.tokenizer(WARMUP_QUERY, WARMUP_TEXTS)
         for _ in range(WARMUP_ROUNDS):
             scores = (await self._client.infer(RERANKER, feeds, version))["score"]
             if scores.shape[0] != len(WARMUP_TEXTS) or not (scores == scores).all():

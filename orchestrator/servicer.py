@@ -13,7 +13,7 @@ from core.errors import InvalidEvent, InvalidRequest, ShoprankError, StoreError,
 from .filters import Filter
 from .personalization.events import Event
 from .personalization.personalizer import user_key
-from .pipeline import Pipeline, SearchQuery, SearchResult
+from .search import Pipeline, SearchQuery, SearchResult
 
 log = logging.getLogger(__name__)
 

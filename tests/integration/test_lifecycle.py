@@ -260,6 +260,6 @@ def test_metrics_port_serves_the_orchestrators_and_tritons_metrics(settings, dem
     finally:
         running.stop()
     assert "shoprank_searches_total 2.0" in text
-    for stage in ("correct", "retrieve", "rerank", "personalize", "total"):
+    for stage in ("profile", "understand", "retrieve", "rerank", "personalize", "order", "total"):
         assert f'shoprank_search_stage_seconds_count{{stage="{stage}"}} 2.0' in text
     assert 'nv_inference_request_success{model="multilingual_encoder",version="1"}' in text  # Triton's

@@ -11,11 +11,11 @@ import asyncio
 import numpy as np
 import pytest
 
-import orchestrator.pipeline as pipeline_module
+import orchestrator.search.rerank as rerank_stage
 from core.catalog import Product
 from core.settings import Settings
 from core.spelling import SpellingCorrector
-from orchestrator.pipeline import Pipeline, Reranker, SearchQuery
+from orchestrator.search import CrossEncoder, Pipeline, SearchQuery
 
 PRODUCTS = [Product("p1", "Cordless Drill"), Product("p2", "Claw Hammer"), Product("p3", "Toilet Tank Lid")]
 
@@ -60,11 +60,11 @@ def parts(monkeypatch, make_index):
         feature_queries.append(query)
         return {}
 
-    monkeypatch.setattr(pipeline_module, "match_features", match_features)
+    monkeypatch.setattr(rerank_stage, "match_features", match_features)
     encoder, triton = Encoder(index.dense.embeddings[0]), Triton()
-    reranker = Reranker(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
+    reranker = CrossEncoder(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
     speller = SpellingCorrector.for_catalog(PRODUCTS)
-    pipeline = Pipeline(Settings(), index, encoder, {}, reranker=reranker, speller=speller)  # type: ignore[arg-type]
+    pipeline = Pipeline(Settings(), index, encoder, {}, cross_encoder=reranker, speller=speller)  # type: ignore[arg-type]
     return pipeline, encoder, triton, reranker, feature_queries
 
 
@@ -72,7 +72,7 @@ def test_every_model_gets_the_corrected_query(parts):
     pipeline, encoder, triton, _, feature_queries = parts
     result = asyncio.run(pipeline.search(SearchQuery("tiolet lid", explain=True)))
     assert result.corrected_query == "toilet lid"
-    assert set(result.timings_ms) == {"correct", "retrieve", "rerank", "personalize", "total"}
+    assert set(result.timings_ms) == {"profile", "understand", "retrieve", "rerank", "personalize", "order", "total"}
     assert encoder.texts == triton.queries == feature_queries == ["toilet lid"]
     assert encoder.versions == ["1"]  # the index's own encoder version (its manifest), never another
     bm25 = {item.product_id: next(raw for name, raw, *_ in item.components if name == "bm25") for item in result.items}
@@ -137,14 +137,14 @@ def cascade(monkeypatch, make_index):
         computed.append(query)
         return {"overlap": np.array([OVERLAP[text] for text in texts])}
 
-    monkeypatch.setattr(pipeline_module, "match_features", match_features)
+    monkeypatch.setattr(rerank_stage, "match_features", match_features)
     index = make_index(TOOLS)
     triton = RecordingTriton()
-    reranker = Reranker(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
+    reranker = CrossEncoder(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
 
     def pipeline(**settings) -> Pipeline:
         return Pipeline(Settings(**settings), index, Encoder(index.dense.embeddings[0]), {},  # type: ignore[arg-type]
-                        reranker=reranker)
+                        cross_encoder=reranker)
 
     return pipeline, triton, reranker, computed
 

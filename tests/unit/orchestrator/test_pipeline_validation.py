@@ -1,4 +1,4 @@
-"""orchestrator.pipeline.Pipeline.validate on a tiny in-memory index (no Triton, no encoder)."""
+"""orchestrator.search.Pipeline.validate on a tiny in-memory index (no Triton, no encoder)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core.errors import InvalidRequest
 from core.settings import Settings
 from orchestrator.filters import Filter
 from orchestrator.index import CatalogIndex
-from orchestrator.pipeline import Pipeline, SearchQuery
+from orchestrator.search import Pipeline, SearchQuery
 
 PRODUCTS = [
     Product("p1", "Cordless Drill", brand="Bosch", price=99.0),

@@ -1,4 +1,4 @@
-"""pipeline.Reranker's admission limit and deadline, with a stand-in Triton client (one class under test)."""
+"""search.CrossEncoder's admission limit and deadline, with a stand-in Triton client (one class under test)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from core.errors import TritonError
-from orchestrator.pipeline import Reranker
+from core.errors import DeadlineMissed, RerankerBusy
+from orchestrator.search import CrossEncoder
 
 
 class HeldTriton:
@@ -31,11 +31,11 @@ def tokenizer(query, texts):
 def test_queries_past_the_in_flight_limit_are_refused_at_once_not_queued():
     async def scenario():
         triton = HeldTriton()
-        reranker = Reranker(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
+        reranker = CrossEncoder(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
         first = asyncio.create_task(reranker.score("drill", ["a", "b"]))
         while not triton.calls:  # until the first request waits on Triton
             await asyncio.sleep(0)
-        with pytest.raises(TritonError, match="busy"):
+        with pytest.raises(RerankerBusy, match="busy"):
             await reranker.score("saw", ["c"])
         assert triton.calls == 1  # the refused query never reached Triton
         triton.release.set()
@@ -48,8 +48,8 @@ def test_queries_past_the_in_flight_limit_are_refused_at_once_not_queued():
 
 def test_missed_deadline_frees_its_slot():
     async def scenario():
-        reranker = Reranker(HeldTriton(), tokenizer, timeout_s=0.01, max_in_flight=1)
-        with pytest.raises(TritonError, match="deadline"):
+        reranker = CrossEncoder(HeldTriton(), tokenizer, timeout_s=0.01, max_in_flight=1)
+        with pytest.raises(DeadlineMissed, match="deadline"):
             await reranker.score("drill", ["a"])
         assert reranker.in_flight == 0
 

@@ -6,7 +6,7 @@ import pytest
 
 from core._proto.shoprank.v1 import ranking_pb2 as pb
 from orchestrator.filters import Filter
-from orchestrator.pipeline import ScoredItem, SearchQuery, SearchResult
+from orchestrator.search import ScoredItem, SearchQuery, SearchResult
 from orchestrator.servicer import to_event, to_query, to_response
 
 

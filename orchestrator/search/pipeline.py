@@ -1,0 +1,92 @@
+"""A search as the list of its stages, built complete at start.
+
+    profile      FetchProfile  the user's profile starts loading from the store (awaited where it is needed)
+    understand   Understand    correct the spelling, find the script, start encoding the query through Triton
+    retrieve     Retrieve      BM25 and both ANN indexes (or the rows the caller named or filtered), fused
+    rerank       Rerank        match features, intent and the cross-encoder over the head, by the version's weights
+    personalize  Personalize   the learned blend of relevance, the user's preferences and popularity
+    order        Order         the top k, each score explained on request
+
+Each stage reads the `SearchContext` the ones before it filled in and adds its part; the pipeline times each stage
+and collects degraded reasons in the context's trace, and reports both to the metrics. Domain types only: the
+servicer converts to and from protobuf.
+"""
+
+from __future__ import annotations
+
+import time
+
+from core.language import LATIN
+from core.settings import Settings
+from core.specs import RERANKER
+from core.spelling import SpellingCorrector
+from core.weights import DEFAULT_WEIGHTS
+
+from ..index import CatalogIndex
+from ..metrics import Metrics
+from ..personalization.personalizer import Personalizer
+from ..rollout.controller import RolloutController
+from .context import SearchContext, SearchQuery, SearchResult, Stage
+from .cross_encoder import CrossEncoder
+from .order import Order
+from .personalize import FetchProfile, Personalize
+from .rerank import Rerank
+from .retrieve import Retrieve
+from .understand import QueryEncoder, Understand
+from .validate import validate
+
+
+class Pipeline:
+    """Answers SearchQuery objects against one loaded index."""
+
+    def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str],
+                 *, cross_encoder: CrossEncoder | None = None, speller: SpellingCorrector | None = None,
+                 personalizer: Personalizer | None = None, combination: dict[str, dict[str, float]] | None = None,
+                 rollout: RolloutController | None = None, metrics: Metrics | None = None) -> None:
+        """`combination`: query script -> weights when no rollout controller gives a version's (by default the
+        cross-encoder alone orders latin queries' candidates); `metrics`: where each search's figures go."""
+        self.settings = settings
+        self.index = index
+        self.personalizer = personalizer
+        self.metrics = metrics
+        self.model_versions = {**model_versions, **index.encoder_versions, "index": index.version}
+        if personalizer is not None and personalizer.model is not None:
+            self.model_versions["blend"] = str(personalizer.model.version)
+        combination = combination if combination is not None else {LATIN: dict(DEFAULT_WEIGHTS)}
+        self.stages: tuple[Stage, ...] = (
+            FetchProfile(personalizer),
+            Understand(index, encoder, speller),
+            Retrieve(settings, index, personalizer),
+            Rerank(settings, index, cross_encoder, combination, rollout),
+            Personalize(personalizer),
+            Order(index),
+        )
+
+    def validate(self, request: SearchQuery) -> int:
+        """Raise InvalidRequest for anything malformed; return the effective top_k."""
+        return validate(request, self.settings, self.index)
+
+    async def search(self, request: SearchQuery) -> SearchResult:
+        """Rank the catalog, or the given candidates, for the query."""
+        context = SearchContext(request, top_k=self.validate(request))
+        trace = context.trace
+        for stage in self.stages:
+            started = time.perf_counter()
+            await stage.run(context)
+            trace.record(stage.name, started)
+        took_ms = trace.finish()
+        if self.metrics is not None:
+            self.metrics.observe(trace.timings_ms, trace.degraded_reason)
+        model_versions = dict(self.model_versions)
+        if context.route.version:
+            model_versions[RERANKER.name] = context.route.version
+        return SearchResult(
+            items=context.items,
+            model_versions=model_versions,
+            degraded_reason=trace.degraded_reason,
+            timings_ms=trace.timings_ms,
+            took_ms=took_ms,
+            corrected_query=context.query if context.query != request.query else "",
+            personalized=context.personalized,
+            personalization=context.personalization,
+        )
