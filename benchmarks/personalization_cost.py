@@ -67,7 +67,7 @@ async def measure(store_url: str, args: argparse.Namespace) -> dict[str, np.ndar
     blend = BlendModel.load(args.model)
     personalizer = Personalizer(store, index, blend, Settings(blend_depth=args.candidates))
     rows = np.concatenate([favourites[:10], rng.choice(PRODUCTS, args.candidates - 10, replace=False)])
-    pool = fuse(np.unique(rows), {"bm25": rng.random(len(np.unique(rows)))}, "blend")
+    pool = fuse(np.unique(rows), {"bm25": rng.random(len(np.unique(rows)))}, "weighted")
 
     times = {"profile (read + build)": [], "blend (figures + features + score)": [], "both": []}
     for run in range(args.runs + 20):

@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python benchmarks/retrieval_quality.py \
         --catalog ../shared/data/home-depot-product-search-relevance/catalog.csv \
-        --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv [--fusions rrf,blend]
+        --judgments ../shared/data/home-depot-product-search-relevance/judgments.csv [--fusions rrf,weighted]
 
 Starts one tritonserver, builds (or reuses) the catalog's index, then runs `shoprank eval --no-rerank` for
 each combination against it (retrieval and fusion only; benchmarks/search_latency.py adds the reranker) and

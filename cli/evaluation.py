@@ -100,7 +100,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--events", help="personal: users' events (FORMATS.md); all but each user's last order are replayed")
     sub.add_argument("--max-users", type=int, help="personal: only the first N users (in file order) of the selection")
     sub.add_argument("--retrieval", choices=("hybrid", "lexical", "dense"), default="hybrid")
-    sub.add_argument("--fusion", choices=("rrf", "blend"))
+    sub.add_argument("--fusion", choices=("rrf", "weighted"))
     sub.add_argument("--index", help="prebuilt index of the catalog (default: built once and cached under .shoprank/indexes)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
     sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries (personal: the users) of this split (core/splits.py; training/blend.py)")

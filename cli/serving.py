@@ -189,7 +189,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--port", type=int)
     sub.add_argument("--metrics-port", type=int,
                      help="serve Prometheus metrics (the orchestrator's and its Triton's) on this port (default: off)")
-    sub.add_argument("--fusion", choices=("rrf", "blend"))
+    sub.add_argument("--fusion", choices=("rrf", "weighted"))
     sub.add_argument("--profile-store", help="sqlite:///FILE (default .shoprank/profiles.db) or redis://HOST:PORT/DB")
     sub.add_argument("--admin-port", type=int, help="port of the admin API (rollouts), served only when "
                                                     "SHOPRANK_ADMIN_TOKEN is set (default 50052)")

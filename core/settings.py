@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
-FUSIONS = ("rrf", "blend")
+FUSIONS = ("rrf", "weighted")
+# Fusion methods by their former names, still accepted: "blend" is now the preference blend alone.
+FUSION_ALIASES = {"blend": "weighted"}
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,12 @@ class Settings:
     max_product_tokens: int = 128
     triton_timeout_s: float = 2.0
     triton_start_timeout_s: float = 120.0
-    # "blend" measured better than "rrf" on Home Depot's judged queries (benchmarks/retrieval_quality.py):
+    # "weighted" measured better than "rrf" on Home Depot's judged queries (benchmarks/retrieval_quality.py):
     # search nDCG@10 0.406 vs 0.380 at recall@100 0.780 vs 0.784; rerank nDCG@10 0.937 vs 0.937.
-    fusion: str = "blend"
+    fusion: str = "weighted"
     rrf_k: int = 60
-    # Weight of the normalized BM25 score in the "blend" fusion; the cosine gets 1 - blend_lexical_weight.
-    blend_lexical_weight: float = 0.3
+    # Weight of the normalized BM25 score in the "weighted" fusion; the cosine gets 1 - fusion_lexical_weight.
+    fusion_lexical_weight: float = 0.3
     retrieve_depth: int = 200
     # The top `rerank_depth` fused candidates (at least top_k) are reranked: combined with BM25, cosines, match
     # features, intent and the cross-encoder's scores from one Triton request (combination.json); past
@@ -109,10 +111,12 @@ class Settings:
     grace_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.fusion in FUSION_ALIASES:
+            object.__setattr__(self, "fusion", FUSION_ALIASES[self.fusion])
         if self.fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
-        if not 0.0 <= self.blend_lexical_weight <= 1.0:
-            raise ConfigError("blend_lexical_weight must lie in [0, 1]")
+        if not 0.0 <= self.fusion_lexical_weight <= 1.0:
+            raise ConfigError("fusion_lexical_weight must lie in [0, 1]")
         for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates",
                      "max_pair_tokens", "max_concurrent_reranks", "blend_depth", "max_profile_events", "popularity_scan",
                      "max_user_id_bytes"):

@@ -4,7 +4,7 @@ Both retrievers score every candidate exactly (BM25 from its full score array, t
 product), so fusion sees complete scores. Two methods, compared in benchmarks/retrieval_quality.py:
 - rrf: reciprocal rank fusion, sum of 1 / (k + rank) over retrievers; a product BM25 does not match at all
   has no lexical rank and gets nothing from it.
-- blend (the default): w * bm25 / max(bm25 over the candidates) + (1 - w) * cosine, w = 0.3 (not tuned); with
+- weighted (the default): w * bm25 / max(bm25 over the candidates) + (1 - w) * cosine, w = 0.3 (not tuned); with
   two encoders (MiniLM "dense" and "multilingual") the cosine is their mean.
 """
 
@@ -56,7 +56,7 @@ def fuse(rows: np.ndarray, raw_scores: dict[str, np.ndarray], method: str, rrf_k
         contribution = {name: raw.astype(np.float64) for name, raw in raw_scores.items()}
     elif method == "rrf":
         contribution = {name: np.where(rank[name] > 0, 1.0 / (rrf_k + rank[name]), 0.0) for name in raw_scores}
-    elif method == "blend":
+    elif method == "weighted":
         cosines = [name for name in raw_scores if name != "bm25"]
         contribution = {}
         if "bm25" in raw_scores:

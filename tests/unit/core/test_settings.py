@@ -14,7 +14,7 @@ from core.settings import Settings
 def test_defaults_from_empty_environment():
     settings = Settings.from_env({})
     assert settings == Settings()
-    assert settings.fusion == "blend"
+    assert settings.fusion == "weighted"
     assert settings.port == 50051
     assert settings.default_top_k == 10
     assert settings.tokenizer_path is None
@@ -26,8 +26,8 @@ def test_reads_shoprank_variables_with_types():
             "SHOPRANK_TRITON_URL": "localhost:8001",
             "SHOPRANK_PORT": "6000",
             "SHOPRANK_TRITON_TIMEOUT_S": "0.5",
-            "SHOPRANK_FUSION": "blend",
-            "SHOPRANK_BLEND_LEXICAL_WEIGHT": "0.4",
+            "SHOPRANK_FUSION": "weighted",
+            "SHOPRANK_FUSION_LEXICAL_WEIGHT": "0.4",
             "SHOPRANK_INDEX_DIR": "/data/index",
             "SHOPRANK_TOKENIZER_PATH": "/models/tok.json",
             "SHOPRANK_MAX_TOP_K": "50",
@@ -36,8 +36,8 @@ def test_reads_shoprank_variables_with_types():
     assert settings.triton_url == "localhost:8001"
     assert settings.port == 6000 and isinstance(settings.port, int)
     assert settings.triton_timeout_s == 0.5 and isinstance(settings.triton_timeout_s, float)
-    assert settings.fusion == "blend"
-    assert settings.blend_lexical_weight == 0.4
+    assert settings.fusion == "weighted"
+    assert settings.fusion_lexical_weight == 0.4
     assert settings.index_dir == Path("/data/index")
     assert isinstance(settings.index_dir, Path)
     assert settings.tokenizer_path == Path("/models/tok.json")
@@ -105,7 +105,7 @@ def test_multilingual_tokenizer_file_beside_the_model():
         ("SHOPRANK_PORT", "1.5"),
         ("SHOPRANK_RRF_K", ""),
         ("SHOPRANK_TRITON_TIMEOUT_S", "fast"),
-        ("SHOPRANK_BLEND_LEXICAL_WEIGHT", "heavy"),
+        ("SHOPRANK_FUSION_LEXICAL_WEIGHT", "heavy"),
     ],
 )
 def test_unparsable_values_raise_config_error_naming_variable(name, value):
@@ -115,25 +115,29 @@ def test_unparsable_values_raise_config_error_naming_variable(name, value):
 
 
 @pytest.mark.parametrize("fusion", ["max", "RRF", "", "Blend"])
-def test_fusion_must_be_rrf_or_blend(fusion):
-    with pytest.raises(ConfigError, match="fusion must be one of rrf, blend"):
+def test_fusion_must_be_rrf_or_weighted(fusion):
+    with pytest.raises(ConfigError, match="fusion must be one of rrf, weighted"):
         Settings.from_env({"SHOPRANK_FUSION": fusion})
 
 
-@pytest.mark.parametrize("fusion", ["rrf", "blend"])
+@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
 def test_valid_fusions(fusion):
     assert Settings(fusion=fusion).fusion == fusion
 
 
+def test_the_fusion_formerly_called_blend_is_the_weighted_one():
+    assert Settings(fusion="blend").fusion == Settings.from_env({"SHOPRANK_FUSION": "blend"}).fusion == "weighted"
+
+
 @pytest.mark.parametrize("weight", ["-0.1", "1.01", "nan"])
 def test_blend_weight_out_of_range(weight):
-    with pytest.raises(ConfigError, match="blend_lexical_weight"):
-        Settings.from_env({"SHOPRANK_BLEND_LEXICAL_WEIGHT": weight})
+    with pytest.raises(ConfigError, match="fusion_lexical_weight"):
+        Settings.from_env({"SHOPRANK_FUSION_LEXICAL_WEIGHT": weight})
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
 def test_blend_weight_bounds_inclusive(weight):
-    assert Settings(blend_lexical_weight=weight).blend_lexical_weight == weight
+    assert Settings(fusion_lexical_weight=weight).fusion_lexical_weight == weight
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""orchestrator.fusion: ranks, reciprocal rank fusion, blending, and the final order."""
+"""orchestrator.fusion: ranks, reciprocal rank fusion, the weighted sum, and the final order."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_dense_negative_cosine_still_ranked():
     assert (dense.contribution > 0).all()
 
 
-@pytest.mark.parametrize("method", ["rrf", "blend"])
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
 @pytest.mark.parametrize("name", ["bm25", "dense"])
 def test_single_retriever_raw_is_final_score(method, name):
     rows = np.array([5, 6, 7, 8])
@@ -93,11 +93,11 @@ def test_single_bm25_unmatched_rank_zero():
     assert fused.components[0].rank.tolist() == [1, 0]
 
 
-def test_blend_normalizes_bm25_by_max():
+def test_weighted_normalizes_bm25_by_max():
     rows = np.array([0, 1, 2])
     bm25 = np.array([4.0, 2.0, 0.0])
     dense = np.array([0.1, 0.5, 0.8])
-    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "blend", lexical_weight=0.3)
+    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "weighted", lexical_weight=0.3)
     expected = {
         0: 0.3 * 1.0 + 0.7 * 0.1,
         1: 0.3 * 0.5 + 0.7 * 0.5,
@@ -110,25 +110,25 @@ def test_blend_normalizes_bm25_by_max():
     assert components["dense"].contribution.tolist() == pytest.approx([0.56, 0.35, 0.07])
 
 
-def test_blend_all_zero_bm25_gives_dense_only():
+def test_weighted_all_zero_bm25_gives_dense_only():
     rows = np.array([0, 1])
-    fused = fuse(rows, {"bm25": np.zeros(2), "dense": np.array([0.2, 0.6])}, "blend", lexical_weight=0.25)
+    fused = fuse(rows, {"bm25": np.zeros(2), "dense": np.array([0.2, 0.6])}, "weighted", lexical_weight=0.25)
     assert fused.rows.tolist() == [1, 0]
     assert fused.scores.tolist() == pytest.approx([0.75 * 0.6, 0.75 * 0.2])
     assert np.all(np.isfinite(fused.scores))
 
 
 @pytest.mark.parametrize("weight, expected_top", [(0.0, 1), (1.0, 0)])
-def test_blend_weight_extremes(weight, expected_top):
+def test_weighted_weight_extremes(weight, expected_top):
     rows = np.array([0, 1])
-    fused = fuse(rows, {"bm25": np.array([5.0, 1.0]), "dense": np.array([0.1, 0.9])}, "blend", lexical_weight=weight)
+    fused = fuse(rows, {"bm25": np.array([5.0, 1.0]), "dense": np.array([0.1, 0.9])}, "weighted", lexical_weight=weight)
     assert fused.rows[0] == expected_top
 
 
 def test_sorted_best_first():
     rng = np.random.default_rng(1)
     rows = np.arange(50)
-    fused = fuse(rows, {"bm25": rng.random(50) * 5, "dense": rng.random(50)}, "blend")
+    fused = fuse(rows, {"bm25": rng.random(50) * 5, "dense": rng.random(50)}, "weighted")
     assert np.all(np.diff(fused.scores) <= 0)
     assert sorted(fused.rows.tolist()) == rows.tolist()
 
@@ -151,7 +151,7 @@ def test_components_stay_aligned_with_rows():
     rows = np.array([3, 1, 2])
     bm25 = np.array([1.0, 3.0, 2.0])
     dense = np.array([0.3, 0.1, 0.2])
-    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "blend")
+    fused = fuse(rows, {"bm25": bm25, "dense": dense}, "weighted")
     original = {int(r): i for i, r in enumerate(rows)}
     components = by_name(fused)
     for position, row in enumerate(fused.rows.tolist()):
@@ -176,7 +176,7 @@ def test_reranker_combination_reorders_and_explains():
     from orchestrator.fusion import combine
 
     rows = np.array([10, 11, 12])
-    fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "blend")
+    fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "weighted")
     depth_scores = np.array([0.1, 3.0])  # the reranker saw the first two fused candidates only
     combined = combine(fused, {"reranker": 1.0, "bm25": 0.5, "dense": 1.0}, {"reranker": depth_scores})
     assert len(combined.rows) == 2
@@ -194,7 +194,7 @@ def test_combined_scores_are_combines_scores_in_the_fused_order():
     from orchestrator.fusion import combine, combined_scores
 
     rows = np.array([10, 11, 12])
-    fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "blend")
+    fused = fuse(rows, {"bm25": np.array([4.0, 2.0, 0.0]), "dense": np.array([0.5, 0.4, 0.9])}, "weighted")
     weights, extra = {"bm25": 0.5, "dense": 1.0, "overlap": 2.0}, {"overlap": np.array([0.0, 1.0])}
     scores = combined_scores(fused, weights, extra)
     combined = combine(fused, weights, extra)
@@ -207,7 +207,7 @@ def test_reranker_only_weights_rank_by_cross_encoder():
     from orchestrator.fusion import combine
 
     rows = np.array([0, 1, 2])
-    fused = fuse(rows, {"bm25": np.array([3.0, 2.0, 1.0])}, "blend")
+    fused = fuse(rows, {"bm25": np.array([3.0, 2.0, 1.0])}, "weighted")
     combined = combine(fused, {"reranker": 1.0}, {"reranker": np.array([-1.0, 0.5, 2.0])})
     assert combined.rows.tolist() == [2, 1, 0]
     assert combined.scores.tolist() == [2.0, 0.5, -1.0]
@@ -217,7 +217,7 @@ def test_reranker_combination_adds_weighted_features_as_components():
     from orchestrator.fusion import combine
 
     rows = np.array([0, 1])
-    fused = fuse(rows, {"bm25": np.array([1.0, 1.0])}, "blend")
+    fused = fuse(rows, {"bm25": np.array([1.0, 1.0])}, "weighted")
     features = {"numbers": np.array([-1.0, 1.0])}
     # Equal reranker scores: the numbers feature decides, and its contribution is weight * value.
     combined = combine(fused, {"reranker": 1.0, "numbers": 0.25}, {"reranker": np.array([0.5, 0.5]), **features})
@@ -238,10 +238,10 @@ def test_impute_gives_unreadable_candidates_the_median_of_the_readable():
     np.testing.assert_array_equal(impute(values, np.zeros(5, dtype=bool)), np.zeros(5))
 
 
-def test_blend_fusion_averages_two_encoders_cosines():
+def test_weighted_fusion_averages_two_encoders_cosines():
     rows = np.array([0, 1])
     fused = fuse(rows, {"bm25": np.array([0.0, 0.0]), "dense": np.array([0.2, 0.6]),
-                        "multilingual": np.array([0.8, 0.0])}, "blend", lexical_weight=0.5)
+                        "multilingual": np.array([0.8, 0.0])}, "weighted", lexical_weight=0.5)
     # (0.2 + 0.8) / 2 * 0.5 = 0.25 against (0.6 + 0.0) / 2 * 0.5 = 0.15
     assert fused.rows.tolist() == [0, 1]
     np.testing.assert_allclose(fused.scores, [0.25, 0.15])
@@ -251,7 +251,7 @@ def test_combination_without_a_reranker_uses_the_cheap_components():
     from orchestrator.fusion import combine
 
     rows = np.array([0, 1, 2])
-    fused = fuse(rows, {"bm25": np.array([2.0, 1.0, 0.0]), "multilingual": np.array([0.1, 0.2, 0.9])}, "blend")
+    fused = fuse(rows, {"bm25": np.array([2.0, 1.0, 0.0]), "multilingual": np.array([0.1, 0.2, 0.9])}, "weighted")
     combined = combine(fused, {"bm25": 0.0, "multilingual": 1.0, "intent": 1.0},
                        {"intent": np.array([0.0, 0.5, 0.1])})
     names = [component.name for component in combined.components]

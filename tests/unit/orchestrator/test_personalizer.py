@@ -52,7 +52,7 @@ def setup(make_index, tmp_path):
 def relevance_order(index) -> Fused:
     """Every product a candidate, by a descending score in id order: p0 first."""
     rows = np.arange(len(PRODUCTS))
-    return fuse(rows, {"bm25": np.linspace(10, 1, len(rows))}, "blend")
+    return fuse(rows, {"bm25": np.linspace(10, 1, len(rows))}, "weighted")
 
 
 def purchase(user: str, product: str, days_ago: float, event_id: str) -> Event:
