@@ -20,6 +20,7 @@ only the first K of them in the order of the weights without it (`cross_encoder_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -27,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import judged_set  # noqa: E402
-from cli.stack import run_on_catalog  # noqa: E402
 
 from core.catalog import catalog_digest  # noqa: E402
 from core.language import LATIN  # noqa: E402
@@ -35,6 +35,7 @@ from core.settings import Settings  # noqa: E402
 from core.specs import RERANKER  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
 from core.weights import read_combination  # noqa: E402
+from orchestrator.harness import run_on_catalog  # noqa: E402
 from orchestrator.rollout.versions import combination_file, repository_versions  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
@@ -82,9 +83,8 @@ def main() -> None:
                                          combination_weights=weights, per_query=scores)
                 return summary, scores
 
-            options = argparse.Namespace(model_repository=args.model_repository, triton_url=url, rerank_depth=depth,
-                                         cross_encoder_depth=pairs)
-            results[label] = run_on_catalog(options, args.catalog, work, index_dir=index_dir)
+            arm = dataclasses.replace(settings, triton_url=url, rerank_depth=depth, cross_encoder_depth=pairs)
+            results[label] = run_on_catalog(arm, args.catalog, work, index_dir=index_dir)
 
     subject = arms[0][0]
     print(f"{args.split} split of {args.judgments}, {len(judgments)} queries: whole-catalog search for {TOP_K} "

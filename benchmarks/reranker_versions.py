@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import judged_set  # noqa: E402
-from cli.stack import run_on_catalog  # noqa: E402
 
+from core.settings import Settings  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
+from orchestrator.harness import run_on_catalog  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 
 
@@ -57,8 +58,8 @@ def main() -> None:
                 results[task] = (summary, scores)
             return results
 
-        options = argparse.Namespace(model_repository=args.model_repository, reranker_version=version)
-        for task, (summary, scores) in run_on_catalog(options, args.catalog, work).items():
+        settings = Settings.from_env(model_repository=args.model_repository, reranker_version=version)
+        for task, (summary, scores) in run_on_catalog(settings, args.catalog, work).items():
             summaries[task, version] = summary
             per_query[task, version] = scores
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -37,8 +38,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from cli.stack import run_on_catalog  # noqa: E402
 
 from core.catalog import catalog_digest, load_catalog  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
@@ -49,6 +48,7 @@ from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER  # noqa: E402
 from core.splits import select  # noqa: E402
 from core.tokenization import SentencePieceEncoder, TextEncoder  # noqa: E402
 from core.weights import read_combination  # noqa: E402
+from orchestrator.harness import run_on_catalog  # noqa: E402
 from orchestrator.rollout.versions import combination_file, repository_versions  # noqa: E402
 from orchestrator.triton import TritonClient  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
@@ -140,12 +140,12 @@ def main() -> None:
         return results
 
     # Settings from the environment, with this script's --model-repository, --rerank-depth and --cross-encoder-depth.
-    settings = Settings.from_env(model_repository=args.model_repository)
+    settings = Settings.from_env(model_repository=args.model_repository, rerank_depth=args.rerank_depth,
+                                 cross_encoder_depth=args.cross_encoder_depth)
     speed_before = machine_speed_ms()
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         encoding = asyncio.run(encoding_latency(url, settings, list(judgments)))
-        results = run_on_catalog(argparse.Namespace(**{**vars(args), "triton_url": url}), args.catalog, work,
-                                 index_dir=index_dir)
+        results = run_on_catalog(dataclasses.replace(settings, triton_url=url), args.catalog, work, index_dir=index_dir)
     speed_after = machine_speed_ms()
     print(f"{len(judgments)} {args.split}-split queries, query encoding through Triton (tokenizer included)")
     for name, (p50, p99) in encoding.items():

@@ -31,15 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cli.stack import run_on_catalog  # noqa: E402
-
 from core.catalog import load_catalog  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
 from core.language import LATIN  # noqa: E402
 from core.model_repository import versions  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from core.splits import select  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
 from core.weights import read_combination  # noqa: E402
+from orchestrator.harness import run_on_catalog  # noqa: E402
 from training import combination  # noqa: E402
 
 
@@ -60,8 +60,8 @@ def collect(args: argparse.Namespace, sets: list[tuple[str, str]]) -> list[combi
         judgments = select(load_judgments(Path(judgments_path)), split or None)
         catalog_ids = {product.product_id for product in load_catalog(Path(catalog))}
 
-        options = argparse.Namespace(model_repository=args.model_repository)
-        data += run_on_catalog(options, Path(catalog), lambda stub: combination.collect(
+        settings = Settings.from_env(model_repository=args.model_repository)
+        data += run_on_catalog(settings, Path(catalog), lambda stub: combination.collect(
             stub, judgments, catalog_ids, source=name), adjust=combination.collect_settings)
         if cache is not None:
             combination.save(cache, data)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from core.errors import ShoprankError
 
-from .stack import catalog_options, fresh_profile_store, run_on_catalog, triton_options
+from orchestrator.harness import fresh_profile_store, triton_options
+
+from .options import catalog_options, on_catalog
 
 
 # The cross-encoder alone is always shown beside the zero-shot bi-encoder it was trained from and the fused order.
@@ -48,7 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         return await compare(stub, judgments, catalog_ids, args.task, default, baselines, groups, seed=args.seed,
                              show_progress=not args.json, top_k=args.top_k or 0)
 
-    result = run_on_catalog(args, catalog, work)
+    result = on_catalog(args, catalog, work)
     result["split"] = args.split or "all"
     _print(result, args.json)
 
@@ -75,9 +77,9 @@ def cmd_eval_personal(args: argparse.Namespace) -> None:
         def fresh_store(settings):  # the replay must start from nothing
             return dataclasses.replace(settings, profile_store=store)
 
-        result = run_on_catalog(args, catalog, lambda stub: evaluate_personal(stub, histories, products,
-                                                                               show_progress=not args.json),
-                                adjust=fresh_store)
+        result = on_catalog(args, catalog, lambda stub: evaluate_personal(stub, histories, products,
+                                                                           show_progress=not args.json),
+                            adjust=fresh_store)
     result["split"] = args.split or "all"
     _print(result, args.json)
 

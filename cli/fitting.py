@@ -9,7 +9,9 @@ from pathlib import Path
 
 from core.errors import ShoprankError
 
-from .stack import catalog_options, fresh_profile_store, run_on_catalog, triton_options
+from orchestrator.harness import fresh_profile_store, triton_options
+
+from .options import catalog_options, on_catalog
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -62,7 +64,7 @@ def cmd_mine_negatives(args: argparse.Namespace) -> None:
 
     catalog = Path(args.catalog)
     judgments = select(load_judgments(args.judgments), "train")
-    mined = run_on_catalog(args, catalog, lambda stub: negatives.mine(stub, judgments))
+    mined = on_catalog(args, catalog, lambda stub: negatives.mine(stub, judgments))
     negatives.save(Path(args.out), mined)
     print(json.dumps({"queries": len(mined), "negatives": sum(len(ids) for ids in mined.values()), "out": args.out}))
 
@@ -105,7 +107,7 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
         index_dir = Path(args.index) if args.index and catalog == main[0] else None  # --index is --catalog's
         judgments = select(load_judgments(judgments_file), split)
         catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
-        data += run_on_catalog(args, catalog, lambda stub: combination.collect(
+        data += on_catalog(args, catalog, lambda stub: combination.collect(
             stub, judgments, catalog_ids, source=name, search_depth=depth), adjust=combination.collect_settings,
             index_dir=index_dir)
         if cache is not None:
@@ -155,7 +157,7 @@ def cmd_fit_blend(args: argparse.Namespace) -> None:
             def collecting(settings):  # a fresh store, and no blend: the explained order is the relevance order
                 return dataclasses.replace(settings, blend_model=None, profile_store=store)
 
-            collected = run_on_catalog(args, catalog, lambda stub: collect_blend_data(
+            collected = on_catalog(args, catalog, lambda stub: collect_blend_data(
                 stub, histories, products, FEATURES, GROUPS, searches=tuple(args.searches.split(","))), adjust=collecting)
         groups = [QueryGroup(query_id, user, X, y) for query_id, user, X, y in collected]
         if args.data:

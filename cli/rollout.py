@@ -23,8 +23,7 @@ from google.protobuf import json_format
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
 from core.errors import ConfigError
-
-from .stack import settings_from
+from orchestrator.harness import settings_from
 
 DEFAULT_CANARY = 10
 

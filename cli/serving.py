@@ -14,15 +14,16 @@ import grpc
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import ShoprankError
 
-from .stack import (
+from orchestrator.harness import (
     build_and_save,
-    catalog_options,
     fresh_profile_store,
     index_is_current,
     settings_from,
     triton_options,
     with_service,
 )
+
+from .options import catalog_options
 
 DEMO_CATALOG = Path("data/demo/catalog.csv")
 DEMO_QUERIES = [

@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the exported repository to copy (its cpu target; default model_repository)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/rollout-<date-time>)")
     args = parser.parse_args(argv)
-    from cli.stack import catalog_stack, fresh_profile_store  # noqa: PLC0415
+    from core.settings import Settings  # noqa: PLC0415
+    from orchestrator.harness import catalog_stack, fresh_profile_store  # noqa: PLC0415
     from orchestrator.triton_process import free_port  # noqa: PLC0415
 
     # The verdict here is failed requests; latency is reported per phase, not judged (Locust's own p95 limit off).
@@ -221,15 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="shoprank-rollout-check-") as scratch, fresh_profile_store("rollout") as store:
         root = Path(scratch) / "model_repository"
         linked_copy(args.model_repository / "cpu", root / "cpu")
-        stack_args = argparse.Namespace(model_repository=str(root / "cpu"), triton_url=None, rerank_depth=None,
-                                        reranker_version=None, index=None)
 
         def adjust(settings):
             return dataclasses.replace(settings, profile_store=store, admin_token=token, admin_port=admin_port,
                                        rollout_state=Path(scratch) / "rollout.json")
 
         release = Release(root, f"127.0.0.1:{admin_port}", token)
-        with catalog_stack(stack_args, DEMO_CATALOG, adjust=adjust) as settings:
+        settings = Settings.from_env(model_repository=root / "cpu")
+        with catalog_stack(settings, DEMO_CATALOG, adjust=adjust) as settings:
             asyncio.run(until_sigterm(_check(settings, files, requests_csv, release)))
     rows = read_requests(requests_csv) if requests_csv.is_file() else []
     figures = phase_figures(rows, release.phases)

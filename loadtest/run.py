@@ -25,8 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from cli.stack import triton_options
 from core.errors import ShoprankError
+from orchestrator.harness import catalog_stack, settings_from, triton_options
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -106,8 +106,6 @@ def on_demo_stack(args: argparse.Namespace, work: Callable[[str], Awaitable[int]
     """Start Triton and a service on the demo catalog, return `work(address)`, stop both (also on failure or
     Ctrl-C). The service has its own scratch files: an empty profile store, and a copy of the checkout's rollout
     state when there is one (the same reranker versions serve; the checkout's state is never written)."""
-    from cli.stack import catalog_stack  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory(prefix="shoprank-load-") as scratch:
         scratch = Path(scratch).resolve()
 
@@ -118,7 +116,7 @@ def on_demo_stack(args: argparse.Namespace, work: Callable[[str], Awaitable[int]
             return dataclasses.replace(settings, profile_store=f"sqlite:///{scratch}/profiles.db", rollout_state=state,
                                        admin_port=0)
 
-        with catalog_stack(args, DEMO_CATALOG, adjust=adjust) as settings:
+        with catalog_stack(settings_from(args), DEMO_CATALOG, adjust=adjust) as settings:
             return asyncio.run(until_sigterm(_serve(settings, work)))
 
 

@@ -1,5 +1,6 @@
-"""The import layering in pyproject.toml ([tool.importlinter]) holds: CLI above serving, training and export,
-which are independent peers above the shared `core`; the serving path imports no torch or onnx."""
+"""The import layering in pyproject.toml ([tool.importlinter]) holds: the CLI, load tests and benchmarks above
+serving, training and export, which are independent peers above the shared `core`; the serving path imports no
+torch or onnx."""
 
 import subprocess
 import sys

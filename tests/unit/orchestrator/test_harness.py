@@ -1,11 +1,10 @@
-"""cli.stack.run_on_catalog: evaluation and training never read or write the serving rollout state."""
+"""orchestrator.harness.run_on_catalog: evaluation and training never read or write the serving rollout state."""
 
-import argparse
 import contextlib
 import dataclasses
 from pathlib import Path
 
-from cli import stack
+from orchestrator import harness
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,18 +17,18 @@ def test_the_service_of_an_evaluation_starts_from_a_fresh_rollout_state(monkeypa
     seen = {}
 
     @contextlib.contextmanager
-    def catalog_stack(args, catalog, index_dir, adjust):
-        yield adjust(FakeSettings())
+    def catalog_stack(settings, catalog, index_dir, adjust, skip_untitled):
+        yield adjust(settings)
 
     async def with_service(settings, work):
         seen["settings"] = settings
         seen["existed_during"] = settings.rollout_state.parent.is_dir()
         return work
 
-    monkeypatch.setattr(stack, "catalog_stack", catalog_stack)
-    monkeypatch.setattr(stack, "with_service", with_service)
-    result = stack.run_on_catalog(argparse.Namespace(), Path("catalog.csv"), "work",
-                                  adjust=lambda settings: dataclasses.replace(settings, rerank_depth=20))
+    monkeypatch.setattr(harness, "catalog_stack", catalog_stack)
+    monkeypatch.setattr(harness, "with_service", with_service)
+    result = harness.run_on_catalog(FakeSettings(), Path("catalog.csv"), "work",
+                                    adjust=lambda settings: dataclasses.replace(settings, rerank_depth=20))
     settings = seen["settings"]
     assert result == "work" and settings.rerank_depth == 20  # the caller's adjustment still applies
     assert settings.rollout_state != FakeSettings.rollout_state and seen["existed_during"]

@@ -1,4 +1,9 @@
-"""What several commands share: settings from arguments, a running Triton, a fresh index, a service on port 0."""
+"""The service in process, for the commands, load tests and benchmarks that run one: Triton started (or reached at
+the settings' `triton_url`), the catalog's index built when it is missing or stale, a Service on a free port.
+
+The harness takes `Settings`. `triton_options` and `settings_from` are its command-line face, shared by the
+`shoprank` commands (cli/) and `python -m loadtest.run`, which may not import the CLI.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,41 @@ import asyncio
 import dataclasses
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2_grpc
+from core.settings import Settings
+
+# Where an index is cached when none is named: under this folder, by the catalog's digest.
+INDEX_CACHE = Path(".shoprank/indexes")
+
+T = TypeVar("T")
+Adjust = Callable[[Settings], Settings]
 
 
-def settings_from(args: argparse.Namespace, **extra):
-    from core.settings import Settings  # noqa: PLC0415
+def triton_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that starts (or reaches) Triton."""
+    parser.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
+    parser.add_argument("--rerank-depth", type=int,
+                        help="rerank the top N fused candidates: match features, intent and the cross-encoder "
+                             "(default 100; 0: off)")
+    parser.add_argument("--cross-encoder-depth", type=int,
+                        help="the cross-encoder scores only the first N of those in the order of the weights without "
+                             "it, the rest get its score at their place in that order (default 30; 0: all of them)")
+    parser.add_argument("--model-repository",
+                        help="model repository for a local Triton (default: model_repository/cpu)")
+    parser.add_argument("--reranker-version",
+                        help="serve this reranker version instead of the rollout state's stable one, for instance to "
+                             "evaluate a new export (rollouts are off)")
 
+
+def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Settings from the environment, overridden by the options `args` has and were given (and by `extra`)."""
     return Settings.from_env(
         index_dir=getattr(args, "index", None),
         model_repository=getattr(args, "model_repository", None),
@@ -37,7 +65,8 @@ def settings_from(args: argparse.Namespace, **extra):
     )
 
 
-async def build_and_save(settings, catalog: Path, out: Path, url: str, skip_untitled: bool = False) -> None:
+async def build_and_save(settings: Settings, catalog: Path, out: Path, url: str, skip_untitled: bool = False) -> None:
+    """Embed the catalog through the Triton at `url`, build its index and save it in `out`."""
     from core.catalog import load_catalog  # noqa: PLC0415
     from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: PLC0415
     from orchestrator.index import build_index, product_encoders  # noqa: PLC0415
@@ -61,6 +90,7 @@ async def build_and_save(settings, catalog: Path, out: Path, url: str, skip_unti
 
 
 def index_is_current(directory: Path, catalog: Path) -> bool:
+    """Whether `directory` holds an index of this catalog's content in today's format."""
     from core.catalog import catalog_digest  # noqa: PLC0415
     from orchestrator.index import FORMAT_VERSION  # noqa: PLC0415
 
@@ -71,44 +101,44 @@ def index_is_current(directory: Path, catalog: Path) -> bool:
     return data.get("format_version") == FORMAT_VERSION and data.get("catalog_sha256") == catalog_digest(catalog)
 
 
-def run_on_catalog(args: argparse.Namespace, catalog: Path, work, index_dir: Path | None = None, adjust=None):
-    """Start Triton (or use --triton-url), build the catalog's index if it is missing or stale, and return
-    `work(stub)` run against a Service on it. The index lives at `index_dir`, else --index, else cached under
+def run_on_catalog(settings: Settings, catalog: Path, work: Callable[[ranking_pb2_grpc.RankingStub], Awaitable[T]],
+                   index_dir: Path | None = None, adjust: Adjust | None = None, skip_untitled: bool = False) -> T:
+    """Start Triton (or use the settings' triton_url), build the catalog's index if it is missing or stale, and
+    return `work(stub)` run against a Service on it. The index lives at `index_dir`, else is cached under
     .shoprank/indexes by the catalog's digest; `adjust` edits the settings.
 
-    The service starts from a fresh rollout state: it measures the repository's newest reranker version (or
-    --reranker-version), not the one a serving deployment's .shoprank/rollout.json keeps stable, and leaves that
-    file alone."""
+    The service starts from a fresh rollout state: it measures the repository's newest reranker version (or the
+    settings' reranker_version), not the one a serving deployment's .shoprank/rollout.json keeps stable, and
+    leaves that file alone."""
     with tempfile.TemporaryDirectory(prefix="shoprank-rollout-") as scratch:
-        def fresh_state(settings):
+        def fresh_state(settings: Settings) -> Settings:
             settings = dataclasses.replace(settings, rollout_state=Path(scratch) / "rollout.json")
             return adjust(settings) if adjust is not None else settings
 
-        with catalog_stack(args, catalog, index_dir, fresh_state) as settings:
+        with catalog_stack(settings, catalog, index_dir, fresh_state, skip_untitled) as settings:
             return asyncio.run(with_service(settings, work))
 
 
 @contextmanager
-def catalog_stack(args: argparse.Namespace, catalog: Path, index_dir: Path | None = None, adjust=None) -> Iterator:
-    """The settings of a Service on the catalog, for the block: Triton started (or --triton-url) and the index
-    built if it is missing or stale, as `run_on_catalog` says."""
+def catalog_stack(settings: Settings, catalog: Path, index_dir: Path | None = None, adjust: Adjust | None = None,
+                  skip_untitled: bool = False) -> Iterator[Settings]:
+    """The settings of a Service on the catalog, for the block: Triton started (or the settings' triton_url) and
+    the index built if it is missing or stale, as `run_on_catalog` says."""
     from core.catalog import catalog_digest  # noqa: PLC0415
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
     if index_dir is None:
-        given = getattr(args, "index", None)
-        index_dir = Path(given) if given else Path(".shoprank/indexes") / catalog_digest(catalog)[:16]
-    settings = settings_from(args)
+        index_dir = INDEX_CACHE / catalog_digest(catalog)[:16]
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
         if adjust is not None:
             settings = adjust(settings)
         if not index_is_current(index_dir, catalog):
-            asyncio.run(build_and_save(settings, catalog, index_dir, url, getattr(args, "skip_untitled", False)))
+            asyncio.run(build_and_save(settings, catalog, index_dir, url, skip_untitled))
         yield settings
 
 
-async def with_service(settings, work):
+async def with_service(settings: Settings, work: Callable[[ranking_pb2_grpc.RankingStub], Awaitable[T]]) -> T:
     """Start a Service (port 0), run `work(stub)`, stop the service."""
     from orchestrator.server import Service  # noqa: PLC0415
 
@@ -120,29 +150,9 @@ async def with_service(settings, work):
         await service.stop()
 
 
-def triton_options(sub: argparse.ArgumentParser) -> None:
-    """The options of every command that starts (or reaches) Triton."""
-    sub.add_argument("--triton-url", help="host:port of a running Triton's gRPC endpoint (default: start one)")
-    sub.add_argument("--rerank-depth", type=int,
-                     help="rerank the top N fused candidates: match features, intent and the cross-encoder "
-                          "(default 100; 0: off)")
-    sub.add_argument("--cross-encoder-depth", type=int,
-                     help="the cross-encoder scores only the first N of those in the order of the weights without "
-                          "it, the rest get its score at their place in that order (default 30; 0: all of them)")
-    sub.add_argument("--model-repository", help="model repository for a local Triton (default: model_repository/cpu)")
-    sub.add_argument("--reranker-version", help="serve this reranker version instead of the rollout state's stable "
-                                                "one, for instance to evaluate a new export (rollouts are off)")
-
-
 @contextmanager
 def fresh_profile_store(purpose: str) -> Iterator[str]:
     """The URL of an empty SQLite profile store in a temporary directory, removed afterwards: never the serving
     store, for runs that must start with no users (the demo, replays for evaluation and training)."""
     with tempfile.TemporaryDirectory(prefix=f"shoprank-{purpose}-") as scratch:
         yield f"sqlite:///{Path(scratch).resolve()}/profiles.db"
-
-
-def catalog_options(sub: argparse.ArgumentParser) -> None:
-    """The options of every command that reads a catalog file."""
-    sub.add_argument("--skip-untitled", action="store_true",
-                     help="leave out products with an empty title (with a warning) instead of rejecting the catalog")
