@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.catalog import Product  # noqa: E402
+from core.personal_blend import BLEND_FEATURES  # noqa: E402
 from orchestrator.personalization.blend import BlendModel  # noqa: E402
 from orchestrator.personalization.events import Event  # noqa: E402
-from orchestrator.personalization.profile import FEATURES, GROUPS, UserProfile, features  # noqa: E402
+from orchestrator.personalization.profile import UserProfile, features  # noqa: E402
 from orchestrator.personalization.store import ProductStats  # noqa: E402
-from training.blend import QueryGroup, fit  # noqa: E402
+from training.blend_fit import QueryGroup, fit  # noqa: E402
 
 DAY = 86400.0
 NOW = 1_700_000_000.0
@@ -50,18 +51,18 @@ def timed(function: Callable[[], object], runs: int) -> tuple[float, float]:
 def synthetic_model(directory: Path) -> BlendModel:
     """A blend fit on synthetic searches whose relevant products are bought ones, relevant ones and due ones."""
     rng = np.random.default_rng(0)
-    column = {name: index for index, name in enumerate(FEATURES)}
+    column = {name: index for index, name in enumerate(BLEND_FEATURES)}
     groups = []
     for user in range(300):
         for search in range(3):
-            X = rng.random((50, len(FEATURES))).astype(np.float32)
+            X = rng.random((50, len(BLEND_FEATURES))).astype(np.float32)
             X[:, column["user_purchases"]] = rng.poisson(0.5, 50)
             X[:, column["due_ratio"]] = rng.random(50) * 3
             logit = (2 * X[:, column["user_purchases"]] + 2 * X[:, column["relevance"]]
                      - 3 * np.abs(X[:, column["due_ratio"]] - 1) - 2)
             labels = (rng.random(50) < 1 / (1 + np.exp(-logit))).astype(np.float32)
             groups.append(QueryGroup(f"u{user}:{search}", f"u{user}", X, labels))
-    fit(groups, directory, log=lambda message: None, features=FEATURES, feature_groups=GROUPS, threads=1)
+    fit(groups, directory, log=lambda message: None, threads=1)
     return BlendModel.load(directory)
 
 

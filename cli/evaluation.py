@@ -58,7 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_eval_personal(args: argparse.Namespace) -> None:
     """Replay each user's past orders into a fresh profile store, then search the aisles of their last order."""
     from core.catalog import load_catalog  # noqa: PLC0415
-    from training.blend import split_of_user  # noqa: PLC0415
+    from training.blend_fit import split_of_user  # noqa: PLC0415
     from training.personal import evaluate_personal, load_histories  # noqa: PLC0415
 
     if not args.events:
@@ -105,7 +105,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--fusion", choices=("rrf", "weighted"))
     sub.add_argument("--index", help="prebuilt index of the catalog (default: built once and cached under .shoprank/indexes)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the candidate shuffle in rerank")
-    sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries (personal: the users) of this split (core/splits.py; training/blend.py)")
+    sub.add_argument("--split", choices=("train", "dev", "test"), help="only the queries (personal: the users) of this split (core/splits.py; training/blend_fit.py)")
     sub.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder: the fused order")
     sub.add_argument("--reranker-only", action="store_true",
                      help="rank by the cross-encoder's score alone (combination weights {reranker: 1}), beside "

@@ -135,12 +135,11 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
 def cmd_fit_blend(args: argparse.Namespace) -> None:
     """Replay users' past orders, read the blend features of their next orders' searches, fit the blend."""
     from core.catalog import load_catalog  # noqa: PLC0415
-    from orchestrator.personalization.profile import FEATURES, GROUPS  # noqa: PLC0415
-    from training.blend import QueryGroup, fit, load_groups, save_groups  # noqa: PLC0415
+    from training.blend_fit import QueryGroup, fit, load_blend_data, save_blend_data  # noqa: PLC0415
     from training.personal import collect_blend_data, load_histories  # noqa: PLC0415
 
     if args.data and all(Path(path).is_file() for path in args.data):
-        groups = [group for path in args.data for group in load_groups(Path(path), features=FEATURES)]
+        groups = [group for path in args.data for group in load_blend_data(Path(path))]
         print(f"blend data: {len(groups)} searches from {', '.join(args.data)}", flush=True)
     else:
         if args.data and len(args.data) > 1:
@@ -158,13 +157,12 @@ def cmd_fit_blend(args: argparse.Namespace) -> None:
                 return dataclasses.replace(settings, blend_model=None, profile_store=store)
 
             collected = on_catalog(args, catalog, lambda stub: collect_blend_data(
-                stub, histories, products, FEATURES, GROUPS, searches=tuple(args.searches.split(","))), adjust=collecting)
+                stub, histories, products, searches=tuple(args.searches.split(","))), adjust=collecting)
         groups = [QueryGroup(query_id, user, X, y) for query_id, user, X, y in collected]
         if args.data:
-            save_groups(Path(args.data[0]), groups, features=FEATURES)
+            save_blend_data(Path(args.data[0]), groups)
             print(f"blend data: {len(groups)} searches saved to {args.data[0]}", flush=True)
-    manifest = fit(groups, Path(args.out), seed=args.seed, log=lambda message: print(message, flush=True),
-                   features=FEATURES, feature_groups=GROUPS)
+    manifest = fit(groups, Path(args.out), seed=args.seed, log=lambda message: print(message, flush=True))
     print(json.dumps({key: manifest.get(key) for key in ("kind", "version", "metrics")}))
 
 

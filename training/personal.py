@@ -25,6 +25,7 @@ from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.catalog import Product, cell_text, read_table
 from core.errors import DataError
 from core.metrics import ndcg_at_k, recall_at_k
+from core.personal_blend import COMPONENT_NAMES
 from core.stats import paired_bootstrap
 
 DAY = 86400.0
@@ -189,10 +190,11 @@ async def evaluate_personal(stub: ranking_pb2_grpc.RankingStub, histories: dict[
 
 
 async def collect_blend_data(stub: ranking_pb2_grpc.RankingStub, histories: dict[str, UserHistory],
-                             products: list[Product], features: tuple[str, ...], groups: dict[str, str],
-                             show_progress: bool = True, searches: tuple[str, ...] = ("filtered",),
-                             unfiltered_every: int = 6) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
-    """Replay, then read each search's blend features from its explanation: (query id, user, X, labels) per search.
+                             products: list[Product], show_progress: bool = True,
+                             searches: tuple[str, ...] = ("filtered",), unfiltered_every: int = 6,
+                             ) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """Replay, then read each search's blend features (core/personal_blend.py's COMPONENT_NAMES) from its explanation:
+    (query id, user, X, labels) per search.
 
     "filtered" searches are the evaluation's (the aisle's name over the aisle); "unfiltered" ones, for every
     `unfiltered_every`-th of them, search the aisle's name over the whole catalog with the same relevant products,
@@ -203,7 +205,6 @@ async def collect_blend_data(stub: ranking_pb2_grpc.RankingStub, histories: dict
     catalog_ids = {product.product_id for product in products}
     category_of = {product.product_id: product.category for product in products}
     await replay(stub, histories, catalog_ids, show_progress)
-    names = [f"{groups[name]}:{name}" for name in features]
     groups_out = []
     planned = [(history, category, bought) for history in histories.values()
                for category, bought in history.queries(category_of)]
@@ -215,9 +216,9 @@ async def collect_blend_data(stub: ranking_pb2_grpc.RankingStub, histories: dict
         rows, labels = [], []
         for item in response.items:
             raw = {component.name: component.raw for component in item.components}
-            if names[0] not in raw:
+            if COMPONENT_NAMES[0] not in raw:
                 continue  # not in the blended set
-            rows.append([raw.get(name, float("nan")) for name in names])
+            rows.append([raw.get(name, float("nan")) for name in COMPONENT_NAMES])
             labels.append(1.0 if item.product_id in bought else 0.0)
         if rows:
             groups_out.append((f"{history.user_id}:{category}" + ("" if filtered else ":unfiltered"), history.user_id,

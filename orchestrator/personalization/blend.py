@@ -1,8 +1,8 @@
 """The learned blend: per-feature contributions of a trained model, reweighted by group at request time.
 
 final = Σ over features of weight[group(feature)] · contribution[feature] + bias; with every weight 1 it is the
-model's own score. A model directory holds manifest.json (written by training/blend.py) and the model file it
-names, of one of two kinds:
+model's own score. Features, groups and the linear transform are core/personal_blend.py's. A model directory holds
+manifest.json (written by training/blend_fit.py) and the model file it names, of one of two kinds:
 - "lightgbm": a LightGBM text model. LightGBM's exact contributions (pred_contrib, TreeSHAP) cost 3 ms for 100
   candidates with 70 trees of 7 leaves and over 200 ms with 300 of 31, one or two threads alike, against a 5 ms
   budget; so training constrains every tree to one feature. A feature's contribution is then the sum of its
@@ -23,11 +23,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from core.errors import ConfigError, InvalidRequest
-
-from .profile import FEATURES, GROUPS
+from core.personal_blend import BLEND_FEATURES, FEATURE_GROUPS, GROUP_NAMES, linear_input
 
 KINDS = ("lightgbm", "linear")
-GROUP_NAMES = tuple(dict.fromkeys(GROUPS.values()))
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ class BlendModel:
         self.version = version
         self.manifest = manifest
         self.features = tuple(manifest["features"])
-        self._group_of_column = [GROUPS[name] for name in self.features]
+        self._group_of_column = [FEATURE_GROUPS[name] for name in self.features]
         self._booster: Any = None
         self._steps: list[_StepFunction] | None = None
         self._bias = 0.0
@@ -64,12 +62,12 @@ class BlendModel:
         kind = manifest.get("kind")
         if kind not in KINDS:
             raise ConfigError(f"{directory / 'manifest.json'}: kind {kind!r} is not one of {', '.join(KINDS)}")
-        if tuple(manifest.get("features", ())) != FEATURES:
+        if tuple(manifest.get("features", ())) != BLEND_FEATURES:
             raise ConfigError(f"{directory / 'manifest.json'}: features {manifest.get('features')} do not match "
-                              f"this version's {list(FEATURES)}; retrain the blend")
-        if manifest.get("groups", GROUPS) != GROUPS:
+                              f"this version's {list(BLEND_FEATURES)}; retrain the blend")
+        if manifest.get("groups", FEATURE_GROUPS) != FEATURE_GROUPS:
             raise ConfigError(f"{directory / 'manifest.json'}: feature groups {manifest['groups']} do not match "
-                              f"this version's {GROUPS}; retrain the blend")
+                              f"this version's {FEATURE_GROUPS}; retrain the blend")
         if not isinstance(manifest.get("model_file"), str):
             raise ConfigError(f"{directory / 'manifest.json'}: no model_file")
         model = cls(kind, int(manifest.get("version", 0)), manifest)
@@ -89,17 +87,17 @@ class BlendModel:
             self._booster = lightgbm.Booster(model_file=str(path))
         except lightgbm.basic.LightGBMError as error:
             raise ConfigError(f"blend model file {path} cannot be read: {error}") from error
-        if tuple(self._booster.feature_name()) != FEATURES:
+        if tuple(self._booster.feature_name()) != BLEND_FEATURES:
             raise ConfigError(f"blend model file {path}: features {self._booster.feature_name()} do not match "
-                              f"{list(FEATURES)}")
+                              f"{list(BLEND_FEATURES)}")
         self._steps, self._bias = _step_functions(self._booster.dump_model())
 
     def _load_linear(self, path: Path) -> None:
         spec = _read_json(path, "linear blend model")
         try:
             for key in ("weights", "fill", "mean", "std"):
-                self._linear[key] = np.array([float(spec[key][name]) for name in FEATURES])
-            self._linear["log1p"] = np.array([name in spec["log1p"] for name in FEATURES])
+                self._linear[key] = np.array([float(spec[key][name]) for name in BLEND_FEATURES])
+            self._linear["log1p"] = np.array([name in spec["log1p"] for name in BLEND_FEATURES])
             self._bias = float(spec["bias"])
         except (KeyError, TypeError, ValueError) as error:
             raise ConfigError(f"linear blend model {path} is malformed: {error!r}") from error
@@ -110,7 +108,7 @@ class BlendModel:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(n, F + 1): each feature's contribution to the model's score, then the bias; rows sum to the score."""
         X = self._check(X)
-        out = np.empty((len(X), len(FEATURES) + 1))
+        out = np.empty((len(X), len(BLEND_FEATURES) + 1))
         out[:, -1] = self._bias
         if self.kind == "linear":
             out[:, :-1] = self._linear["weights"] * self._transform(X)
@@ -146,15 +144,13 @@ class BlendModel:
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         linear = self._linear
-        values = np.where(np.isnan(X), linear["fill"], X.astype(np.float64))
-        values = np.where(linear["log1p"], np.log1p(np.maximum(values, 0.0)), values)
-        return (values - linear["mean"]) / linear["std"]
+        return linear_input(X, linear["fill"], linear["log1p"], linear["mean"], linear["std"])
 
     @staticmethod
     def _check(X: np.ndarray) -> np.ndarray:
         X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != len(FEATURES):
-            raise ValueError(f"expected an (n, {len(FEATURES)}) feature matrix, got shape {X.shape}")
+        if X.ndim != 2 or X.shape[1] != len(BLEND_FEATURES):
+            raise ValueError(f"expected an (n, {len(BLEND_FEATURES)}) feature matrix, got shape {X.shape}")
         return X
 
 
@@ -204,7 +200,7 @@ def _step_functions(dump: dict[str, Any]) -> tuple[list[_StepFunction] | None, f
         if features:
             by_feature.setdefault(features.pop(), []).append((tree, expected, splits))
     steps = []
-    for column in range(len(FEATURES)):
+    for column in range(len(BLEND_FEATURES)):
         members = by_feature.get(column, [])
         thresholds = np.unique([node["threshold"] for _, _, splits in members for node in splits])
         # Interval k is (thresholds[k-1], thresholds[k]]: its right end stands for it; +inf for the last one.

@@ -24,16 +24,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.errors import InvalidEvent, StoreError
+from core.personal_blend import BIAS_COMPONENT, BLEND_FEATURES, COMPONENT_NAMES
 from core.settings import Settings
 
 from ..fusion import Component, Fused
 from ..index import CatalogIndex
 from .blend import BlendModel
 from .events import Event, validate
-from .profile import FEATURES, GROUPS, UserProfile, features
+from .profile import UserProfile, features
 from .store import ProductStats, ProfileStore
 
-BIAS = "blend:bias"
 log = logging.getLogger(__name__)
 
 
@@ -208,7 +208,8 @@ class Personalizer:
             neutral = ~matching[rows]
             X[neutral] = features(None, self.clock(), products, embeddings, {}, {}, relevance_scores, ranks)[neutral]
         if self.model is None:  # the relevance order, as it was
-            scores, contributions = relevance_scores.astype(np.float64), np.zeros((len(rows), len(FEATURES) + 1))
+            scores = relevance_scores.astype(np.float64)
+            contributions = np.zeros((len(rows), len(BLEND_FEATURES) + 1))
             order = np.argsort(ranks, kind="stable")
         else:
             scores, contributions = self.model.score(X, weights)
@@ -216,10 +217,11 @@ class Personalizer:
         components = _components(relevance, pool, len(head), extra, order) if explain else ()
         if explain:
             components += tuple(
-                Component(f"{GROUPS[name]}:{name}", X[order, column].astype(np.float64), np.zeros(len(rows), np.int64),
+                Component(name, X[order, column].astype(np.float64), np.zeros(len(rows), np.int64),
                           contributions[order, column])
-                for column, name in enumerate(FEATURES)
-            ) + (Component(BIAS, np.zeros(len(rows)), np.zeros(len(rows), np.int64), contributions[order, -1]),)
+                for column, name in enumerate(COMPONENT_NAMES)
+            ) + (Component(BIAS_COMPONENT, np.zeros(len(rows)), np.zeros(len(rows), np.int64),
+                           contributions[order, -1]),)
         return Fused(rows[order], scores[order], components)
 
 

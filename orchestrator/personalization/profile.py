@@ -1,6 +1,6 @@
 """A user's profile from their feedback events, and the per-candidate features the learned blend reads.
 
-Features by group (GROUPS), in the order of FEATURES:
+Features by group, in the order of core/personal_blend.py's BLEND_FEATURES:
 - relevance: the pipeline's relevance score, and 1 / log2(1 + rank) of the candidate in the relevance order;
 - preference: cosine with the user's preference vector (time-decayed, type-weighted mean of the embeddings of the
   products they touched); decayed, weighted shares of their events in the candidate's category, department and
@@ -22,16 +22,9 @@ from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-_BY_GROUP = {
-    "relevance": ("relevance", "relevance_rank"),
-    "preference": ("pref_cosine", "category_affinity", "department_affinity", "brand_affinity",
-                   "user_purchases", "user_order_share", "recent_order_share", "user_clicks_carts",
-                   "days_since_purchase", "purchase_interval", "due_ratio"),
-    "popularity": ("popularity", "reorder_rate", "category_share"),
-}
-FEATURES = tuple(name for names in _BY_GROUP.values() for name in names)
-GROUPS = {name: group for group, names in _BY_GROUP.items() for name in names}
-_COLUMN = {name: index for index, name in enumerate(FEATURES)}
+from core.personal_blend import BLEND_FEATURES
+
+_COLUMN = {name: index for index, name in enumerate(BLEND_FEATURES)}
 EVENT_WEIGHTS = {"view": 0.1, "click": 0.3, "cart": 0.6, "purchase": 1.0}
 HALF_LIFE_DAYS = 30.0
 # Purchases closer than this belong to one order: a checkout's events share (nearly) one time, orders are apart.
@@ -58,7 +51,7 @@ class ProductLike(Protocol):
 
 
 class StatsLike(Protocol):
-    """A product's global counts, as the profile store keeps them."""
+    """What all users bought of a product, as the profile store's product_figures gives it."""
 
     purchases: float
     reorders: int
@@ -179,7 +172,7 @@ def features(
     relevance: np.ndarray,
     relevance_rank: np.ndarray,
 ) -> np.ndarray:
-    """The (n, len(FEATURES)) float32 feature matrix of n candidates; NaN where a value is missing.
+    """The (n, len(BLEND_FEATURES)) float32 feature matrix of n candidates; NaN where a value is missing.
 
     `embeddings` are the candidates' unit vectors, `relevance_rank` their 1-based ranks in the relevance order
     (turned here into 1 / log2(1 + rank)). A None or cold profile gives 0 or NaN preference features.
@@ -191,14 +184,14 @@ def features(
                          f"{len(embeddings)} embeddings")
     if n and ranks.min() < 1:
         raise ValueError("relevance_rank holds 1-based ranks, not transformed values")
-    X = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    X = np.zeros((n, len(BLEND_FEATURES)), dtype=np.float32)
     X[:, _COLUMN["relevance"]] = relevance
     X[:, _COLUMN["relevance_rank"]] = 1.0 / np.log2(1.0 + ranks)
 
     ids = [product.product_id for product in products]
-    product_stats = [stats.get(product_id) for product_id in ids]
-    purchases = np.array([s.purchases if s is not None else 0.0 for s in product_stats], dtype=np.float64)
-    reorders = np.array([s.reorders if s is not None else 0.0 for s in product_stats], dtype=np.float64)
+    figures = [stats.get(product_id) for product_id in ids]
+    purchases = np.array([s.purchases if s is not None else 0.0 for s in figures], dtype=np.float64)
+    reorders = np.array([s.reorders if s is not None else 0.0 for s in figures], dtype=np.float64)
     in_category = np.array([category_purchases.get(product.category, 0.0) if product.category else 0.0
                             for product in products], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):

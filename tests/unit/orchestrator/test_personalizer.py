@@ -14,12 +14,12 @@ import pytest
 
 from core.catalog import Product
 from core.errors import InvalidEvent
+from core.personal_blend import BIAS_COMPONENT, BLEND_FEATURES, FEATURE_GROUPS
 from core.settings import Settings
 from orchestrator.fusion import Fused, fuse
 from orchestrator.personalization.blend import BlendModel
 from orchestrator.personalization.events import Event
-from orchestrator.personalization.personalizer import BIAS, Personalizer, user_key
-from orchestrator.personalization.profile import FEATURES, GROUPS
+from orchestrator.personalization.personalizer import Personalizer, user_key
 from orchestrator.personalization.store import open_store
 
 PRODUCTS = [Product(f"p{i}", f"Product {i}", category="A" if i < 6 else "B", brand=f"brand{i % 3}") for i in range(10)]
@@ -28,12 +28,12 @@ NOW = 1_700_000_000.0
 
 def linear_blend(directory, weights: dict[str, float]) -> BlendModel:
     """A linear blend whose score is the sum of the given features' raw values (NaN as 0), plus 0.5."""
-    ones = dict.fromkeys(FEATURES, 1.0)
-    spec = {"weights": {name: weights.get(name, 0.0) for name in FEATURES}, "fill": dict.fromkeys(FEATURES, 0.0),
-            "mean": dict.fromkeys(FEATURES, 0.0), "std": ones, "log1p": [], "bias": 0.5}
+    spec = {"weights": {name: weights.get(name, 0.0) for name in BLEND_FEATURES},
+            "fill": dict.fromkeys(BLEND_FEATURES, 0.0), "mean": dict.fromkeys(BLEND_FEATURES, 0.0),
+            "std": dict.fromkeys(BLEND_FEATURES, 1.0), "log1p": [], "bias": 0.5}
     (directory / "linear.json").write_text(json.dumps(spec))
     (directory / "manifest.json").write_text(json.dumps({"kind": "linear", "version": 3, "model_file": "linear.json",
-                                                         "features": list(FEATURES), "groups": GROUPS}))
+                                                         "features": list(BLEND_FEATURES), "groups": FEATURE_GROUPS}))
     return BlendModel.load(directory)
 
 
@@ -82,7 +82,7 @@ def test_group_weights_scale_contributions_and_the_explanation_sums_to_the_score
     assert total == pytest.approx(blended.scores)
     by_name = {c.name: c for c in blended.components}
     assert np.all(by_name["preference:user_purchases"].contribution == 0)
-    assert by_name[BIAS].contribution[0] == pytest.approx(0.5)
+    assert by_name[BIAS_COMPONENT].contribution[0] == pytest.approx(0.5)
     assert by_name["bm25"].contribution.sum() == 0  # relevance components explain the input, add nothing
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, InvalidRequest
+from core.personal_blend import BLEND_FEATURES, FEATURE_GROUPS, FEATURES_BY_GROUP
 from orchestrator.personalization.blend import BlendModel
-from orchestrator.personalization.profile import FEATURES, GROUPS
 
-F = len(FEATURES)
-COLUMN = {name: index for index, name in enumerate(FEATURES)}
+F = len(BLEND_FEATURES)
+COLUMN = {name: index for index, name in enumerate(BLEND_FEATURES)}
 
 
 def synthetic(rows: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -35,24 +35,25 @@ def write_lightgbm(directory, one_feature_per_tree: bool = True, rounds: int = 6
               "deterministic": True, "seed": 0}
     if one_feature_per_tree:
         params["interaction_constraints"] = [[column] for column in range(F)]
-    booster = lightgbm.train(params, lightgbm.Dataset(X, y, group=[30] * 100, feature_name=list(FEATURES)), rounds)
+    data = lightgbm.Dataset(X, y, group=[30] * 100, feature_name=list(BLEND_FEATURES))
+    booster = lightgbm.train(params, data, rounds)
     booster.save_model(str(directory / "model.txt"))
     write_manifest(directory, kind="lightgbm", model_file="model.txt")
     return booster
 
 
 def write_manifest(directory, **fields):
-    manifest = {"kind": "lightgbm", "version": 3, "model_file": "model.txt", "features": list(FEATURES),
-                "groups": GROUPS, **fields}
+    manifest = {"kind": "lightgbm", "version": 3, "model_file": "model.txt", "features": list(BLEND_FEATURES),
+                "groups": FEATURE_GROUPS, **fields}
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
 LINEAR = {
-    "weights": {name: 0.1 * (index + 1) for index, name in enumerate(FEATURES)},
+    "weights": {name: 0.1 * (index + 1) for index, name in enumerate(BLEND_FEATURES)},
     "bias": -0.5,
-    "fill": {name: 2.0 if name == "days_since_purchase" else 0.0 for name in FEATURES},
-    "mean": {name: 0.5 for name in FEATURES},
-    "std": {name: 2.0 for name in FEATURES},
+    "fill": {name: 2.0 if name == "days_since_purchase" else 0.0 for name in BLEND_FEATURES},
+    "mean": {name: 0.5 for name in BLEND_FEATURES},
+    "std": {name: 2.0 for name in BLEND_FEATURES},
     "log1p": ["user_purchases", "days_since_purchase"],
 }
 
@@ -66,7 +67,7 @@ def write_linear(directory, spec=LINEAR):
 def test_lightgbm_contributions_equal_treeshap(tmp_path, one_feature_per_tree):
     booster = write_lightgbm(tmp_path, one_feature_per_tree)
     model = BlendModel.load(tmp_path)
-    assert model.kind == "lightgbm" and model.version == 3 and model.features == FEATURES
+    assert model.kind == "lightgbm" and model.version == 3 and model.features == BLEND_FEATURES
     X, _ = synthetic(200, seed=1)
     X[:5] = np.nan  # every feature missing
     X[5:10, COLUMN["popularity"]] = 0.0
@@ -129,7 +130,7 @@ def test_group_weights_scale_their_groups(tmp_path, kind):
     X, _ = synthetic(100, seed=3)
     final, contributions = model.score(X)
     np.testing.assert_allclose(final, model.predict(X), atol=1e-9)
-    parts = {group: contributions[:, [COLUMN[name] for name in FEATURES if GROUPS[name] == group]].sum(axis=1)
+    parts = {group: contributions[:, [COLUMN[name] for name in FEATURES_BY_GROUP[group]]].sum(axis=1)
              for group in ("relevance", "preference", "popularity")}
     weighted, _ = model.score(X, {"relevance": 2.0, "preference": 0.0})
     np.testing.assert_allclose(weighted, 2 * parts["relevance"] + parts["popularity"] + contributions[:, -1])
@@ -166,10 +167,10 @@ def test_load_errors_name_the_problem(tmp_path):
     write_manifest(tmp_path, kind="forest")
     with pytest.raises(ConfigError, match="kind 'forest'"):
         BlendModel.load(tmp_path)
-    write_manifest(tmp_path, features=list(FEATURES[:-1]))
+    write_manifest(tmp_path, features=list(BLEND_FEATURES[:-1]))
     with pytest.raises(ConfigError, match="do not match"):
         BlendModel.load(tmp_path)
-    write_manifest(tmp_path, groups={**GROUPS, "popularity": "preference"})
+    write_manifest(tmp_path, groups={**FEATURE_GROUPS, "popularity": "preference"})
     with pytest.raises(ConfigError, match="groups"):
         BlendModel.load(tmp_path)
     write_manifest(tmp_path)

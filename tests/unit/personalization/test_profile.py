@@ -8,13 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from orchestrator.personalization.profile import (
-    DAY, EVENT_WEIGHTS, FEATURES, GROUPS, HALF_LIFE_DAYS, UserProfile, features,
-)
+from core.personal_blend import BLEND_FEATURES
+from orchestrator.personalization.profile import DAY, EVENT_WEIGHTS, HALF_LIFE_DAYS, UserProfile, features
 
 T0 = 1_700_000_000.0
 NOW = T0 + 40 * DAY
-COLUMN = {name: index for index, name in enumerate(FEATURES)}
+COLUMN = {name: index for index, name in enumerate(BLEND_FEATURES)}
 
 
 @dataclass(frozen=True)
@@ -94,14 +93,6 @@ def matrix(profile: UserProfile | None, ids=("A", "B", "C", "D", "E"), stats=Non
                     np.arange(1, len(ids) + 1))
 
 
-def test_features_and_groups_are_named_once_in_order():
-    assert len(set(FEATURES)) == len(FEATURES) == 16
-    assert set(GROUPS) == set(FEATURES)
-    assert {GROUPS["relevance"], GROUPS["relevance_rank"]} == {"relevance"}
-    assert {GROUPS[name] for name in ("popularity", "reorder_rate", "category_share")} == {"popularity"}
-    assert sum(group == "preference" for group in GROUPS.values()) == 11
-
-
 def test_counts_orders_interval_and_days_since():
     profile = build()
     assert profile.purchases == {"A": 3, "B": 1, "C": 1}
@@ -111,7 +102,7 @@ def test_counts_orders_interval_and_days_since():
     assert profile.interval_days == pytest.approx(10.0)  # gaps 10, 20, 5 days
     assert profile.clicks_carts == {"B": 1, "C": 1}
     X = matrix(profile)
-    assert X.dtype == np.float32 and X.shape == (5, len(FEATURES))
+    assert X.dtype == np.float32 and X.shape == (5, len(BLEND_FEATURES))
     assert X[:, COLUMN["user_purchases"]].tolist() == [3, 1, 1, 0, 0]
     assert X[:, COLUMN["user_order_share"]] == pytest.approx([0.75, 0.25, 0.25, 0, 0])
     assert X[:, COLUMN["recent_order_share"]] == pytest.approx([2 / 3, 0, 1 / 3, 0, 0])

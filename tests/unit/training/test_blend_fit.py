@@ -1,4 +1,4 @@
-"""training.blend: fitting the personalization blend on synthetic searches, and what serving reads of it."""
+"""training.blend_fit: fitting the personalization blend on synthetic searches, and what serving reads of it."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 
 from core.errors import DataError
+from core.personal_blend import BLEND_FEATURES, FEATURE_GROUPS
 from orchestrator.personalization.blend import BlendModel
-from orchestrator.personalization.profile import FEATURES, GROUPS
-from training.blend import (
-    QueryGroup, baseline_scores, data_digest, fit, load_groups, ndcg_at_10, save_groups, split_of_user,
+from training.blend_fit import (
+    QueryGroup, baseline_scores, blend_data_digest, fit, load_blend_data, ndcg_at_10, save_blend_data, split_of_user,
 )
 
-F = len(FEATURES)
-COLUMN = {name: index for index, name in enumerate(FEATURES)}
-NAMES = {"features": FEATURES}
+F = len(BLEND_FEATURES)
+COLUMN = {name: index for index, name in enumerate(BLEND_FEATURES)}
 
 
 def searches(label_of, users: int = 150, per_user: int = 2, size: int = 25, seed: int = 0) -> list[QueryGroup]:
@@ -54,15 +53,16 @@ def fitted(tmp_path_factory):
     out = tmp_path_factory.mktemp("blend")
     messages = []
     # threads=1 throughout: two LightGBM threads on a 2-core host busy with other work made these fits 100x slower.
-    manifest = fit(groups, out, log=messages.append, features=FEATURES, feature_groups=GROUPS, threads=1)
+    manifest = fit(groups, out, log=messages.append, threads=1)
     return groups, out, manifest, messages
 
 
 def test_fit_writes_what_serving_loads(fitted):
     groups, out, manifest, messages = fitted
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert manifest["version"] == 1 and manifest["features"] == list(FEATURES) and manifest["groups"] == GROUPS
-    assert manifest["data_sha256"] == data_digest(groups)
+    assert manifest["version"] == 1 and manifest["features"] == list(BLEND_FEATURES)
+    assert manifest["groups"] == FEATURE_GROUPS
+    assert manifest["data_sha256"] == blend_data_digest(groups)
     assert (out / manifest["model_file"]).is_file()
     assert sum(split["users"] for split in manifest["split"].values()) == 150
     for split in ("dev", "test"):
@@ -110,7 +110,7 @@ def test_linear_kept_without_a_clear_gain_and_version_counts_up(fitted, tmp_path
     target = tmp_path / "blend"
     target.mkdir()
     (target / "manifest.json").write_text((out / "manifest.json").read_text())
-    manifest = fit(groups, target, log=lambda message: None, features=FEATURES, feature_groups=GROUPS, threads=1)
+    manifest = fit(groups, target, log=lambda message: None, threads=1)
     assert manifest["kind"] == "linear" and manifest["version"] == 2
     assert manifest["model_file"] == "blend_linear.json"
     assert set(manifest["transform"]) == {"fill", "log1p", "mean", "std"}
@@ -124,34 +124,37 @@ def test_linear_kept_without_a_clear_gain_and_version_counts_up(fitted, tmp_path
 def test_lightgbm_kept_when_it_clearly_wins(tmp_path):
     # A purchase is due around its usual interval: not monotone, so no linear model can rank it.
     groups = searches(lambda X, rng: np.abs(X[:, COLUMN["due_ratio"]] - 1.0) < 0.25, users=80, seed=2)
-    manifest = fit(groups, tmp_path, log=lambda message: None, features=FEATURES, feature_groups=GROUPS, threads=1)
+    manifest = fit(groups, tmp_path, log=lambda message: None, threads=1)
     assert manifest["kind"] == "lightgbm" and manifest["comparison"]["dev"]["lightgbm - linear"]["low"] > 0
     assert manifest["importance"]["lightgbm_gain"]["due_ratio"] > 0.5
     assert BlendModel.load(tmp_path)._steps is not None  # one feature per tree: the fast exact route
 
 
-def test_save_and_load_groups(tmp_path):
+def test_save_and_load_blend_data(tmp_path):
     groups = searches(bought_and_relevant, users=5)
     path = tmp_path / "groups.npz"
-    assert save_groups(path, groups, **NAMES) == data_digest(groups)
-    loaded = load_groups(path, **NAMES)
-    assert data_digest(loaded) == data_digest(groups)
+    assert save_blend_data(path, groups) == blend_data_digest(groups)
+    loaded = load_blend_data(path)
+    assert blend_data_digest(loaded) == blend_data_digest(groups)
     assert [(g.query_id, g.user_id) for g in loaded] == [(g.query_id, g.user_id) for g in groups]
     np.testing.assert_array_equal(loaded[3].features, groups[3].features)
-    with pytest.raises(DataError, match="collect it again"):
-        load_groups(path, features=FEATURES[::-1])
     with np.load(path) as saved:
         arrays = {key: saved[key] for key in saved.files}
+    # Collected with other features (an older schema): the names no longer match.
+    with open(path, "wb") as file:
+        np.savez(file, **{**arrays, "feature_names": arrays["feature_names"][::-1]})
+    with pytest.raises(DataError, match="collect it again"):
+        load_blend_data(path)
     arrays["features"][50, 0] += 1  # altered after saving: the stored digest no longer matches
     with open(path, "wb") as file:
         np.savez(file, **arrays)
     with pytest.raises(DataError, match="digest"):
-        load_groups(path, **NAMES)
+        load_blend_data(path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a blend feature dataset"):
-        load_groups(tmp_path / "junk.npz", **NAMES)
+        load_blend_data(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="expected"):
-        save_groups(path, [QueryGroup("q", "u", np.zeros((3, F - 1)), np.zeros(3))], **NAMES)
+        save_blend_data(path, [QueryGroup("q", "u", np.zeros((3, F - 1)), np.zeros(3))])
 
 
 def test_users_split_60_20_20_deterministically():
@@ -179,16 +182,15 @@ def test_purchase_count_baseline_breaks_ties_by_popularity():
     X = np.zeros((4, F), dtype=np.float32)
     X[:, COLUMN["user_purchases"]] = [1, 0, 2, 1]
     X[:, COLUMN["popularity"]] = [1.0, 9.0, 0.0, 3.0]
-    assert np.argsort(-baseline_scores("purchase_count", X, FEATURES)).tolist() == [2, 3, 0, 1]
-    assert np.argsort(-baseline_scores("popularity", X, FEATURES)).tolist() == [1, 3, 0, 2]
+    assert np.argsort(-baseline_scores("purchase_count", X)).tolist() == [2, 3, 0, 1]
+    assert np.argsort(-baseline_scores("popularity", X)).tolist() == [1, 3, 0, 2]
 
 
 def test_fit_refusals(tmp_path):
     groups = searches(bought_and_relevant, users=10)
-    with pytest.raises(ValueError, match="user_purchases"):
-        fit(groups, tmp_path, features=[name for name in FEATURES if name != "user_purchases"],
-            feature_groups=GROUPS, threads=1)
+    with pytest.raises(ValueError, match="expected"):
+        fit([QueryGroup("q", "u", np.zeros((3, F - 1)), np.ones(3))], tmp_path, threads=1)
     for group in groups:
         group.labels[:] = 0
     with pytest.raises(DataError, match="no train query"):
-        fit(groups, tmp_path, log=lambda message: None, features=FEATURES, feature_groups=GROUPS, threads=1)
+        fit(groups, tmp_path, log=lambda message: None, threads=1)

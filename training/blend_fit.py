@@ -11,9 +11,8 @@ Every LightGBM tree may split on one feature only (interaction constraints): eac
 a function of that feature alone, exactly computable within the serving budget, and the blend's group weights
 scale parts the model really keeps apart.
 
-Training is a peer of serving and imports none of it: the caller passes the feature names and groups
-(orchestrator/personalization/profile.py's FEATURES and GROUPS), and the files written here are the contract
-BlendModel reads.
+Training is a peer of serving and imports none of it: both read the features, their groups and the linear transform
+from core/personal_blend.py, and the files written here are the contract BlendModel reads.
 """
 
 from __future__ import annotations
@@ -24,13 +23,14 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from core.errors import DataError
-from core.splits import split_by_hash
 from core.metrics import dcg
+from core.personal_blend import BLEND_FEATURES, FEATURE_GROUPS, linear_input
+from core.splits import split_by_hash
 from core.stats import Interval, paired_bootstrap
 
 SPLITS = {"train": 0.6, "dev": 0.2, "test": 0.2}
@@ -48,12 +48,13 @@ LOG1P = ("user_purchases", "user_clicks_carts", "days_since_purchase", "purchase
 # For these, NaN means "never bought": filled with the largest train value rather than the median.
 NEVER = ("days_since_purchase", "due_ratio")
 BASELINES = ("relevance", "popularity", "purchase_count")
+_COLUMN = {name: index for index, name in enumerate(BLEND_FEATURES)}
 MODEL_FILES = {"lightgbm": "blend_lightgbm.txt", "linear": "blend_linear.json"}
 
 
 @dataclass
 class QueryGroup:
-    """One search of one user: the candidates' features (n, number of features) and gains (n,)."""
+    """One search of one user: the candidates' features (n, len(BLEND_FEATURES)) and gains (n,)."""
 
     query_id: str
     user_id: str
@@ -61,8 +62,8 @@ class QueryGroup:
     labels: np.ndarray
 
 
-def data_digest(groups: Sequence[QueryGroup]) -> str:
-    """SHA-256 of the groups' ids, features and labels, in order."""
+def blend_data_digest(groups: Sequence[QueryGroup]) -> str:
+    """SHA-256 of the searches' ids, features and labels, in order."""
     digest = hashlib.sha256()
     for group in groups:
         for text in (group.query_id, group.user_id):
@@ -74,27 +75,29 @@ def data_digest(groups: Sequence[QueryGroup]) -> str:
     return digest.hexdigest()
 
 
-def save_groups(path: Path, groups: Sequence[QueryGroup], *, features: Sequence[str]) -> str:
-    """Writes the groups and their feature names to one .npz file; returns the data digest."""
-    _check_shapes(groups, len(features))
-    digest = data_digest(groups)
+def save_blend_data(path: Path, groups: Sequence[QueryGroup]) -> str:
+    """Writes the searches and their feature names to one .npz file; returns blend_data_digest of them."""
+    _check_shapes(groups, len(BLEND_FEATURES))
+    digest = blend_data_digest(groups)
     sizes = [len(group.labels) for group in groups]
+    no_rows = np.zeros((0, len(BLEND_FEATURES)))  # what a file without searches holds
     with open(path, "wb") as file:
         np.savez(
             file,
-            features=np.concatenate([g.features for g in groups] + [np.zeros((0, len(features)))]).astype(np.float32),
+            features=np.concatenate([g.features for g in groups] + [no_rows]).astype(np.float32),
             labels=np.concatenate([g.labels for g in groups] + [np.zeros(0)]).astype(np.float32),
             offsets=np.cumsum([0] + sizes).astype(np.int64),
             query_ids=np.array([g.query_id for g in groups], dtype=str),
             user_ids=np.array([g.user_id for g in groups], dtype=str),
-            feature_names=np.array(list(features), dtype=str),
+            feature_names=np.array(list(BLEND_FEATURES), dtype=str),
             digest=np.array(digest),
         )
     return digest
 
 
-def load_groups(path: Path, *, features: Sequence[str]) -> list[QueryGroup]:
-    """Reads groups written by save_groups; DataError when the file is unreadable, altered or has other features."""
+def load_blend_data(path: Path) -> list[QueryGroup]:
+    """Reads searches written by save_blend_data; DataError when the file is unreadable, altered or has other
+    features than BLEND_FEATURES."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -105,9 +108,9 @@ def load_groups(path: Path, *, features: Sequence[str]) -> list[QueryGroup]:
         stored = str(arrays["digest"])
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path}: not a blend feature dataset ({error})") from error
-    if names != tuple(features):
-        raise DataError(f"{path}: built with features {list(names)}, not {list(features)}; collect it again")
-    if data_digest(groups) != stored:
+    if names != BLEND_FEATURES:
+        raise DataError(f"{path}: built with features {list(names)}, not {list(BLEND_FEATURES)}; collect it again")
+    if blend_data_digest(groups) != stored:
         raise DataError(f"{path}: content does not match its digest")
     return groups
 
@@ -125,28 +128,23 @@ def ndcg_at_10(scores: np.ndarray, labels: np.ndarray) -> float | None:
     return dcg(labels[np.argsort(-scores, kind="stable")].tolist(), 10) / ideal
 
 
-def baseline_scores(name: str, X: np.ndarray, features: Sequence[str]) -> np.ndarray:
+def baseline_scores(name: str, X: np.ndarray) -> np.ndarray:
     """A baseline's scores: the relevance feature, popularity, or purchase count with ties by popularity."""
-    column = {feature: index for index, feature in enumerate(features)}
     if name == "purchase_count":
-        order = np.lexsort((-X[:, column["popularity"]], -X[:, column["user_purchases"]]))
+        order = np.lexsort((-X[:, _COLUMN["popularity"]], -X[:, _COLUMN["user_purchases"]]))
         scores = np.empty(len(X))
         scores[order] = -np.arange(len(X), dtype=np.float64)
         return scores
-    return X[:, column[name]].astype(np.float64)
+    return X[:, _COLUMN[name]].astype(np.float64)
 
 
 def fit(groups: Sequence[QueryGroup], out_dir: Path, seed: int = 0, log: Callable[[str], None] = print, *,
-        features: Sequence[str], feature_groups: Mapping[str, str], threads: int = 2) -> dict:
+        threads: int = 2) -> dict:
     """Fits both candidates, keeps one, writes its model file and manifest.json to out_dir; returns the manifest.
 
     `threads` are LightGBM's; on a host whose cores are busy, more threads than free cores slow it many-fold.
     """
-    features = tuple(features)
-    missing = ({"relevance", "popularity", "user_purchases"} - set(features)) | (set(features) - set(feature_groups))
-    if missing:
-        raise ValueError(f"features {sorted(missing)} are missing, or have no group")
-    _check_shapes(groups, len(features))
+    _check_shapes(groups, len(BLEND_FEATURES))
     splits: dict[str, list[QueryGroup]] = {name: [] for name in SPLITS}
     counts = {name: {"users": set(), "queries": 0, "skipped_no_relevant": 0} for name in SPLITS}
     for group in groups:
@@ -163,12 +161,11 @@ def fit(groups: Sequence[QueryGroup], out_dir: Path, seed: int = 0, log: Callabl
         if not splits[name]:
             raise DataError(f"no {name} query with a relevant product: cannot fit the blend")
 
-    booster, lightgbm_params, lightgbm_grid = _fit_lightgbm(splits["train"], splits["dev"], features, seed, threads,
-                                                            log)
-    linear, linear_scores, linear_grid = _fit_linear(splits["train"], splits["dev"], features, log)
+    booster, lightgbm_params, lightgbm_grid = _fit_lightgbm(splits["train"], splits["dev"], seed, threads, log)
+    linear, linear_scores, linear_grid = _fit_linear(splits["train"], splits["dev"], log)
     scorers = {"lightgbm": lambda X: booster.predict(X, num_iteration=booster.best_iteration, raw_score=True),
                "linear": linear_scores}
-    scorers.update({name: lambda X, name=name: baseline_scores(name, X, features) for name in BASELINES})
+    scorers.update({name: lambda X, name=name: baseline_scores(name, X) for name in BASELINES})
     per_query = {split: {name: _per_query(splits[split], scorer) for name, scorer in scorers.items()}
                  for split in ("dev", "test") if splits[split]}
     comparison = {split: {
@@ -197,9 +194,9 @@ def fit(groups: Sequence[QueryGroup], out_dir: Path, seed: int = 0, log: Callabl
         "kind": kind,
         "version": _previous_version(out_dir) + 1,
         "model_file": model_file,
-        "features": list(features),
-        "groups": {name: feature_groups[name] for name in features},
-        "data_sha256": data_digest(groups),
+        "features": list(BLEND_FEATURES),
+        "groups": {name: FEATURE_GROUPS[name] for name in BLEND_FEATURES},
+        "data_sha256": blend_data_digest(groups),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "split": split_counts,
         "metrics": {"ndcg@10": metrics},
@@ -208,7 +205,7 @@ def fit(groups: Sequence[QueryGroup], out_dir: Path, seed: int = 0, log: Callabl
         "chosen_because": reason,
         "importance": {
             "lightgbm_gain": {name: round(float(gain / max(gains.sum(), 1e-12)), 4)
-                              for name, gain in zip(features, gains)},
+                              for name, gain in zip(BLEND_FEATURES, gains)},
             "linear_weights": {name: round(weight, 4) for name, weight in linear["weights"].items()},
         },
         "hyperparameters": {
@@ -246,8 +243,8 @@ def _per_query(groups: Sequence[QueryGroup], scorer: Callable[[np.ndarray], np.n
     return np.array([ndcg_at_10(scores[start:end], labels[start:end]) for start, end in zip(bounds[:-1], bounds[1:])])
 
 
-def _fit_lightgbm(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], features: tuple[str, ...], seed: int,
-                  threads: int, log: Callable[[str], None]) -> tuple[object, dict, list[dict]]:
+def _fit_lightgbm(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], seed: int, threads: int,
+                  log: Callable[[str], None]) -> tuple[object, dict, list[dict]]:
     """The grid's best lambdarank booster on dev nDCG@10, its parameters, and every grid point's result."""
     import lightgbm
 
@@ -257,8 +254,8 @@ def _fit_lightgbm(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], featur
         raise DataError("lambdarank needs non-negative integer gains")
     params = {**LIGHTGBM_PARAMS, "seed": seed, "num_threads": threads,
               "label_gain": list(range(int(max(y.max(), y_dev.max())) + 1)),  # linear gains, as nDCG here
-              "interaction_constraints": [[column] for column in range(len(features))]}
-    data = lightgbm.Dataset(X, y.astype(np.int32), group=sizes, feature_name=list(features),
+              "interaction_constraints": [[column] for column in range(len(BLEND_FEATURES))]}
+    data = lightgbm.Dataset(X, y.astype(np.int32), group=sizes, feature_name=list(BLEND_FEATURES),
                             params={"feature_pre_filter": False})
     dev_data = lightgbm.Dataset(X_dev, y_dev.astype(np.int32), group=sizes_dev, reference=data)
     best, best_params, results = None, {}, []
@@ -274,19 +271,19 @@ def _fit_lightgbm(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], featur
     return best, best_params, results
 
 
-def _fit_linear(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], features: tuple[str, ...],
-                log: Callable[[str], None]) -> tuple[dict, Callable[[np.ndarray], np.ndarray], dict[str, float]]:
+def _fit_linear(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], log: Callable[[str], None]
+                ) -> tuple[dict, Callable[[np.ndarray], np.ndarray], dict[str, float]]:
     """The L2 grid's best logistic regression on dev nDCG@10: its model file content, its scorer, the grid."""
     from scipy.optimize import minimize
     from scipy.special import expit
 
     X, y, _ = _stack(train)
     y = (y > 0).astype(np.float64)
-    finite = [X[~np.isnan(X[:, column]), column] for column in range(len(features))]
+    finite = [X[~np.isnan(X[:, column]), column] for column in range(len(BLEND_FEATURES))]
     fill = np.array([(values.max() if name in NEVER else np.median(values)) if len(values) else 0.0
-                     for name, values in zip(features, finite)], dtype=np.float64)
-    log1p = np.array([name in LOG1P for name in features])
-    transformed = _transform(X, fill, log1p, 0.0, 1.0)
+                     for name, values in zip(BLEND_FEATURES, finite)], dtype=np.float64)
+    log1p = np.array([name in LOG1P for name in BLEND_FEATURES])
+    transformed = linear_input(X, fill, log1p, 0.0, 1.0)
     mean, std = transformed.mean(axis=0), transformed.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
     Z = (transformed - mean) / std
@@ -299,29 +296,22 @@ def _fit_linear(train: Sequence[QueryGroup], dev: Sequence[QueryGroup], features
         return value, np.append(Z.T @ error / len(y) + l2 * weights, error.mean())
 
     def scorer(theta: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda X: _transform(X, fill, log1p, mean, std) @ theta[:-1] + theta[-1]
+        return lambda X: linear_input(X, fill, log1p, mean, std) @ theta[:-1] + theta[-1]
 
     best, results = None, {}
     for l2 in L2_GRID:
-        theta = minimize(loss, np.zeros(len(features) + 1), args=(l2,), jac=True, method="L-BFGS-B").x
+        theta = minimize(loss, np.zeros(len(BLEND_FEATURES) + 1), args=(l2,), jac=True, method="L-BFGS-B").x
         score = float(np.mean(_per_query(dev, scorer(theta))))
         results[str(l2)] = round(score, 4)
         log(f"linear l2={l2}: dev nDCG@10 {score:.4f}")
         if best is None or score > best[0]:
             best = (score, l2, theta)
     _, l2, theta = best
-    spec = {"kind": "linear", "weights": dict(zip(features, theta[:-1].tolist())), "bias": float(theta[-1]),
-            "l2": l2, "fill": dict(zip(features, fill.tolist())),
-            "log1p": [name for name, flag in zip(features, log1p) if flag],
-            "mean": dict(zip(features, mean.tolist())), "std": dict(zip(features, std.tolist()))}
+    spec = {"kind": "linear", "weights": dict(zip(BLEND_FEATURES, theta[:-1].tolist())), "bias": float(theta[-1]),
+            "l2": l2, "fill": dict(zip(BLEND_FEATURES, fill.tolist())),
+            "log1p": [name for name, flag in zip(BLEND_FEATURES, log1p) if flag],
+            "mean": dict(zip(BLEND_FEATURES, mean.tolist())), "std": dict(zip(BLEND_FEATURES, std.tolist()))}
     return spec, scorer(theta), results
-
-
-def _transform(X: np.ndarray, fill: np.ndarray, log1p: np.ndarray, mean, std) -> np.ndarray:
-    """NaN filled, log1p where flagged, standardized: the linear model's input, as BlendModel computes it."""
-    values = np.where(np.isnan(X), fill, X.astype(np.float64))
-    values = np.where(log1p, np.log1p(np.maximum(values, 0.0)), values)
-    return (values - mean) / std
 
 
 def _interval_json(interval: Interval) -> dict:
