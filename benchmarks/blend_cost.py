@@ -29,7 +29,7 @@ from core.personal_blend import BLEND_FEATURES  # noqa: E402
 from orchestrator.personalization.blend import BlendModel  # noqa: E402
 from orchestrator.personalization.events import Event  # noqa: E402
 from orchestrator.personalization.profile import UserProfile, features  # noqa: E402
-from orchestrator.personalization.store import ProductStats  # noqa: E402
+from orchestrator.personalization.store_interface import ProductFigures  # noqa: E402
 from training.blend_fit import QueryGroup, fit  # noqa: E402
 
 DAY = 86400.0
@@ -100,7 +100,7 @@ def main() -> None:
     profile = UserProfile.from_events(history(1000), NOW, embedding_of, catalog.get)
     candidates = [catalog[product_id] for product_id in rng.choice(ids[:2000], 100, replace=False)]
     candidate_rows = embeddings[[row[product.product_id] for product in candidates]]
-    stats = {product_id: ProductStats(purchases=float(rng.integers(0, 500)), reorders=int(rng.integers(0, 100)))
+    stats = {product_id: ProductFigures(purchases=float(rng.integers(0, 500)), reorders=int(rng.integers(0, 100)))
              for product_id in ids}
     category_purchases = {f"c{i}": 5000.0 for i in range(120)}
     relevance = np.sort(rng.random(100).astype(np.float32))[::-1]

@@ -32,7 +32,7 @@ from ..index import CatalogIndex
 from .blend import BlendModel
 from .events import Event, validate
 from .profile import UserProfile, features
-from .store import ProductStats, ProfileStore
+from .store_interface import ProductFigures, ProfileStore
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class Popularity:
         return cls(np.zeros(products), np.zeros(products), {})
 
     @classmethod
-    def of(cls, figures: dict[str, tuple[float, int]], index: CatalogIndex) -> "Popularity":
-        """From the store's {product_id: (purchases, reorders)}; products no longer in the catalog are left out."""
+    def of(cls, figures: dict[str, ProductFigures], index: CatalogIndex) -> "Popularity":
+        """From the store's product figures; products no longer in the catalog are left out."""
         popularity = cls.empty(len(index.products))
         for product_id, (purchases, reorders) in figures.items():
             row = index.row_of.get(product_id)
@@ -198,8 +198,8 @@ class Personalizer:
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
 
         products = [self.index.products[int(row)] for row in rows]
-        stats = {product.product_id: ProductStats(purchases=float(popularity.purchases[row]),
-                                                  reorders=int(popularity.reorders[row]))
+        stats = {product.product_id: ProductFigures(purchases=float(popularity.purchases[row]),
+                                                    reorders=int(popularity.reorders[row]))
                  for product, row in zip(products, rows.tolist())}
         embeddings = self.index.dense.embeddings[rows]
         X = features(profile, self.clock(), products, embeddings, stats, popularity.category_purchases,

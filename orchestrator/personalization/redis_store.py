@@ -5,11 +5,13 @@ Keys, under a prefix ("shoprank:" by default) so that a shared Redis is safe:
     {prefix}event:{event_id}         the event's dedupe record (its user id)
     {prefix}user:{user_id}:events    sorted set: score the event's time, member a 20-digit arrival number + its JSON
     {prefix}user:{user_id}:bought    set: the products the user has bought
-    {prefix}product:{product_id}     hash: ProductStats' counters
-    {prefix}category_purchases       hash: category -> purchase events
     {prefix}purchases_by_product     sorted set: product id -> purchase events (products bought at least once)
     {prefix}reorders_by_product      hash: product id -> reorders
     {prefix}seq                      the arrival counter
+
+Stores written before these were the only figures also hold {prefix}product:{product_id} (a hash of every event
+type's count) and {prefix}category_purchases, which nothing reads: forget deletes the hashes of the user's products
+and category_purchases, so that nothing of the user stays behind in them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 
 from redis import exceptions
 from redis.asyncio import Redis
@@ -27,30 +28,26 @@ from redis.backoff import ExponentialBackoff
 
 from core.errors import StoreError, StoreUnavailable
 from orchestrator.personalization.events import Event
-from orchestrator.personalization.store import COUNTERS, ProductStats
-
-STATS = [field.name for field in fields(ProductStats)]
+from orchestrator.personalization.store_interface import ProductFigures
 
 # One call per batch: the batch is written atomically, and made durable by one AOF fsync rather than one per event.
 # Members of a user's sorted set order by time, then (the arrival number's digits) by arrival.
 APPEND = """
--- KEYS: category purchases, arrival counter, purchases by product, reorders by product, then per event: event id,
--- user's events, user's purchases, product
--- ARGV: per event: user id, product id, counter, time, event JSON, category
+-- KEYS: arrival counter, purchases by product, reorders by product, then per event: event id, user's events,
+-- user's purchases
+-- ARGV: per event: user id, product id, type, time, event JSON
 local added = {}
-for i = 0, #ARGV / 6 - 1 do
-    local key, arg = 4 + 4 * i, 6 * i
+for i = 0, #ARGV / 5 - 1 do
+    local key, arg = 3 + 3 * i, 5 * i
     added[i + 1] = 0
     if redis.call('SET', KEYS[key + 1], ARGV[arg + 1], 'NX') then
-        local seq = redis.call('INCR', KEYS[2])
+        local seq = redis.call('INCR', KEYS[1])
         redis.call('ZADD', KEYS[key + 2], ARGV[arg + 4], string.format('%020d', seq) .. ARGV[arg + 5])
-        redis.call('HINCRBY', KEYS[key + 4], ARGV[arg + 3], 1)
-        if ARGV[arg + 3] == 'purchases' then
-            redis.call('HINCRBY', KEYS[1], ARGV[arg + 6], 1)
-            redis.call('ZINCRBY', KEYS[3], 1, ARGV[arg + 2])
-            local first = redis.call('SADD', KEYS[key + 3], ARGV[arg + 2]) == 1
-            redis.call('HINCRBY', KEYS[key + 4], first and 'buyers' or 'reorders', 1)
-            if not first then redis.call('HINCRBY', KEYS[4], ARGV[arg + 2], 1) end
+        if ARGV[arg + 3] == 'purchase' then
+            redis.call('ZINCRBY', KEYS[2], 1, ARGV[arg + 2])
+            if redis.call('SADD', KEYS[key + 3], ARGV[arg + 2]) == 0 then
+                redis.call('HINCRBY', KEYS[3], ARGV[arg + 2], 1)
+            end
         end
         added[i + 1] = 1
     end
@@ -60,50 +57,28 @@ return added
 
 # Reads the keys to change from the user's events, so it cannot declare them up front (fine outside Redis Cluster).
 FORGET = """
--- KEYS: user's events, user's purchases, category purchases, purchases by product, reorders by product
+-- KEYS: user's events, user's purchases, purchases by product, reorders by product
 -- ARGV: key prefix
-local counters = {view = 'views', click = 'clicks', cart = 'carts', purchase = 'purchases'}
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local touched, bought = {}, {}
+local bought = {}
 for _, member in ipairs(members) do
     local event = cjson.decode(string.sub(member, 21))
-    local product = ARGV[1] .. 'product:' .. event.product_id
-    redis.call('DEL', ARGV[1] .. 'event:' .. event.event_id)
-    redis.call('HINCRBY', product, counters[event.type], -1)
-    touched[product] = true
+    redis.call('DEL', ARGV[1] .. 'event:' .. event.event_id, ARGV[1] .. 'product:' .. event.product_id)
     if event.type == 'purchase' then
-        if redis.call('HINCRBY', KEYS[3], event.category, -1) == 0 then redis.call('HDEL', KEYS[3], event.category) end
-        if tonumber(redis.call('ZINCRBY', KEYS[4], -1, event.product_id)) <= 0 then
-            redis.call('ZREM', KEYS[4], event.product_id)
+        -- Products only this user bought would otherwise stay behind as zeros, telling that someone was there.
+        if tonumber(redis.call('ZINCRBY', KEYS[3], -1, event.product_id)) <= 0 then
+            redis.call('ZREM', KEYS[3], event.product_id)
         end
-        redis.call('HINCRBY', product, bought[product] and 'reorders' or 'buyers', -1)
-        if bought[product] and redis.call('HINCRBY', KEYS[5], event.product_id, -1) <= 0 then
-            redis.call('HDEL', KEYS[5], event.product_id)
+        if bought[event.product_id] and redis.call('HINCRBY', KEYS[4], event.product_id, -1) <= 0 then
+            redis.call('HDEL', KEYS[4], event.product_id)
         end
-        bought[product] = true
+        bought[event.product_id] = true
     end
 end
--- Hashes only this user made would otherwise stay behind as zeros, telling that someone was there.
-for product in pairs(touched) do
-    local left = 0
-    for _, count in ipairs(redis.call('HMGET', product, 'purchases', 'clicks', 'carts', 'views')) do
-        left = left + (tonumber(count) or 0)
-    end
-    if left == 0 then redis.call('DEL', product) end
-end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], ARGV[1] .. 'category_purchases')
 return #members
 """
 
-
-# Each key's HMGET of the fields in ARGV, in one round trip and one command.
-STATS_OF = """
-local rows = {}
-for index, key in ipairs(KEYS) do
-    rows[index] = redis.call('HMGET', key, unpack(ARGV))
-end
-return rows
-"""
 
 class RedisStore:
     """The profile store in a Redis server that runs with appendonly yes and appendfsync always."""
@@ -122,7 +97,6 @@ class RedisStore:
         self._redis = Redis.from_url(self._target, decode_responses=True, retry=retry)
         self._append = self._redis.register_script(APPEND)
         self._forget = self._redis.register_script(FORGET)
-        self._stats = self._redis.register_script(STATS_OF)
         with self._errors():
             config = await self._redis.config_get("append*")
         if config.get("appendonly") != "yes" or config.get("appendfsync") != "always":
@@ -134,17 +108,15 @@ class RedisStore:
 
     async def append(self, events: Sequence[Event]) -> list[bool]:
         """Record the new events and their figures atomically, in one call; False for each event id already recorded."""
-        keys, args = [self._key("category_purchases"), self._key("seq"), self._key("purchases_by_product"),
-                      self._key("reorders_by_product")], []
+        keys, args = [self._key("seq"), self._key("purchases_by_product"), self._key("reorders_by_product")], []
         for event in events:
             keys += [
                 self._key("event", event.event_id),
                 self._key("user", event.user_id, "events"),
                 self._key("user", event.user_id, "bought"),
-                self._key("product", event.product_id),
             ]
             document = json.dumps(vars(event), ensure_ascii=False)
-            args += [event.user_id, event.product_id, COUNTERS[event.type], repr(event.time), document, event.category]
+            args += [event.user_id, event.product_id, event.type, repr(event.time), document]
         with self._errors():
             return [added == 1 for added in await self._append(keys, args)]
 
@@ -156,49 +128,22 @@ class RedisStore:
             members = await self._redis.zrange(self._key("user", user_id, "events"), -limit, -1)
         return [Event(**json.loads(member[20:])) for member in members]
 
-    async def product_stats(self, product_ids: Sequence[str]) -> dict[str, ProductStats]:
-        """Each product's figures; zero stats for a product nobody touched."""
-        ids = list(dict.fromkeys(product_ids))
-        if not ids:
-            return {}
-        # One script call rather than a pipeline of HMGETs: building and parsing 100 commands costs the client ~5 ms.
-        with self._errors():
-            rows = await self._stats([self._key("product", product_id) for product_id in ids], STATS)
-        return {
-            product_id: ProductStats(float(row[0] or 0), *(int(count or 0) for count in row[1:]))
-            for product_id, row in zip(ids, rows)
-        }
-
-    async def product_figures(self) -> dict[str, tuple[float, int]]:
-        """(purchase events, reorders) of every product bought at least once."""
+    async def product_figures(self) -> dict[str, ProductFigures]:
+        """The figures of every product bought at least once."""
         pipe = self._redis.pipeline(transaction=True)  # one snapshot of both
         pipe.zrange(self._key("purchases_by_product"), 0, -1, withscores=True)
         pipe.hgetall(self._key("reorders_by_product"))
         with self._errors():
             purchases, reorders = await pipe.execute()
-        return {product_id: (float(count), int(reorders.get(product_id, 0))) for product_id, count in purchases}
-
-    async def category_purchases(self, categories: Sequence[str]) -> dict[str, float]:
-        """Each category's purchase events; 0 for a category nobody bought from."""
-        names = list(dict.fromkeys(categories))
-        if not names:  # HMGET needs at least one field
-            return {}
-        with self._errors():
-            counts = await self._redis.hmget(self._key("category_purchases"), names)
-        return {name: float(count or 0) for name, count in zip(names, counts)}
+        return {product_id: ProductFigures(float(count), int(reorders.get(product_id, 0)))
+                for product_id, count in purchases}
 
     async def forget(self, user_id: str) -> int:
         """Delete the user's events, event ids and purchases, and take them out of the figures; return the count."""
         user = self._key("user", user_id)
-        keys = [f"{user}:events", f"{user}:bought", self._key("category_purchases"), self._key("purchases_by_product"),
-                self._key("reorders_by_product")]
+        keys = [f"{user}:events", f"{user}:bought", self._key("purchases_by_product"), self._key("reorders_by_product")]
         with self._errors():
             return await self._forget(keys, [self.prefix])
-
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless Redis answers."""
-        with self._errors():
-            await self._redis.ping()
 
     async def close(self) -> None:
         """Close the connections."""

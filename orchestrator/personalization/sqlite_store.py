@@ -1,10 +1,14 @@
-"""The profile store in one SQLite file: WAL mode, synchronous=FULL, one transaction per appended batch."""
+"""The profile store in one SQLite file: WAL mode, synchronous=FULL, one transaction per appended batch.
+
+Tables: events (each with its arrival number), product_figures (purchases and reorders of every product bought),
+user_bought (the products each user has bought, which tells a reorder from a first purchase).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
@@ -13,7 +17,7 @@ from typing import TypeVar
 
 from core.errors import StoreError, StoreUnavailable
 from orchestrator.personalization.events import Event
-from orchestrator.personalization.store import COUNTERS, ProductStats
+from orchestrator.personalization.store_interface import ProductFigures
 
 T = TypeVar("T")
 
@@ -24,9 +28,8 @@ def _marks(values: Sequence[object]) -> str:
 
 EVENT_FIELDS = [field.name for field in fields(Event)]
 COLUMNS = ", ".join(EVENT_FIELDS)
-STATS = [field.name for field in fields(ProductStats)]
 
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,  -- arrival order: an alias of the rowid, which VACUUM keeps
     event_id TEXT NOT NULL UNIQUE,
@@ -34,10 +37,9 @@ CREATE TABLE IF NOT EXISTS events (
     query TEXT NOT NULL, quantity INTEGER NOT NULL, category TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, time, seq);
-CREATE TABLE IF NOT EXISTS product_stats (
-    product_id TEXT PRIMARY KEY, {", ".join(f"{name} INTEGER NOT NULL" for name in STATS)}
+CREATE TABLE IF NOT EXISTS product_figures (
+    product_id TEXT PRIMARY KEY, purchases INTEGER NOT NULL, reorders INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS category_stats (category TEXT PRIMARY KEY, purchases INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS user_bought (
     user_id TEXT NOT NULL, product_id TEXT NOT NULL, PRIMARY KEY (user_id, product_id)
 ) WITHOUT ROWID;
@@ -47,13 +49,12 @@ CREATE TABLE IF NOT EXISTS user_bought (
 INSERT_EVENT = f"INSERT INTO events ({COLUMNS}) VALUES ({_marks(EVENT_FIELDS)}) ON CONFLICT (event_id) DO NOTHING"
 ADD_PURCHASE = "INSERT INTO user_bought VALUES (?, ?) ON CONFLICT DO NOTHING"
 ADD_TO_PRODUCT = (
-    f"INSERT INTO product_stats VALUES (?, {_marks(STATS)}) ON CONFLICT (product_id) DO UPDATE SET "
-    + ", ".join(f"{name} = {name} + excluded.{name}" for name in STATS)
+    "INSERT INTO product_figures VALUES (?, ?, ?) ON CONFLICT (product_id) DO UPDATE SET "
+    "purchases = purchases + excluded.purchases, reorders = reorders + excluded.reorders"
 )
-ADD_TO_CATEGORY = (
-    "INSERT INTO category_stats VALUES (?, ?) ON CONFLICT (category) "
-    "DO UPDATE SET purchases = purchases + excluded.purchases"
-)
+# Files written before product_figures kept, in product_stats, views, clicks, carts and buyers of every product
+# beside its purchases and reorders, and purchases per category in category_stats, which nothing read.
+OLD_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('product_stats', 'category_stats')"
 
 
 class SQLiteStore:
@@ -84,6 +85,8 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
+            if db.execute(OLD_TABLES).fetchall():
+                _write(db, _drop_old_tables)
         except BaseException:
             db.close()
             raise
@@ -95,20 +98,18 @@ class SQLiteStore:
 
     def _append(self, db: sqlite3.Connection, events: Sequence[Event]) -> list[bool]:
         added = []
-        products: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        categories: Counter[str] = Counter()
+        purchases: Counter[str] = Counter()
+        reorders: Counter[str] = Counter()
         for event in events:
             new = db.execute(INSERT_EVENT, [getattr(event, name) for name in EVENT_FIELDS])
             added.append(new.rowcount == 1)
-            if new.rowcount == 0:
-                continue
-            product = products[event.product_id]
-            product[COUNTERS[event.type]] += 1
-            if event.type == "purchase":
-                categories[event.category] += 1
+            if new.rowcount == 1 and event.type == "purchase":
+                purchases[event.product_id] += 1
                 first = db.execute(ADD_PURCHASE, (event.user_id, event.product_id))
-                product["buyers" if first.rowcount == 1 else "reorders"] += 1
-        _add_to_figures(db, products, categories, sign=1)
+                if first.rowcount == 0:
+                    reorders[event.product_id] += 1
+        db.executemany(ADD_TO_PRODUCT, [(product_id, count, reorders[product_id])
+                                        for product_id, count in purchases.items()])
         return added
 
     async def user_events(self, user_id: str, limit: int = 10_000) -> list[Event]:
@@ -117,54 +118,30 @@ class SQLiteStore:
         rows = await self._call(self._read, f"SELECT {COLUMNS} FROM ({latest}) ORDER BY time, seq", (user_id, limit))
         return [Event(*row) for row in rows]
 
-    async def product_stats(self, product_ids: Sequence[str]) -> dict[str, ProductStats]:
-        """Each product's figures; zero stats for a product nobody touched."""
-        ids = list(dict.fromkeys(product_ids))
-        query = f"SELECT product_id, {', '.join(STATS)} FROM product_stats WHERE product_id IN ({_marks(ids)})"
-        found = {row[0]: ProductStats(float(row[1]), *row[2:]) for row in await self._call(self._read, query, ids)}
-        return {product_id: found.get(product_id, ProductStats()) for product_id in ids}
-
-    async def product_figures(self) -> dict[str, tuple[float, int]]:
-        """(purchase events, reorders) of every product bought at least once."""
-        query = "SELECT product_id, purchases, reorders FROM product_stats WHERE purchases > 0"
-        return {product_id: (float(count), int(reorders)) for product_id, count, reorders in await self._call(self._read, query, ())}
-
-    async def category_purchases(self, categories: Sequence[str]) -> dict[str, float]:
-        """Each category's purchase events; 0 for a category nobody bought from."""
-        names = list(dict.fromkeys(categories))
-        query = f"SELECT category, purchases FROM category_stats WHERE category IN ({_marks(names)})"
-        found = dict(await self._call(self._read, query, names))
-        return {name: float(found.get(name, 0)) for name in names}
+    async def product_figures(self) -> dict[str, ProductFigures]:
+        """The figures of every product bought at least once."""
+        rows = await self._call(self._read, "SELECT product_id, purchases, reorders FROM product_figures "
+                                            "WHERE purchases > 0", ())
+        return {product_id: ProductFigures(float(count), int(reorders)) for product_id, count, reorders in rows}
 
     async def forget(self, user_id: str) -> int:
         """Delete the user's events, event ids and purchases, and take them out of the figures; return the count."""
         return await self._call(self._write, self._forget, user_id)
 
     def _forget(self, db: sqlite3.Connection, user_id: str) -> int:
-        rows = db.execute("SELECT product_id, type, category FROM events WHERE user_id = ?", (user_id,)).fetchall()
-        products: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        categories: Counter[str] = Counter()
-        for product_id, type_, category in rows:
-            products[product_id][COUNTERS[type_]] += 1
-            if type_ == "purchase":
-                categories[category] += 1
-        for product in products.values():
-            if product["purchases"]:
-                product["buyers"], product["reorders"] = 1, product["purchases"] - 1
-        _add_to_figures(db, products, categories, sign=-1)
-        # Rows only this user made would otherwise stay behind as zeros, telling that someone was there.
+        rows = db.execute("SELECT product_id, type FROM events WHERE user_id = ?", (user_id,)).fetchall()
+        purchases = Counter(product_id for product_id, type_ in rows if type_ == "purchase")
+        # The user's first purchase of a product was not a reorder, every later one was.
         db.executemany(
-            "DELETE FROM product_stats WHERE product_id = ? AND purchases + clicks + carts + views = 0",
-            [(product_id,) for product_id in products],
+            "UPDATE product_figures SET purchases = purchases - ?, reorders = reorders - ? WHERE product_id = ?",
+            [(count, count - 1, product_id) for product_id, count in purchases.items()],
         )
-        db.executemany("DELETE FROM category_stats WHERE category = ? AND purchases = 0", [(c,) for c in categories])
+        # Rows only this user made would otherwise stay behind as zeros, telling that someone was there.
+        db.executemany("DELETE FROM product_figures WHERE product_id = ? AND purchases <= 0",
+                       [(product_id,) for product_id in purchases])
         db.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
         db.execute("DELETE FROM user_bought WHERE user_id = ?", (user_id,))
         return len(rows)
-
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the file can be read."""
-        await self._call(self._read, "SELECT 1 FROM events LIMIT 1", ())
 
     async def close(self) -> None:
         """Close the file and stop the worker thread."""
@@ -187,20 +164,27 @@ class SQLiteStore:
         return self._db.execute(query, args).fetchall()
 
     def _write(self, work: Callable[..., T], *args: object) -> T:
-        # BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer waits instead of deadlocking.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(self._db, *args)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.rollback()
-            raise
-        return result
+        return _write(self._db, work, *args)
 
 
-def _add_to_figures(
-    db: sqlite3.Connection, products: dict[str, Counter[str]], categories: Counter[str], sign: int
-) -> None:
-    rows = [(product_id, *(sign * counts[stat] for stat in STATS)) for product_id, counts in products.items()]
-    db.executemany(ADD_TO_PRODUCT, rows)
-    db.executemany(ADD_TO_CATEGORY, [(category, sign * count) for category, count in categories.items()])
+def _write(db: sqlite3.Connection, work: Callable[..., T], *args: object) -> T:
+    """work(db, *args) in one transaction."""
+    # BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer waits instead of deadlocking.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db, *args)
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+    return result
+
+
+def _drop_old_tables(db: sqlite3.Connection) -> None:
+    """Keep the purchases and reorders of a file written before product_figures, and drop the counts nothing read."""
+    old = {name for (name,) in db.execute(OLD_TABLES)}  # none when another process did it while this one waited
+    if "product_stats" in old:
+        db.execute("INSERT INTO product_figures SELECT product_id, purchases, reorders FROM product_stats "
+                   "WHERE purchases > 0")
+    for name in old:
+        db.execute(f"DROP TABLE {name}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from contextlib import closing
@@ -15,12 +16,11 @@ from core.errors import ConfigError, StoreError, StoreUnavailable
 from orchestrator.personalization.events import Event
 from orchestrator.personalization.redis_store import RedisStore
 from orchestrator.personalization.sqlite_store import SQLiteStore
-from orchestrator.personalization.store import ProductStats, open_store
+from orchestrator.personalization.store import open_store
+from orchestrator.personalization.store_interface import ProductFigures
 from tests.redis_server import RedisServer, free_port
 
 T0 = 1_700_000_000.0
-PRODUCTS = ["p1", "p2", "p3", "p-only-forgotten"]
-CATEGORIES = ["tools", "garden", "paint"]
 
 
 def event(event_id: str, user: str = "u1", product: str = "p1", type_: str = "view", time: float = T0, **rest) -> Event:
@@ -39,10 +39,6 @@ def with_store(url: str, work):
             await store.close()
 
     return asyncio.run(main())
-
-
-async def figures(store) -> tuple[dict, dict]:
-    return await store.product_stats(PRODUCTS), await store.category_purchases(CATEGORIES)
 
 
 def stored_text(url: str) -> str:
@@ -81,14 +77,14 @@ def test_a_replayed_event_id_counts_once(store_url):
         assert await store.append([event("e1", type_="purchase"), event("e1", type_="click"), event("e2")]) == [
             False, False, True]
         assert await store.append([event("e3", type_="purchase"), event("e3", type_="purchase")]) == [True, False]
-        return await store.user_events("u1"), await store.product_stats(["p1"])
+        return await store.user_events("u1"), await store.product_figures()
 
-    events, stats = with_store(store_url, work)
+    events, figures = with_store(store_url, work)
     assert [e.event_id for e in events] == ["e1", "e2", "e3"]
-    assert stats == {"p1": ProductStats(purchases=2, buyers=1, reorders=1, views=1)}
+    assert figures == {"p1": (2.0, 1)}
 
 
-def test_product_and_category_figures(store_url):
+def test_product_figures_are_the_purchases_and_reorders_of_bought_products(store_url):
     events = [
         event("e1", type_="purchase"),
         event("e2", type_="purchase", time=T0 + 5),  # u1 buys p1 again: a reorder
@@ -102,17 +98,11 @@ def test_product_and_category_figures(store_url):
 
     async def work(store):
         await store.append(events)
-        return await store.product_stats(["p1", "p2", "p9"]), await store.category_purchases(["tools", "garden", "x"])
+        return await store.product_figures()
 
-    stats, categories = with_store(store_url, work)
-    assert stats == {
-        "p1": ProductStats(purchases=3, buyers=2, reorders=1, clicks=1, carts=1, views=1),
-        "p2": ProductStats(purchases=1, buyers=1, views=1),
-        "p9": ProductStats(),
-    }
-    assert stats["p1"].reorder_rate == pytest.approx(1 / 3)
-    assert stats["p2"].reorder_rate == 0 and stats["p9"].reorder_rate == 0
-    assert categories == {"tools": 3.0, "garden": 1.0, "x": 0.0}
+    figures = with_store(store_url, work)
+    assert figures == {"p1": ProductFigures(purchases=3.0, reorders=1), "p2": ProductFigures(purchases=1.0, reorders=0)}
+    assert all(type(figure) is ProductFigures for figure in figures.values())
 
 
 def test_forget_leaves_nothing_of_the_user_and_the_figures_as_if_never_there(store_url):
@@ -133,28 +123,86 @@ def test_forget_leaves_nothing_of_the_user_and_the_figures_as_if_never_there(sto
 
     async def work(store):
         await store.append(forgotten[:3] + others + forgotten[3:])
-        with_user = await figures(store), await store.product_figures()
+        with_user = await store.product_figures()
         deleted = await store.forget("user-to-forget")
-        return with_user, deleted, await figures(store), await store.user_events("user-to-forget"), await store.product_figures()
+        return with_user, deleted, await store.user_events("user-to-forget"), await store.product_figures()
 
-    (with_user, counts), deleted, after, left, counts_after = with_store(store_url, work)
-    assert with_user[0]["p1"] == ProductStats(purchases=4, buyers=2, reorders=2)
-    assert counts == {"p1": (4.0, 2), "p2": (2.0, 0), "p-only-forgotten": (1.0, 0)}  # bought products only
-    assert counts_after == {"p1": (2.0, 1), "p2": (1.0, 0)}
+    with_user, deleted, left, after = with_store(store_url, work)
+    assert with_user == {"p1": (4.0, 2), "p2": (2.0, 0), "p-only-forgotten": (1.0, 0)}  # bought products only
+    assert after == {"p1": (2.0, 1), "p2": (1.0, 0)}  # the other users' figures alone
     assert (deleted, left) == (6, [])
-    assert after == (  # the other users' figures alone
-        {
-            "p1": ProductStats(purchases=2, buyers=1, reorders=1),
-            "p2": ProductStats(purchases=1, buyers=1, carts=1),
-            "p3": ProductStats(),
-            "p-only-forgotten": ProductStats(),
-        },
-        {"tools": 2.0, "garden": 1.0, "paint": 0.0},
-    )
     dump = stored_text(store_url)
     assert "o1" in dump and "user-to-forget" not in dump and "forget-me" not in dump and "p-only-forgotten" not in dump
     # The event ids went too, so the same ids are new again.
     assert with_store(store_url, lambda store: store.append(forgotten[:1])) == [True]
+
+
+# What the stores held before product_figures: every event type counted per product (buyers, clicks, carts, views,
+# which nothing read) and purchases per category. u1 bought p1 twice and viewed p2; u2 bought p1 once.
+OLD_EVENTS = [event("e1", type_="purchase"), event("e2", type_="purchase", time=T0 + 5),
+              event("e3", product="p2", category="garden", time=T0 + 2), event("e4", user="u2", type_="purchase")]
+OLD_SQLITE = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL, product_id TEXT NOT NULL, type TEXT NOT NULL, time REAL NOT NULL,
+    query TEXT NOT NULL, quantity INTEGER NOT NULL, category TEXT NOT NULL
+);
+CREATE INDEX events_by_user ON events (user_id, time, seq);
+CREATE TABLE product_stats (
+    product_id TEXT PRIMARY KEY, purchases INTEGER NOT NULL, buyers INTEGER NOT NULL, reorders INTEGER NOT NULL,
+    clicks INTEGER NOT NULL, carts INTEGER NOT NULL, views INTEGER NOT NULL
+);
+CREATE TABLE category_stats (category TEXT PRIMARY KEY, purchases INTEGER NOT NULL);
+CREATE TABLE user_bought (
+    user_id TEXT NOT NULL, product_id TEXT NOT NULL, PRIMARY KEY (user_id, product_id)
+) WITHOUT ROWID;
+INSERT INTO product_stats VALUES ('p1', 3, 2, 1, 0, 0, 0), ('p2', 0, 0, 0, 0, 0, 1);
+INSERT INTO category_stats VALUES ('tools', 3);
+INSERT INTO user_bought VALUES ('u1', 'p1'), ('u2', 'p1');
+"""
+
+
+def write_old_layout(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            db.executescript(OLD_SQLITE)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(seq, *vars(e).values()) for seq, e in enumerate(OLD_EVENTS, 1)])
+            db.commit()
+        return
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        for seq, e in enumerate(OLD_EVENTS, 1):
+            client.set(f"shoprank:event:{e.event_id}", e.user_id)
+            client.zadd(f"shoprank:user:{e.user_id}:events",
+                        {f"{seq:020d}" + json.dumps(vars(e), ensure_ascii=False): e.time})
+        client.sadd("shoprank:user:u1:bought", "p1")
+        client.sadd("shoprank:user:u2:bought", "p1")
+        client.hset("shoprank:product:p1", mapping={"purchases": 3, "buyers": 2, "reorders": 1})
+        client.hset("shoprank:product:p2", mapping={"views": 1})
+        client.hset("shoprank:category_purchases", "tools", 3)
+        client.zadd("shoprank:purchases_by_product", {"p1": 3})
+        client.hset("shoprank:reorders_by_product", "p1", 1)
+        client.set("shoprank:seq", len(OLD_EVENTS))
+
+
+def test_a_store_written_before_product_figures_loads_and_forgets(store_url):
+    write_old_layout(store_url)
+
+    async def work(store):
+        before = await store.user_events("u1"), await store.product_figures()
+        assert await store.append([event("e5", user="u2", type_="purchase", time=T0 + 9)]) == [True]  # a reorder
+        added = await store.product_figures()
+        return before, added, await store.forget("u1"), await store.product_figures()
+
+    (events, figures), added, deleted, after = with_store(store_url, work)
+    assert events == [OLD_EVENTS[0], OLD_EVENTS[2], OLD_EVENTS[1]] and figures == {"p1": (3.0, 1)}
+    assert added == {"p1": (4.0, 2)}
+    assert deleted == 3 and after == {"p1": (2.0, 1)}
+    # The old counts went with the user: nothing tells that u1 was there, nor what they viewed.
+    dump = stored_text(store_url)
+    assert "e4" in dump and "u1" not in dump and "p2" not in dump and "buyers" not in dump
+    # And it opens again as it is now.
+    assert with_store(store_url, lambda store: store.product_figures()) == {"p1": (2.0, 1)}
 
 
 def test_a_second_store_on_the_same_url_shares_the_data(store_url):
@@ -166,12 +214,12 @@ def test_a_second_store_on_the_same_url_shares_the_data(store_url):
             assert await first.append([event("e1", type_="purchase")]) == [True]
             assert await second.user_events("u1") == [event("e1", type_="purchase")]
             assert await second.append([event("e1", type_="purchase"), event("e2", type_="purchase")]) == [False, True]
-            return await first.product_stats(["p1"])
+            return await first.product_figures()
         finally:
             await first.close()
             await second.close()
 
-    assert asyncio.run(work()) == {"p1": ProductStats(purchases=2, buyers=1, reorders=1)}
+    assert asyncio.run(work()) == {"p1": (2.0, 1)}
     # And a store opened later, as after a restart, finds it all.
     assert [e.event_id for e in with_store(store_url, lambda store: store.user_events("u1"))] == ["e1", "e2"]
 
@@ -206,16 +254,16 @@ def test_a_sqlite_file_that_cannot_be_created_is_unavailable_naming_the_path(tmp
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(StoreUnavailable, match=re.escape(f"cannot create the directory {blocker}/sub")):
-        with_store(f"sqlite:///{blocker}/sub/profiles.db", lambda store: store.ping())
+        with_store(f"sqlite:///{blocker}/sub/profiles.db", lambda store: store.user_events("u1"))
     unopenable = re.escape(f"profile store sqlite:///{tmp_path} cannot be read or written")
     with pytest.raises(StoreUnavailable, match=unopenable):
-        with_store(f"sqlite:///{tmp_path}", lambda store: store.ping())  # a directory, not a file
+        with_store(f"sqlite:///{tmp_path}", lambda store: store.user_events("u1"))  # a directory, not a file
 
 
 def test_redis_down_at_start_is_unavailable_with_what_to_do():
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(StoreUnavailable, match=re.escape(f"profile store {url} is unreachable: ") + ".*redis-server"):
-        with_store(url, lambda store: store.ping())
+        with_store(url, lambda store: store.user_events("u1"))
 
 
 def test_redis_killed_while_open_fails_the_append_and_it_is_not_recorded():
@@ -230,7 +278,7 @@ def test_redis_killed_while_open_fails_the_append_and_it_is_not_recorded():
                 with pytest.raises(StoreUnavailable, match=re.escape(f"profile store {server.url} is unreachable")):
                     await store.append([event("e2")])
                 with pytest.raises(StoreUnavailable):
-                    await store.ping()
+                    await store.user_events("u1")
                 server.restart()
                 return await store.user_events("u1"), await store.append([event("e2")])
             finally:
@@ -246,24 +294,24 @@ def test_an_event_survives_kill_9_right_after_its_append_returned():
         assert with_store(server.url, lambda store: store.append([event("e1", type_="purchase")])) == [True]
         server.restart()  # SIGKILL: no shutdown, no save; only the AOF
         events = with_store(server.url, lambda store: store.user_events("u1"))
-        stats = with_store(server.url, lambda store: store.product_stats(["p1"]))
+        figures = with_store(server.url, lambda store: store.product_figures())
         replay = with_store(server.url, lambda store: store.append([event("e1", type_="purchase")]))
     assert events == [event("e1", type_="purchase")]
-    assert stats == {"p1": ProductStats(purchases=1, buyers=1)}
+    assert figures == {"p1": (1.0, 0)}
     assert replay == [False]
 
 
 def test_a_redis_that_would_lose_acknowledged_events_is_refused():
     with RedisServer(appendonly=False) as server, redis.Redis.from_url(server.url) as client:
         with pytest.raises(StoreError, match="appendonly no and appendfsync always: .* would not be durable") as error:
-            with_store(server.url, lambda store: store.ping())
+            with_store(server.url, lambda store: store.user_events("u1"))
         assert not isinstance(error.value, StoreUnavailable)
         client.config_set("appendonly", "yes")
         client.config_set("appendfsync", "everysec")
         with pytest.raises(StoreError, match="appendonly yes and appendfsync everysec"):
-            with_store(server.url, lambda store: store.ping())
+            with_store(server.url, lambda store: store.user_events("u1"))
         client.config_set("appendfsync", "always")
-        with_store(server.url, lambda store: store.ping())
+        with_store(server.url, lambda store: store.user_events("u1"))
 
 
 def test_sqlite_commits_in_wal_mode_with_full_sync(tmp_path):
