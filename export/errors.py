@@ -1,11 +1,15 @@
-"""The export package's errors; the CLI prints them as one line and exits 2.
+"""The export package's errors, a branch of shoprank's error tree (core/errors.py); the CLI prints them as one line
+and exits 2.
 
-    ExportError           an export cannot be produced as specified
-    └── ParityError       an exported output differs from PyTorch beyond its tolerance
+    ShoprankError
+    └── ExportError           an export cannot be produced as specified
+        └── ParityError       an exported output differs from PyTorch beyond its tolerance
 """
 
+from core.errors import ShoprankError
 
-class ExportError(Exception):
+
+class ExportError(ShoprankError):
     """An export cannot be produced as specified."""
 
 
