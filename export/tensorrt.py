@@ -13,8 +13,8 @@ from pathlib import Path
 from core.specs import ModelSpec
 
 from .errors import ExportError
+from .targets import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "int8")
 WORKSPACE_BYTES = 1 << 30
 
 Shape = tuple[int, ...]
@@ -50,7 +50,7 @@ def build_engine(onnx_file: Path, spec: ModelSpec, precision: str, out_file: Pat
     """Build and serialize an engine for the spec's tensors; returns `out_file`.
 
     fp16 lets TensorRT pick float16 kernels for an fp32 ONNX file; int8 needs an explicitly quantized (QDQ)
-    ONNX file, as `export.reranker.to_int8(method="static")` writes. TensorRT 10 or later is required for the
+    ONNX file, as `export.reranker.int8.to_int8(method="static")` writes. TensorRT 10 or later is required for the
     spec's int64 inputs.
     """
     if precision not in PRECISIONS:

@@ -1,6 +1,6 @@
 """config.pbtxt generated from a ModelSpec through Triton's own ModelConfig message, never written by hand.
 
-Three targets share model names and tensors:
+Three targets (targets.py) share model names and tensors:
 - cpu: the Python backend running ONNX Runtime (export/python_backend/ort_model.py), for the tritonserver
   binary in the nvidia-pytriton wheel;
 - gpu: `onnxruntime_onnx` with the TensorRT execution accelerator at FP16, for NVIDIA's Triton container;
@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from core.specs import ModelSpec
 
-TARGETS = ("cpu", "gpu", "tensorrt")
+from .targets import TARGETS
 
 
 def model_config(spec: ModelSpec, target: str, onnx_file: str = "model.onnx") -> mc.ModelConfig:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+
+from core.specs import ModelSpec
 
 from .errors import ParityError
 
@@ -30,3 +33,10 @@ def check_parity(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarr
             raise ParityError(f"output {name!r} differs from PyTorch by up to {diff:.3g} (tolerance {atol:.3g})")
         results.append(Parity(name, diff, atol))
     return results
+
+
+def log_parity(spec: ModelSpec, parity: list[Parity], log: Callable[[str], None], reference: str = "PyTorch") -> None:
+    """One log line per output checked against `reference`."""
+    for item in parity:
+        log(f"{spec.name}: parity with {reference}, output {item.output}: max |diff| {item.max_abs_diff:.2e} "
+            f"<= {item.atol:.0e}")

@@ -63,7 +63,7 @@ def model_repository(tmp_path_factory) -> Path:
     (`make test` exports first; exporting again is a no-op when current). A working copy may hold older
     versions, and a newer encoder version would otherwise build the demo index."""
     from core.model_repository import versions
-    from export.repository import export_bi_encoder_repository, export_multilingual_repository
+    from export.encoders import export_bi_encoder_repository, export_multilingual_repository
     from loadtest.rollout_check import linked_copy
 
     export_bi_encoder_repository(MODEL_REPOSITORY)

@@ -17,6 +17,7 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
 from core.specs import MULTILINGUAL_ENCODER  # noqa: E402
+from export.encoders import export_multilingual_repository  # noqa: E402
 from export.errors import ParityError  # noqa: E402
 from export.multilingual import (  # noqa: E402
     PARITY_TEXTS,
@@ -27,7 +28,7 @@ from export.multilingual import (  # noqa: E402
     package_resources,
     tokenize,
 )
-from export.repository import ONNX_TARGETS, export_multilingual_repository  # noqa: E402
+from export.targets import ONNX_TARGETS  # noqa: E402
 from export.triton_config import render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]

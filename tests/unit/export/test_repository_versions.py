@@ -9,16 +9,10 @@ import pytest
 
 from core.model_repository import version_manifest, versions
 from core.specs import BI_ENCODER
-from export.repository import (
-    ONNX_TARGETS,
-    _export_encoder,
-    is_current,
-    newest_version,
-    next_version,
-    spec_stamp,
-    write_model,
-    write_version,
-)
+from export.encoders import _export_encoder, served_files
+from export.repository import is_current, newest_version, next_version, write_model_version, write_version
+from export.stamps import spec_stamp
+from export.targets import ONNX_TARGETS
 from export.triton_config import render
 
 
@@ -33,7 +27,8 @@ def files(tmp_path):
 def export_once(root, files, stamp):
     version = next_version(root, BI_ENCODER, ONNX_TARGETS)
     for target in ONNX_TARGETS:
-        write_model(root, target, BI_ENCODER, *files, {"model": BI_ENCODER.name, "source": stamp}, version)
+        write_model_version(root, target, BI_ENCODER, version, served_files(target, files[0]),
+                            {"model": BI_ENCODER.name, "source": stamp}, render(BI_ENCODER, target), files[1])
     return version
 
 

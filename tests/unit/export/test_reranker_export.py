@@ -18,24 +18,18 @@ pytest.importorskip("peft")
 
 from core.specs import RERANKER  # noqa: E402
 from export.errors import ExportError  # noqa: E402
-from export.reranker import (  # noqa: E402
-    INT8_FILE,
-    GateData,
-    accuracy_gate,
-    calibration_lists,
-    check_io,
-    default_gate_data,
-    export_reranker_fp32,
-    export_reranker_repository,
-    fuse_for_cpu,
-    gate_lists,
-    ort_session,
-    pair_encoder,
-    to_fp16,
-    to_int8,
-)
+from export.onnx import check_io  # noqa: E402
+from export.reranker.fp16 import to_fp16  # noqa: E402
+from export.reranker.fp32 import export_reranker_fp32  # noqa: E402
+from export.reranker.fusion import fuse_for_cpu  # noqa: E402
+from export.reranker.gate import GateData, accuracy_gate, default_gate_data, gate_lists  # noqa: E402
+from export.reranker.int8 import calibration_lists, to_int8  # noqa: E402
+from export.reranker.pairs import pair_encoder  # noqa: E402
+from export.reranker.repository import INT8_FILE, export_reranker_repository  # noqa: E402
+from export.reranker.session import ort_session  # noqa: E402
+from export.targets import PRECISIONS, TARGETS  # noqa: E402
 from export.tensorrt import build_engine, optimization_profile  # noqa: E402
-from export.triton_config import TARGETS, render  # noqa: E402
+from export.triton_config import render  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 # The committed config.pbtxt files (golden): models/reranker is released, so `shoprank export` fills their
@@ -130,11 +124,11 @@ def test_check_io_rejects_other_names(exported, tmp_path):
 
 
 def test_gate_passes_within_tolerance_on_the_demo_judgments(exported, demo_lists):
-    files = {precision: exported["files"][precision] for precision in ("fp32", "fp16", "int8")}
+    files = {precision: exported["files"][precision] for precision in PRECISIONS}
     lines = []
     # The untrained adapter scores nearly at random: int8 noise moves its nDCG on 33 queries by ~0.005-0.02.
     results = accuracy_gate(files, demo_lists, tolerance=0.05, threads=1, log=lines.append)
-    assert list(results) == ["fp32", "fp16", "int8"]
+    assert list(results) == list(PRECISIONS)
     assert all(result.passed and result.ndcg is not None for result in results.values())
     assert results["fp32"].ndcg == results["fp32"].reference == results["int8"].reference
     assert len(lines) == 3 and "fp16: nDCG@10" in lines[1]
@@ -225,7 +219,7 @@ def test_repository_export_gates_then_writes_every_target_once(adapter, tmp_path
     # ~0.02 either way: the layout is under test here, the gate's verdicts above.
     lines = []
     export_reranker_repository(root, adapter, gate_data=DEMO, tolerance=0.05, log=lines.append)
-    cpu, gpu, tensorrt = (root / target / "reranker" for target in ("cpu", "gpu", "tensorrt"))
+    cpu, gpu, tensorrt = (root / target / "reranker" for target in TARGETS)
     assert sorted(p.name for p in (cpu / "1").iterdir()) == ["combination.json", "manifest.json", "model.fp32.onnx",
                                                              "model.int8.onnx", "model.py"]
     assert sorted(p.name for p in (gpu / "1").iterdir()) == ["combination.json", "manifest.json", "model.onnx"]
@@ -238,7 +232,7 @@ def test_repository_export_gates_then_writes_every_target_once(adapter, tmp_path
     check_io(gpu / "1" / "model.onnx", RERANKER)
     record = json.loads((cpu / "1" / "manifest.json").read_text())
     assert record["version"] == "1" and record["target"] == "cpu"
-    assert [result["precision"] for result in record["gate"]["results"]] == ["fp32", "fp16", "int8"]
+    assert [result["precision"] for result in record["gate"]["results"]] == list(PRECISIONS)
     assert all(result["passed"] for result in record["gate"]["results"])
     assert len(record["source"]["adapter_sha256"]) == 64
 

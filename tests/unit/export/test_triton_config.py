@@ -9,8 +9,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from core.specs import BI_ENCODER
-from export.repository import ONNX_TARGETS
-from export.triton_config import TARGETS, model_config, render
+from export.targets import ONNX_TARGETS, TARGETS
+from export.triton_config import model_config, render
 
 REPO = Path(__file__).resolve().parents[3]
 
