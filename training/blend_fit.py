@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from core.errors import DataError
-from core.metrics import dcg
+from core.metrics import ndcg_by_score
 from core.personal_blend import BLEND_FEATURES, FEATURE_GROUPS, linear_input
 from core.splits import split_by_hash
 from core.stats import Interval, paired_bootstrap
@@ -122,10 +122,7 @@ def split_of_user(user_id: str) -> str:
 
 def ndcg_at_10(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """nDCG@10 of the order by descending score (ties: candidate order); None without a positive label."""
-    ideal = dcg(sorted(labels.tolist(), reverse=True), 10)
-    if ideal <= 0:
-        return None
-    return dcg(labels[np.argsort(-scores, kind="stable")].tolist(), 10) / ideal
+    return ndcg_by_score(scores, labels, 10)
 
 
 def baseline_scores(name: str, X: np.ndarray) -> np.ndarray:
