@@ -11,7 +11,6 @@ import sys
 import grpc
 
 from core.errors import ShoprankError
-from export.errors import ExportError
 
 from . import evaluation, exporting, feedback, fitting, rollout, serving
 
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ShoprankError, ExportError) as error:
+    except ShoprankError as error:
         print(f"shoprank: error: {error}", file=sys.stderr)
         return 2
     except grpc.aio.AioRpcError as error:

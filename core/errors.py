@@ -11,7 +11,8 @@
     ├── RerankerBusy          the reranker already has its limit of queries in flight (refused before Triton)
     ├── RolloutError          a rollout action does not apply (unknown version, a rollout already active...)
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
-    ├── ExportError           (export/errors.py) an export cannot be produced as specified, and its ParityError
+    ├── ExportError           an export cannot be produced as specified (export/errors.py)
+    │   └── ParityError           an exported output differs from PyTorch beyond its tolerance
     └── StoreError            the profile store failed
         └── StoreUnavailable      the profile store cannot be reached
 """

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+# The reranker's combination weights beside its files (core/weights.py reads them).
+COMBINATION = "combination.json"
 # Written by exports before versions had their own manifests: read as version 1's.
 LEGACY_STAMP = "export.json"
 

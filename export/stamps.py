@@ -7,12 +7,12 @@ scheduling), the exporter's code and the served model code; for the reranker als
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.digest import files_digest
 from core.specs import ModelSpec
 
 from .errors import ExportError
@@ -28,16 +28,6 @@ CROSS_ENCODER_SOURCE = HERE.parent / "core" / "cross_encoder.py"
 # Triton's scheduling settings reach config.pbtxt only, never the exported files: a change to them rewrites the
 # configs of an export that is otherwise current (`repository.refresh_configs`) instead of exporting every model again.
 SCHEDULING_FIELDS = frozenset({"preferred_batch_sizes", "max_queue_delay_us", "cpu_max_queue_delay_us"})
-
-
-def files_digest(*paths: Path) -> str:
-    """SHA-256 of the files' bytes, one after another (hex)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def spec_stamp(spec: ModelSpec) -> str:

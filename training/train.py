@@ -26,7 +26,6 @@ each difference over the same queries (core/stats.py). A recipe is kept only whe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -42,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from core.catalog import load_catalog
+from core.digest import files_digest
 from core.base_model import base_model_dir
 from core.bi_encoder import mean_pooled_encoder
 from core.cross_encoder import CrossEncoder, is_release, release_digest
@@ -213,14 +213,6 @@ def load_teacher(directory: Path) -> CrossEncoder:
     if problem is not None:
         raise ValueError(problem)
     return CrossEncoder.from_adapter(directory)
-
-
-def files_digest(*paths: Path) -> str:
-    """SHA-256 of the files' bytes, one after another."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
 
 
 def train_reranker(config: TrainConfig, catalog: Path, judgments_path: Path, out: Path,

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from core.model_repository import MANIFEST, version_manifest, versions
+from core.model_repository import COMBINATION, MANIFEST, version_manifest, versions
 from core.specs import RERANKER, ModelSpec
 
 from ..errors import ExportError
@@ -36,7 +36,6 @@ INT8_FILE = "model.int8.onnx"
 # The file each target's version must hold for the export to be current (the tensorrt target gets a version only
 # where TensorRT built a plan).
 WEIGHTS = {"cpu": INT8_FILE, "gpu": "model.onnx"}
-COMBINATION = "combination.json"
 
 
 def combination_weights(adapter_dir: Path) -> dict:

@@ -19,13 +19,11 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from core.errors import ConfigError, TritonError
-from core.model_repository import version_manifest, versions
+from core.model_repository import COMBINATION, version_manifest, versions
 
 from ..triton import TritonClient
 
 log = logging.getLogger(__name__)
-
-COMBINATION = "combination.json"
 
 
 def repository_versions(model_repository: Path, model: str) -> list[str]:
