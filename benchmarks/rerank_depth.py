@@ -29,13 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import judged_set  # noqa: E402
 
-from core.catalog import catalog_digest  # noqa: E402
 from core.language import LATIN  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.specs import RERANKER  # noqa: E402
 from core.stats import paired_bootstrap  # noqa: E402
 from core.weights import read_combination  # noqa: E402
-from orchestrator.harness import run_on_catalog  # noqa: E402
+from orchestrator.harness import cached_index, run_on_catalog  # noqa: E402
 from orchestrator.rollout.versions import combination_file, repository_versions  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
@@ -63,7 +62,8 @@ def main() -> None:
         parser.error(f"no reranker version in {args.model_repository}")
 
     judgments, catalog_ids = judged_set.load(args)
-    index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
+    shop = judged_set.shop_of_args(args)
+    index_dir = ROOT / cached_index(args.catalog, shop)
     # What a fresh service serves to a shop without weights of its own: the cross-encoder's weight is 0 there.
     latin = read_combination(combination_file(args.model_repository, RERANKER.name, versions[-1]))[LATIN]
     cheap = {name: weight for name, weight in latin.items() if name != "reranker" and weight}
@@ -72,7 +72,7 @@ def main() -> None:
     arms += [(f"cascade {pairs} of 100", 100, pairs, None) for pairs in args.cascades]
     arms.append(("no cross-encoder (top 100)", 100, 0, cheap))
     results: dict[str, tuple[dict, dict[str, float]]] = {}
-    settings = Settings.from_env(model_repository=args.model_repository)
+    settings = Settings.from_env(model_repository=args.model_repository, shop=shop)
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         for label, depth, pairs, weights in arms:
             async def work(stub, weights=weights):

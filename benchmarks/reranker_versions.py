@@ -58,7 +58,8 @@ def main() -> None:
                 results[task] = (summary, scores)
             return results
 
-        settings = Settings.from_env(model_repository=args.model_repository, reranker_version=version)
+        settings = Settings.from_env(model_repository=args.model_repository, reranker_version=version,
+                                     shop=judged_set.shop_of_args(args))
         for task, (summary, scores) in run_on_catalog(settings, args.catalog, work).items():
             summaries[task, version] = summary
             per_query[task, version] = scores

@@ -21,20 +21,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.catalog import catalog_digest  # noqa: E402
+from benchmarks import judged_set  # noqa: E402
+
+from orchestrator.harness import cached_index  # noqa: E402
 from orchestrator.triton_process import LocalTriton  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", required=True)
+    judged_set.shop_option(parser)
     parser.add_argument("--judgments", required=True)
     parser.add_argument("--fusions", default="rrf", help="comma-separated fusion methods for hybrid rows")
     parser.add_argument("--tasks", default="rerank,search")
     parser.add_argument("--split", choices=("train", "dev", "test"), help="only this split's queries")
     args = parser.parse_args()
 
-    index = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
+    shop = judged_set.shop_of_args(args)
+    index = ROOT / cached_index(Path(args.catalog), shop)
     combos = []
     for task in args.tasks.split(","):
         combos += [(task, "lexical", "rrf"), (task, "dense", "rrf")]
@@ -44,7 +48,7 @@ def main() -> None:
         for task, retrieval, fusion in combos:
             command = [sys.executable, "-m", "cli", "eval", task, "--catalog", args.catalog,
                        "--judgments", args.judgments, "--retrieval", retrieval, "--fusion", fusion,
-                       "--triton-url", triton.url, "--index", str(index), "--json", "--no-rerank"]
+                       "--triton-url", triton.url, "--index", str(index), "--shop", shop, "--json", "--no-rerank"]
             if args.split:
                 command += ["--split", args.split]
             print("$", " ".join(command[1:]), file=sys.stderr, flush=True)

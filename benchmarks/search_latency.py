@@ -39,7 +39,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.catalog import catalog_digest, load_catalog  # noqa: E402
+from benchmarks import judged_set  # noqa: E402
+
+from core.catalog import load_catalog  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
 from core.language import LATIN  # noqa: E402
 from core.metrics import percentile  # noqa: E402
@@ -48,13 +50,13 @@ from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER, RERANKER  # noqa: E402
 from core.splits import select  # noqa: E402
 from core.tokenization import SentencePieceEncoder, TextEncoder  # noqa: E402
 from core.weights import read_combination  # noqa: E402
-from orchestrator.harness import run_on_catalog  # noqa: E402
+from orchestrator.harness import cached_index, run_on_catalog  # noqa: E402
 from orchestrator.rollout.versions import combination_file, repository_versions  # noqa: E402
 from orchestrator.triton import TritonClient  # noqa: E402
 from orchestrator.triton_process import triton_endpoint  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
 
-HD = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance"
+HD = judged_set.HD
 
 
 async def encoding_latency(url: str, settings: Settings, queries: list[str]) -> dict[str, tuple[float, float]]:
@@ -97,6 +99,7 @@ def machine_speed_ms(samples: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
+    judged_set.shop_option(parser)
     parser.add_argument("--judgments", type=Path, default=HD / "judgments.csv")
     parser.add_argument("--split", choices=("train", "dev", "test"), default="test")
     parser.add_argument("--queries", type=int, default=100)
@@ -114,7 +117,8 @@ def main() -> None:
 
     judgments = dict(list(select(load_judgments(args.judgments), args.split).items())[: args.queries])
     catalog_ids = {product.product_id for product in load_catalog(args.catalog)}
-    index_dir = ROOT / ".shoprank" / "indexes" / catalog_digest(args.catalog)[:16]
+    shop = judged_set.shop_of_args(args)
+    index_dir = ROOT / cached_index(args.catalog, shop)
 
     scored = (f"{args.cross_encoder_depth} of " if 0 < args.cross_encoder_depth < args.rerank_depth else "") + "top"
     variants = {f"reranked ({scored} {args.rerank_depth})": {"rerank": True}, "fused (no rerank)": {"rerank": False}}
@@ -141,7 +145,7 @@ def main() -> None:
 
     # Settings from the environment, with this script's --model-repository, --rerank-depth and --cross-encoder-depth.
     settings = Settings.from_env(model_repository=args.model_repository, rerank_depth=args.rerank_depth,
-                                 cross_encoder_depth=args.cross_encoder_depth)
+                                 cross_encoder_depth=args.cross_encoder_depth, shop=shop)
     speed_before = machine_speed_ms()
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         encoding = asyncio.run(encoding_latency(url, settings, list(judgments)))

@@ -74,9 +74,10 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
 
     The default weights (every shop without its own) are fit on the dev split of --judgments (the reranker was
     trained on its train split), its judged products and its searches, and on the train split of every --also
-    set, starting from the released weights, no set falling below what those gave it. Each --shop then gets its
-    own weights, fit on the train split of its judgments from the default ones, none of its sets falling."""
-    from core.catalog import catalog_digest, load_catalog  # noqa: PLC0415
+    set, starting from the released weights, no set falling below what those gave it. Each --shop-set's shop then
+    gets its own weights, fit on the train split of its judgments from the default ones, none of its sets falling;
+    --catalog's shop (--shop) keeps the default's as its own."""
+    from core.catalog import load_catalog, shop_of  # noqa: PLC0415
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.splits import select  # noqa: PLC0415
     from core.weights import SHOPS, per_script  # noqa: PLC0415
@@ -91,7 +92,9 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     main = (Path(args.catalog), Path(args.judgments))
     default_sets = [(*main, "dev", 0), (*main, "dev", 100)]
     default_sets += [(Path(catalog), Path(judgments), "train", 100) for catalog, judgments in args.also]
-    shop_sets = [(Path(catalog), Path(judgments), "train", 100) for catalog, judgments in args.shop]
+    shop_sets = [(Path(catalog), Path(judgments), "train", 100) for _, catalog, judgments in args.shop_set]
+    shop_names = {Path(catalog): shop_of(catalog, shop) for shop, catalog, _ in args.shop_set}
+    shop_names[main[0]] = shop_of(main[0], args.shop or "")
 
     def source(catalog, judgments_file, split, depth) -> str:
         return f"{judgments_file} ({split}, {'search' if depth else 'judged products'}) over {catalog}"
@@ -109,7 +112,7 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
         catalog_ids = {product.product_id for product in load_catalog(catalog, skip_untitled=args.skip_untitled)}
         data += on_catalog(args, catalog, lambda stub: combination.collect(
             stub, judgments, catalog_ids, source=name, search_depth=depth), adjust=combination.collect_settings,
-            index_dir=index_dir)
+            index_dir=index_dir, shop=shop_names.get(catalog, ""))
         if cache is not None:
             combination.save(cache, data)
 
@@ -119,14 +122,13 @@ def cmd_fit_combination(args: argparse.Namespace) -> None:
     weights, report = combination.fit_scripts(default_data, {"latin": released.get("latin")})
     result = {"weights": weights, "fit_on": [source(*s) for s in default_sets],
               "objective": "mean over sets of each set's mean nDCG@10, no set below its start", "scripts": report}
-    for catalog in dict.fromkeys(catalog for catalog, *_ in shop_sets):
-        names = {source(*s) for s in shop_sets if s[0] == catalog}
+    for shop in dict.fromkeys(shop_names[catalog] for catalog, *_ in shop_sets):
+        names = {source(*s) for s in shop_sets if shop_names[s[0]] == shop}
         shop_weights, shop_report = combination.fit_scripts([item for item in data if item.source in names], weights)
-        result.setdefault(SHOPS, {})[catalog_digest(catalog)[:12]] = {
-            "catalog": str(catalog), "weights": shop_weights, "fit_on": sorted(names), "scripts": shop_report}
+        result.setdefault(SHOPS, {})[shop] = {"weights": shop_weights, "fit_on": sorted(names), "scripts": shop_report}
     # The set the default was fit on keeps its weights as its own shop; the others get them without the
     # cross-encoder unless --unseen-reranker on (training/combination.py, UNSEEN_SHOP_RERANKER).
-    result = combination.split_default(result, str(main[0]), catalog_digest(main[0])[:12], args.unseen_reranker)
+    result = combination.split_default(result, shop_names[main[0]], args.unseen_reranker)
     manifest["combination"] = result
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest["combination"]))
@@ -199,10 +201,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           "its train split is searched over its whole catalog and counts as much as --judgments; "
                           "reranker: another shop whose train split joins training and whose dev and test splits "
                           "are reported (repeatable)")
-    sub.add_argument("--shop", nargs=2, action="append", default=[], metavar=("CATALOG", "JUDGMENTS"),
-                     help="combination: a shop's own judged queries (every relevant product judged): that catalog gets "
-                          "its own weights, fit on the train split from the default ones (repeatable; a catalog "
-                          "named twice is fit on both files)")
+    sub.add_argument("--shop-set", nargs=3, action="append", default=[], metavar=("SHOP", "CATALOG", "JUDGMENTS"),
+                     help="combination: a shop's own judged queries over its catalog (every relevant product judged): "
+                          "the shop gets its own weights, fit on the train split from the default ones (repeatable; "
+                          "a shop named twice is fit on both sets)")
     sub.add_argument("--unseen-reranker", choices=("on", "off"), default="off",
                      help="combination: whether shops without their own weights get the cross-encoder (default off: "
                           "on shops it was not fit on it lost to the zero-shot bi-encoder; training/combination.py)")

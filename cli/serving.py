@@ -83,6 +83,8 @@ def format_response(query: str, response: ranking_pb2.SearchResponse, explain: b
     """A human-readable ranking with each item's score breakdown."""
     lines = [f"\nquery {query!r}: {len(response.items)} items in {response.took_ms:.1f} ms "
              f"(models: {', '.join(f'{k}={v}' for k, v in sorted(response.model_versions.items()))})"]
+    if response.shop:
+        lines.append(f"  shop {response.shop!r}: " + ("its own weights" if response.shop_weights else "the default weights"))
     if response.corrected_query:
         lines.append(f"  showing results for {response.corrected_query!r} (--exact searches for the query as typed)")
     if response.personalization:
@@ -127,6 +129,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from core.catalog import shop_of  # noqa: PLC0415
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
     settings = settings_from(args)
@@ -135,7 +138,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         print(f"Triton ready at {url} ({time.perf_counter() - started:.1f}s)", flush=True)
         settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
-        if not index_is_current(index_dir, DEMO_CATALOG):
+        if not index_is_current(index_dir, DEMO_CATALOG, shop_of(DEMO_CATALOG, settings.shop)):
             asyncio.run(build_and_save(settings, DEMO_CATALOG, index_dir, url))
 
         async def work(stub):
@@ -191,6 +194,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--metrics-port", type=int,
                      help="serve Prometheus metrics (the orchestrator's and its Triton's) on this port (default: off)")
     sub.add_argument("--fusion", choices=("rrf", "weighted"))
+    sub.add_argument("--shop", help="the shop served: must be the index's (default: the index's shop)")
     sub.add_argument("--profile-store", help="sqlite:///FILE (default .shoprank/profiles.db) or redis://HOST:PORT/DB")
     sub.add_argument("--admin-port", type=int, help="port of the admin API (rollouts), served only when "
                                                     "SHOPRANK_ADMIN_TOKEN is set (default 50052)")

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .digest import files_digest
 from .errors import DataError
 
 log = logging.getLogger(__name__)
 
+SHOP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 REQUIRED_COLUMNS = ("product_id", "title")
 KNOWN_COLUMNS = ("product_id", "title", "description", "brand", "category", "department", "price", "image_url")
 
@@ -101,12 +103,26 @@ def load_catalog(path: str | Path, skip_untitled: bool = False) -> list[Product]
 
 
 def catalog_digest(path: str | Path) -> str:
-    """SHA-256 of the catalog file's bytes: identifies which catalog an index was built from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """SHA-256 of the catalog file's bytes: identifies which content an index was built from (never which shop)."""
+    return files_digest(Path(path))
+
+
+def check_shop(name: str) -> str:
+    """The shop name, or DataError: lowercase letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    if not SHOP_NAME.fullmatch(name):
+        raise DataError(f"shop name {name!r} is not usable: lowercase letters, digits, '.', '_' and '-', starting "
+                        f"with a letter or digit, at most 64 characters")
+    return name
+
+
+def shop_of(catalog: str | Path, given: str = "") -> str:
+    """The shop a catalog belongs to: the name given (`--shop`, SHOPRANK_SHOP), else the name of the catalog's folder
+    (data/demo/catalog.csv is the shop `demo`). A shop keeps its name, and what was learned for it, whatever its
+    catalog's content becomes."""
+    if given:
+        return check_shop(given)
+    folder = Path(catalog).resolve().parent.name.lower()
+    return check_shop(re.sub(r"[^a-z0-9._-]+", "-", folder).strip("-._")[:64] or "default")
 
 
 def read_table(path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .catalog import SHOP_NAME
 from .errors import ConfigError
 
 FUSIONS = ("rrf", "weighted")
@@ -23,6 +24,9 @@ FUSION_ALIASES = {"blend": "weighted"}
 class Settings:
     """Everything the orchestrator needs to start and to answer."""
 
+    # The shop served: its name keys everything learned for it (combination weights); empty: the index's shop,
+    # or for a new index the catalog's folder name (core/catalog.shop_of).
+    shop: str = ""
     index_dir: Path = Path(".shoprank/index")
     model_repository: Path = Path("model_repository/cpu")
     # Empty: start the tritonserver shipped in the nvidia-pytriton wheel on `model_repository`.
@@ -136,6 +140,8 @@ class Settings:
             raise ConfigError("metrics_port must be 0 (off) or a TCP port")
         if not 0 <= self.admin_port <= 65535:
             raise ConfigError("admin_port must be a TCP port (0: any free one)")
+        if self.shop and not SHOP_NAME.fullmatch(self.shop):
+            raise ConfigError(f"shop must be lowercase letters, digits, '.', '_' or '-', not {self.shop!r}")
         if self.reranker_version and not self.reranker_version.isdigit():
             raise ConfigError(f"reranker_version must be a version number, not {self.reranker_version!r}")
         if self.rollout_window_s <= 0 or self.rollout_min_requests < 1:

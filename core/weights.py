@@ -5,9 +5,9 @@
 (the format before scripts) is the latin set. A script without weights keeps the fused order; without any file,
 latin queries are ranked by the reranker alone.
 
-A shop with its own judgments can have its own weights, under "shops": {catalog id: {"weights": {script: ...}}},
-the catalog id being the first 12 hex digits of the catalog file's SHA-256 (the index's version). Every other
-shop gets the default weights.
+A shop with its own judgments can have its own weights, under "shops": {shop name: {"weights": {script: ...}}}.
+A shop is a name (`--shop`, recorded in its index), not a catalog file: it keeps its weights whatever its catalog
+becomes. Every other shop gets the default weights.
 """
 
 from __future__ import annotations
@@ -43,13 +43,30 @@ def per_script(weights: dict) -> dict[str, dict[str, float]]:
 
 
 def read_combination(path: Path, shop: str = "") -> dict[str, dict[str, float]]:
-    """The weights in `path` for the shop whose catalog id is `shop` (its own where it has them, else the
-    default's, script by script); the reranker alone for latin queries when there is no file."""
-    if not Path(path).is_file():
+    """The weights in `path` for the shop named `shop` (its own where it has them, else the default's, script by
+    script); the reranker alone for latin queries when there is no file."""
+    content = _read(path)
+    if content is None:
         return {LATIN: dict(DEFAULT_WEIGHTS)}
+    own = _own_weights(content, shop)
+    return {**per_script(content), **(per_script(own) if own else {})}
+
+
+def has_shop_weights(path: Path, shop: str) -> bool:
+    """Whether `path` holds weights of the shop's own (else the shop gets the default's)."""
+    content = _read(path)
+    return content is not None and bool(_own_weights(content, shop))
+
+
+def _read(path: Path) -> dict | None:
+    """The file's JSON object; None without a file."""
+    if not Path(path).is_file():
+        return None
     try:
-        content = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
         raise ConfigError(f"combination weights {path} are not JSON: {error}") from None
-    own = content.get(SHOPS, {}).get(shop, {}).get("weights", {}) if shop else {}
-    return {**per_script(content), **(per_script(own) if own else {})}
+
+
+def _own_weights(content: dict, shop: str) -> dict:
+    return content.get(SHOPS, {}).get(shop, {}).get("weights", {}) if shop else {}

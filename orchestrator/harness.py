@@ -45,29 +45,21 @@ def triton_options(parser: argparse.ArgumentParser) -> None:
                              "evaluate a new export (rollouts are off)")
 
 
+# The settings a command's options may set, under the same names (and --index, which sets index_dir).
+OPTION_SETTINGS = ("model_repository", "triton_url", "host", "port", "metrics_port", "fusion", "shop", "rerank_depth",
+                   "cross_encoder_depth", "profile_store", "admin_port", "rollout_state", "reranker_version")
+
+
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
     """Settings from the environment, overridden by the options `args` has and were given (and by `extra`)."""
-    return Settings.from_env(
-        index_dir=getattr(args, "index", None),
-        model_repository=getattr(args, "model_repository", None),
-        triton_url=getattr(args, "triton_url", None),
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        metrics_port=getattr(args, "metrics_port", None),
-        fusion=getattr(args, "fusion", None),
-        rerank_depth=getattr(args, "rerank_depth", None),
-        cross_encoder_depth=getattr(args, "cross_encoder_depth", None),
-        profile_store=getattr(args, "profile_store", None),
-        admin_port=getattr(args, "admin_port", None),
-        rollout_state=getattr(args, "rollout_state", None),
-        reranker_version=getattr(args, "reranker_version", None),
-        **extra,
-    )
+    given = {name: getattr(args, name, None) for name in OPTION_SETTINGS}
+    return Settings.from_env(**{**given, "index_dir": getattr(args, "index", None), **extra})
 
 
 async def build_and_save(settings: Settings, catalog: Path, out: Path, url: str, skip_untitled: bool = False) -> None:
-    """Embed the catalog through the Triton at `url`, build its index and save it in `out`."""
-    from core.catalog import load_catalog  # noqa: PLC0415
+    """Embed the catalog through the Triton at `url`, build its index for its shop (the settings' or the catalog
+    folder's name) and save it in `out`."""
+    from core.catalog import load_catalog, shop_of  # noqa: PLC0415
     from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: PLC0415
     from orchestrator.index import build_index, product_encoders  # noqa: PLC0415
     from orchestrator.triton import TritonClient  # noqa: PLC0415
@@ -77,20 +69,27 @@ async def build_and_save(settings: Settings, catalog: Path, out: Path, url: str,
     client = TritonClient(url, timeout_s=60.0)
     try:
         await client.wait_until_ready([BI_ENCODER, MULTILINGUAL_ENCODER], settings.triton_start_timeout_s)
-        index = await build_index(catalog, products, client, *encoders)
+        index = await build_index(catalog, products, client, *encoders, shop=shop_of(catalog, settings.shop))
     finally:
         await client.close()
     index.save(out)
     manifest = index.manifest
     print(
-        f"indexed {manifest['products']} products into {out} in {manifest['build_seconds']:.1f}s "
+        f"indexed {manifest['products']} products of shop {manifest['shop']!r} into {out} in {manifest['build_seconds']:.1f}s "
         f"(embedding {manifest['products'] / manifest['embed_seconds']:.0f} products/s through Triton)",
         flush=True,
     )
 
 
-def index_is_current(directory: Path, catalog: Path) -> bool:
-    """Whether `directory` holds an index of this catalog's content in today's format."""
+def cached_index(catalog: Path, shop: str) -> Path:
+    """Where the shop's index of this catalog content is cached when none is named (relative to the project)."""
+    from core.catalog import catalog_digest  # noqa: PLC0415
+
+    return INDEX_CACHE / f"{shop}-{catalog_digest(catalog)[:16]}"
+
+
+def index_is_current(directory: Path, catalog: Path, shop: str) -> bool:
+    """Whether `directory` holds an index of this catalog's content for this shop in today's format."""
     from core.catalog import catalog_digest  # noqa: PLC0415
     from orchestrator.index import FORMAT_VERSION  # noqa: PLC0415
 
@@ -98,14 +97,15 @@ def index_is_current(directory: Path, catalog: Path) -> bool:
     if not manifest.is_file():
         return False
     data = json.loads(manifest.read_text())
-    return data.get("format_version") == FORMAT_VERSION and data.get("catalog_sha256") == catalog_digest(catalog)
+    return (data.get("format_version") == FORMAT_VERSION and data.get("shop") == shop
+            and data.get("catalog_sha256") == catalog_digest(catalog))
 
 
 def run_on_catalog(settings: Settings, catalog: Path, work: Callable[[ranking_pb2_grpc.RankingStub], Awaitable[T]],
                    index_dir: Path | None = None, adjust: Adjust | None = None, skip_untitled: bool = False) -> T:
     """Start Triton (or use the settings' triton_url), build the catalog's index if it is missing or stale, and
     return `work(stub)` run against a Service on it. The index lives at `index_dir`, else is cached under
-    .shoprank/indexes by the catalog's digest; `adjust` edits the settings.
+    .shoprank/indexes by the shop and the catalog's digest; `adjust` edits the settings.
 
     The service starts from a fresh rollout state: it measures the repository's newest reranker version (or the
     settings' reranker_version), not the one a serving deployment's .shoprank/rollout.json keeps stable, and
@@ -124,16 +124,17 @@ def catalog_stack(settings: Settings, catalog: Path, index_dir: Path | None = No
                   skip_untitled: bool = False) -> Iterator[Settings]:
     """The settings of a Service on the catalog, for the block: Triton started (or the settings' triton_url) and
     the index built if it is missing or stale, as `run_on_catalog` says."""
-    from core.catalog import catalog_digest  # noqa: PLC0415
+    from core.catalog import shop_of  # noqa: PLC0415
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
+    shop = shop_of(catalog, settings.shop)
     if index_dir is None:
-        index_dir = INDEX_CACHE / catalog_digest(catalog)[:16]
+        index_dir = cached_index(catalog, shop)
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
+        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir, shop=shop)
         if adjust is not None:
             settings = adjust(settings)
-        if not index_is_current(index_dir, catalog):
+        if not index_is_current(index_dir, catalog, shop):
             asyncio.run(build_and_save(settings, catalog, index_dir, url, skip_untitled))
         yield settings
 

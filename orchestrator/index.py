@@ -64,6 +64,11 @@ class CatalogIndex:
                 MULTILINGUAL_ENCODER.name: self.manifest["multilingual_encoder_version"]}
 
     @property
+    def shop(self) -> str:
+        """The shop whose catalog this is ("" for an index built before shops had names)."""
+        return self.manifest.get("shop", "")
+
+    @property
     def version(self) -> str:
         """Short identifier of what was indexed: the catalog digest's first 12 hex digits."""
         return self.manifest["catalog_sha256"][:12]
@@ -153,6 +158,7 @@ async def build_index(
     client: TritonClient,
     encoder: TextEncoder,
     multilingual_encoder: SentencePieceEncoder,
+    shop: str,
     show_progress: bool = True,
 ) -> CatalogIndex:
     """Embed a loaded catalog through Triton with both encoders, build the retrievers and the intent model.
@@ -175,6 +181,7 @@ async def build_index(
     lexical = await asyncio.to_thread(LexicalIndex.build, texts)
     manifest = {
         "format_version": FORMAT_VERSION,
+        "shop": shop,
         "catalog": str(catalog_path),
         "catalog_sha256": catalog_digest(catalog_path),
         "products": len(products),

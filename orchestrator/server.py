@@ -23,7 +23,7 @@ from core.settings import Settings
 from core.specs import RERANKER
 from core.spelling import SpellingCorrector
 from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
-from core.weights import read_combination
+from core.weights import has_shop_weights, read_combination
 
 from .index import CatalogIndex
 from .metrics import Metrics, MetricsServer
@@ -97,6 +97,12 @@ class Service:
         """Load the index, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
         settings = self.settings
         index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
+        if settings.shop and settings.shop != index.shop:
+            raise ConfigError(f"the index at {settings.index_dir} is shop {index.shop!r}'s, not {settings.shop!r}'s: "
+                              f"build the shop's own (`shoprank index --shop {settings.shop}`)")
+        if not index.shop:
+            log.warning("the index at %s names no shop: the default weights serve (rebuild it with --shop NAME)",
+                        settings.index_dir)
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
         multilingual_tokenizer = SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)
         speller = None
@@ -119,12 +125,13 @@ class Service:
             log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
         self.loader = VersionLoader(self._client, settings.model_repository, settings.triton_start_timeout_s)
-        combination = self._reranking(index)
+        combination, shop_weights = self._reranking(index)
         metrics = Metrics() if settings.metrics_port else None
         self.pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
                                  cross_encoder=self.cross_encoder, speller=speller,
                                  personalizer=Personalizer(self._store, index, blend, settings),
-                                 combination=combination, rollout=self.rollout, metrics=metrics)
+                                 combination=combination, rollout=self.rollout, metrics=metrics,
+                                 shop_weights=shop_weights)
         if settings.numeric_threads:  # process-wide, once every numeric library is loaded, until the service stops
             self._thread_limits = threadpool_limits(settings.numeric_threads)
         if metrics is not None:
@@ -155,22 +162,23 @@ class Service:
         log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
         return self
 
-    def _reranking(self, index: CatalogIndex) -> dict[str, dict[str, float]]:
+    def _reranking(self, index: CatalogIndex) -> tuple[dict[str, dict[str, float]], bool]:
         """Decide from the repository how candidates are reranked: with the cross-encoder (sets `cross_encoder` and
         `rollout`, which picks each request's version and its weights), or without it (returns the stable version's
-        weights, which combine the cheap components; none when the repository holds no reranker)."""
+        weights for the index's shop, which combine the cheap components, and whether they are the shop's own;
+        none when the repository holds no reranker)."""
         settings = self.settings
         if not repository_versions(settings.model_repository, RERANKER.name):
             log.warning("%s holds no %s version: results stay in fused order", settings.model_repository, RERANKER.name)
-            return {}
+            return {}, False
         if settings.rerank_depth <= 0:  # no cross-encoder: its version's weights still combine the cheap components
             version = starting_rollout(settings, StateFile(settings.rollout_state).load(), RERANKER.name).stable
-            return read_combination(combination_file(settings.model_repository, RERANKER.name, version),
-                                    shop=index.version)
+            path = combination_file(settings.model_repository, RERANKER.name, version)
+            return read_combination(path, shop=index.shop), has_shop_weights(path, index.shop)
         self.cross_encoder = CrossEncoder(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
                                           settings.rerank_timeout_s, settings.max_concurrent_reranks)
-        self.rollout = RolloutController(self.loader, settings, shop=index.version, warm=self._warm)
-        return {}
+        self.rollout = RolloutController(self.loader, settings, shop=index.shop, warm=self._warm)
+        return {}, False
 
     async def _load_models(self, index: CatalogIndex) -> None:
         """Load the encoder versions the index was built with, and the reranker versions of the rollout state,

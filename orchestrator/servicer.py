@@ -92,6 +92,8 @@ def to_response(result: SearchResult) -> ranking_pb2.SearchResponse:
             for item in result.items
         ],
         model_versions=result.model_versions,
+        shop=result.shop,
+        shop_weights=result.shop_weights,
         degraded=result.degraded,
         degraded_reason=result.degraded_reason,
         took_ms=result.took_ms,

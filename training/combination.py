@@ -244,17 +244,17 @@ def without_reranker(weights: dict[str, dict[str, float]]) -> dict[str, dict[str
     return {script: {**values, "reranker": 0.0} for script, values in weights.items()}
 
 
-def split_default(result: dict, fit_catalog: str, catalog_id: str, unseen_reranker: str = UNSEEN_SHOP_RERANKER) -> dict:
+def split_default(result: dict, shop: str, unseen_reranker: str = UNSEEN_SHOP_RERANKER) -> dict:
     """`result` (weights fit on a shop's judgments, {"weights": ..., "fit_on": ..., "scripts": ...}) with those
-    weights kept as that shop's own (its catalog id), and with `unseen_reranker` "off", the default for every
+    weights kept as that shop's own (by its name), and with `unseen_reranker` "off", the default for every
     other shop without the cross-encoder. A shop already in result["shops"] keeps its own weights."""
     if unseen_reranker not in ("on", "off"):
         raise ValueError(f"unseen_reranker must be on or off, not {unseen_reranker!r}")
     if unseen_reranker == "on":
         return result
     shops = dict(result.get(SHOPS, {}))
-    shops.setdefault(catalog_id, {"catalog": fit_catalog, "weights": result["weights"],
-                                  "fit_on": result.get("fit_on", []), "scripts": result.get("scripts", {})})
+    shops.setdefault(shop, {"weights": result["weights"], "fit_on": result.get("fit_on", []),
+                            "scripts": result.get("scripts", {})})
     return {**result, "weights": without_reranker(result["weights"]), SHOPS: shops,
             "unseen_shops": "the fitted weights without the cross-encoder (training/combination.py, "
                             "UNSEEN_SHOP_RERANKER)"}

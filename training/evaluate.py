@@ -66,7 +66,8 @@ async def evaluate(
     ndcgs: list[float] = []
     recalls: list[float] = []
     latencies_ms: list[float] = []
-    degraded = skipped = missing_judged = corrected = 0
+    degraded = skipped = missing_judged = corrected = own_weights = 0
+    shop = ""
     for query, judged_all in tqdm(judgments.items(), desc=f"eval {task}/{retrieval}", unit="query", disable=not show_progress):
         judged = {pid: gain for pid, gain in judged_all.items() if pid in catalog_ids}
         missing_judged += len(judged_all) - len(judged)
@@ -95,6 +96,8 @@ async def evaluate(
             latencies.append(latencies_ms[-1])
         degraded += response.degraded
         corrected += bool(response.corrected_query)
+        own_weights += response.shop_weights
+        shop = response.shop
         ranked = [item.product_id for item in response.items]
         score = ndcg_at_k(ranked, judged, 10)
         if score is None:
@@ -116,7 +119,9 @@ async def evaluate(
         result["p50_ms"] = round(percentile(latencies_ms, 50), 2)
         result["p99_ms"] = round(percentile(latencies_ms, 99), 2)
     result.update({"queries": len(ndcgs), "skipped_queries": skipped, "judged_not_in_catalog": missing_judged,
-                   "degraded": degraded, "spelling_corrected": corrected})
+                   "degraded": degraded, "spelling_corrected": corrected,
+                   # the shop's own weights ranked every answer (False for the default's, or for none at all)
+                   "shop": shop, "shop_weights": bool(latencies_ms) and own_weights == len(latencies_ms)})
     return result
 
 

@@ -25,7 +25,7 @@ from typing import Awaitable, Callable
 from core.errors import ConfigError, RolloutError, ShoprankError
 from core.settings import Settings
 from core.specs import RERANKER
-from core.weights import read_combination
+from core.weights import has_shop_weights, read_combination
 
 from .guards import AgreementWindow, SlidingWindow, WindowStats
 from .state import MODES, ModelRollout, StateFile
@@ -59,7 +59,7 @@ class RolloutController:
                  warm: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self.loader = loader
         self.settings = settings
-        self.shop = shop  # the served catalog's id: a shop with its own combination weights gets them
+        self.shop = shop  # the served shop's name: a shop with its own combination weights gets them
         self.warm = warm  # sends a few requests through a newly loaded version before it gets traffic
         self.state = StateFile(settings.rollout_state)
         self.models: dict[str, ModelRollout] = {}
@@ -68,6 +68,7 @@ class RolloutController:
         self._windows: dict[tuple[str, str], SlidingWindow] = {}
         self._agreement: dict[tuple[str, str], AgreementWindow] = {}
         self._combinations: dict[str, dict[str, dict[str, float]]] = {}
+        self._shop_weights: dict[str, bool] = {}
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self._guard: asyncio.Task | None = None
@@ -123,6 +124,13 @@ class RolloutController:
             path = combination_file(self.loader.model_repository, RERANKER.name, version)
             self._combinations[version] = read_combination(path, shop=self.shop)
         return self._combinations[version]
+
+    def shop_weights(self, version: str) -> bool:
+        """Whether that reranker version's combination has weights of the served shop's own."""
+        if version not in self._shop_weights:
+            path = combination_file(self.loader.model_repository, RERANKER.name, version)
+            self._shop_weights[version] = has_shop_weights(path, self.shop)
+        return self._shop_weights[version]
 
     def track(self, model: str, version: str):
         """Context manager counting a request in flight on that version (an old version drains before unloading)."""

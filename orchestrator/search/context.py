@@ -73,6 +73,8 @@ class SearchResult:
     corrected_query: str = ""  # what was searched for, when spelling correction changed the query
     personalized: bool = False
     personalization: str = ""  # why the order is, or is not, personalized
+    shop: str = ""  # the shop served
+    shop_weights: bool = False  # true when the shop's own combination weights ranked the answer
 
     @property
     def degraded(self) -> bool:
@@ -131,6 +133,7 @@ class SearchContext:
     # Rerank, then Personalize: the order so far.
     ranking: Fused | None = None
     route: Route = field(default_factory=lambda: Route(""))  # the reranker version that answers
+    shop_weights: bool = False  # the shop's own combination weights ranked the answer
     personalized: bool = False
     # Order: the answer.
     items: list[ScoredItem] = field(default_factory=list)

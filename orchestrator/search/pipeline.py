@@ -42,9 +42,11 @@ class Pipeline:
     def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str],
                  *, cross_encoder: CrossEncoder | None = None, speller: SpellingCorrector | None = None,
                  personalizer: Personalizer | None = None, combination: dict[str, dict[str, float]] | None = None,
-                 rollout: RolloutController | None = None, metrics: Metrics | None = None) -> None:
+                 rollout: RolloutController | None = None, metrics: Metrics | None = None,
+                 shop_weights: bool = False) -> None:
         """`combination`: query script -> weights when no rollout controller gives a version's (by default the
-        cross-encoder alone orders latin queries' candidates); `metrics`: where each search's figures go."""
+        cross-encoder alone orders latin queries' candidates; `shop_weights`: they are the index's shop's own);
+        `metrics`: where each search's figures go."""
         self.settings = settings
         self.index = index
         self.personalizer = personalizer
@@ -57,7 +59,7 @@ class Pipeline:
             FetchProfile(personalizer),
             Understand(index, encoder, speller),
             Retrieve(settings, index, personalizer),
-            Rerank(settings, index, cross_encoder, combination, rollout),
+            Rerank(settings, index, cross_encoder, combination, rollout, shop_weights),
             Personalize(personalizer),
             Order(index),
         )
@@ -89,4 +91,6 @@ class Pipeline:
             corrected_query=context.query if context.query != request.query else "",
             personalized=context.personalized,
             personalization=context.personalization,
+            shop=self.index.shop,
+            shop_weights=context.shop_weights,
         )

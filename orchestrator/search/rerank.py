@@ -59,19 +59,22 @@ class Rerank:
     name = "rerank"
 
     def __init__(self, settings: Settings, index: CatalogIndex, cross_encoder: CrossEncoder | None,
-                 combination: dict[str, dict[str, float]], rollout: RolloutController | None) -> None:
+                 combination: dict[str, dict[str, float]], rollout: RolloutController | None,
+                 shop_weights: bool = False) -> None:
         self.settings = settings
         self.index = index
         self.cross_encoder = cross_encoder
         self.combination = combination  # query script -> weights, when no rollout controller gives them
+        self.shop_weights = shop_weights  # whether those are the shop's own
         self.rollout = rollout
         self._shadows: set[asyncio.Task] = set()
 
     async def run(self, context: SearchContext) -> None:
         settings, fused = self.settings, context.ranking
-        context.route, weights = self._route(context)
+        context.route, weights, own = self._route(context)
         if context.request.skip_rerank or not len(fused.rows) or weights is None:
             return
+        context.shop_weights = own
         with_it = weights.get("reranker", 0.0) != 0.0
         rerank = (with_it and context.script != CJK and self.cross_encoder is not None and settings.rerank_depth > 0)
         if with_it and not rerank:  # the cross-encoder is weighted but cannot score: the fused order stays
@@ -115,16 +118,16 @@ class Rerank:
                               else self.rollout.combination(context.route.shadow).get(_script_key(context)))
             self._shadow(context, fused, shadow_weights, head, scored, extra)
 
-    def _route(self, context: SearchContext) -> tuple[Route, dict[str, float] | None]:
-        """The reranker version that answers (and its shadow), and the weights to combine by: the request's, else
-        that version's for the query's script (None: keep the fused order)."""
-        request, route, combination = context.request, Route(""), self.combination
+    def _route(self, context: SearchContext) -> tuple[Route, dict[str, float] | None, bool]:
+        """The reranker version that answers (and its shadow), the weights to combine by: the request's, else
+        that version's for the query's script (None: keep the fused order), and whether they are the shop's own."""
+        request, route, combination, own = context.request, Route(""), self.combination, self.shop_weights
         if self.rollout is not None:
             route = self.rollout.route(RERANKER.name, request.user_id or request.query)
-            combination = self.rollout.combination(route.version)
+            combination, own = self.rollout.combination(route.version), self.rollout.shop_weights(route.version)
         if request.combination_weights is not None:
-            return route, {name: request.combination_weights.get(name, 0.0) for name in DEFAULT_WEIGHTS}
-        return route, combination.get(_script_key(context))
+            return route, {name: request.combination_weights.get(name, 0.0) for name in DEFAULT_WEIGHTS}, False
+        return route, combination.get(_script_key(context)), own
 
     def _head(self, context: SearchContext, depth: int) -> Head:
         fused = context.ranking

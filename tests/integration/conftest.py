@@ -107,7 +107,7 @@ def demo_index(triton, settings, tmp_path_factory) -> Path:
         client = TritonClient(triton.url, timeout_s=60.0)
         try:
             index = await build_index(DEMO_CATALOG, load_catalog(DEMO_CATALOG), client, *product_encoders(settings),
-                                      show_progress=False)
+                                      shop="demo", show_progress=False)
         finally:
             await client.close()
         index.save(out)

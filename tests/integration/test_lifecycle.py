@@ -158,6 +158,34 @@ def test_eval_runs_judged_queries_through_the_service(triton, model_repository, 
         assert 0 < metrics["p50_ms"] <= metrics["p99_ms"]
 
 
+def test_a_shop_keeps_its_weights_when_its_catalog_changes_and_another_gets_the_default(triton, model_repository,
+                                                                                        tmp_path):
+    changed = DEMO_CATALOG.read_text(encoding="utf-8").splitlines(keepends=True)
+    header, first = changed[0].split(","), changed[1].split(",")
+    price = header.index("price")
+    first[price] = f"{float(first[price]) + 1:.2f}"  # one price raised by $1: another catalog file, the same shop
+    for folder in ("demo", "corner-store"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "catalog.csv").write_text("".join([changed[0], ",".join(first), *changed[2:]]),
+                                                       encoding="utf-8")
+    runs = {
+        "named": ("--catalog", str(tmp_path / "corner-store" / "catalog.csv"), "--shop", "demo"),
+        "by folder": ("--catalog", str(tmp_path / "demo" / "catalog.csv")),
+        "another shop": ("--catalog", str(tmp_path / "corner-store" / "catalog.csv")),
+    }
+    results = {}
+    for name, catalog in runs.items():
+        result = shoprank("eval", "search", *catalog, "--judgments", str(DEMO_JUDGMENTS), "--json", "--max-queries",
+                          "5", "--triton-url", triton.url, "--model-repository", str(model_repository),
+                          "--index", str(tmp_path / f"index-{name.replace(' ', '-')}"))
+        assert result.returncode == 0, result.stderr
+        results[name] = json.loads(result.stdout)
+    assert (results["named"]["shop"], results["named"]["shop_weights"]) == ("demo", True)
+    assert (results["by folder"]["shop"], results["by folder"]["shop_weights"]) == ("demo", True)
+    assert (results["another shop"]["shop"], results["another shop"]["shop_weights"]) == ("corner-store", False)
+    assert json.loads((tmp_path / "index-named" / "manifest.json").read_text())["shop"] == "demo"
+
+
 def test_mined_negatives_are_retrieved_unjudged_catalog_products_of_train_queries(triton, model_repository, demo_index,
                                                                                   tmp_path):
     from core.catalog import load_catalog

@@ -344,3 +344,19 @@ def test_catalog_digest_is_sha256_of_bytes(tmp_path):
     other = tmp_path / "d.csv"
     other.write_bytes(b"product_id,title\np1,B\n")
     assert catalog_digest(other) != catalog_digest(path)
+
+
+def test_a_shop_is_the_name_given_else_the_catalog_folders():
+    from core.catalog import shop_of
+
+    assert shop_of("data/demo/catalog.csv") == "demo"
+    assert shop_of("/data/Home Depot (2024)/catalog.csv") == "home-depot-2024"
+    assert shop_of("/data/home-depot-product-search-relevance/catalog.csv", "home-depot") == "home-depot"
+
+
+@pytest.mark.parametrize("name", ["Demo", "-demo", "a b", "x" * 65, "dé", "demo/../etc"])
+def test_a_shop_name_is_lowercase_letters_digits_and_dots_dashes_underscores(name):
+    from core.catalog import shop_of
+
+    with pytest.raises(DataError, match="shop name"):
+        shop_of("data/demo/catalog.csv", name)

@@ -181,3 +181,9 @@ def test_cross_encoder_depth_default_30_zero_scores_every_candidate_negative_ref
     assert Settings.from_env({"SHOPRANK_CROSS_ENCODER_DEPTH": "30"}).cross_encoder_depth == 30
     with pytest.raises(ConfigError, match="cross_encoder_depth"):
         Settings(cross_encoder_depth=-1)
+
+
+def test_a_shop_setting_is_a_shop_name():
+    assert Settings.from_env({"SHOPRANK_SHOP": "home-depot"}).shop == "home-depot"
+    with pytest.raises(ConfigError, match="shop"):
+        Settings(shop="Home Depot")

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from core.errors import ConfigError
-from core.weights import DEFAULT_WEIGHTS, per_script, read_combination
+from core.weights import DEFAULT_WEIGHTS, has_shop_weights, per_script, read_combination
 
 
 def test_a_flat_set_is_the_latin_set_and_cjk_gets_none():
@@ -37,11 +37,13 @@ def test_a_shop_with_its_own_weights_gets_them_script_by_script_and_others_the_d
     path = tmp_path / "combination.json"
     path.write_text(json.dumps({
         "latin": {"reranker": 1.0, "overlap": 4.0}, "cjk": {"multilingual": 1.0},
-        "shops": {"abc123": {"weights": {"latin": {"reranker": 1.0, "multilingual": 2.0}}}},
+        "shops": {"demo": {"weights": {"latin": {"reranker": 1.0, "multilingual": 2.0}}}},
     }))
-    own = read_combination(path, shop="abc123")
+    own = read_combination(path, shop="demo")
     assert own["latin"]["multilingual"] == 2.0 and own["latin"]["overlap"] == 0.0
     assert own["cjk"]["multilingual"] == 1.0  # not fit for the shop: the default's
-    other = read_combination(path, shop="fff000")
+    other = read_combination(path, shop="corner-store")
     assert other["latin"]["overlap"] == 4.0
     assert read_combination(path) == other
+    assert has_shop_weights(path, "demo") and not has_shop_weights(path, "corner-store")
+    assert not has_shop_weights(path, "") and not has_shop_weights(tmp_path / "missing.json", "demo")

@@ -189,3 +189,16 @@ def test_a_busy_reranker_refuses_a_cascade_and_the_answer_takes_the_cheap_order(
     assert triton.texts == [] and computed == ["drill"]
     assert [item.title for item in result.items] == sorted(OVERLAP, key=OVERLAP.get, reverse=True)
     assert all("reranker" not in {name for name, *_ in item.components} for item in result.items)
+
+
+def test_the_answer_says_whether_the_shops_own_weights_ranked_it(cascade, make_index):
+    pipeline, _, _, _ = cascade
+    weights = {"latin": {"reranker": 1.0, "overlap": 1.0}}
+    own = Pipeline(Settings(), make_index(TOOLS), Encoder(np.zeros(384)), {}, combination=weights,  # type: ignore[arg-type]
+                   shop_weights=True)
+    result = asyncio.run(own.search(SearchQuery("drill")))
+    assert result.shop_weights and result.shop == ""  # the tiny index names no shop
+    asked = asyncio.run(own.search(SearchQuery("drill", combination_weights={"overlap": 1.0})))
+    assert not asked.shop_weights  # the request's weights ranked it
+    assert not asyncio.run(own.search(SearchQuery("drill", skip_rerank=True))).shop_weights
+    assert not asyncio.run(pipeline().search(SearchQuery("drill"))).shop_weights  # the default weights

@@ -102,13 +102,13 @@ def test_the_fitted_shop_keeps_its_weights_and_unseen_shops_get_them_without_the
 
     fitted = {"latin": {"reranker": 1.0, "dense": 2.0}, "cjk": {"reranker": 0.0, "multilingual": 1.0}}
     demo = {"catalog": "demo.csv", "weights": {"latin": {"reranker": 1.0, "dense": 16.0}}}
-    result = split_default({"weights": fitted, "fit_on": ["hd dev"], "shops": {"demo": demo}}, "hd.csv", "hd")
+    result = split_default({"weights": fitted, "fit_on": ["hd dev"], "shops": {"demo": demo}}, "hd")
     assert result["weights"] == {"latin": {"reranker": 0.0, "dense": 2.0}, "cjk": {"reranker": 0.0, "multilingual": 1.0}}
     assert result["shops"]["hd"]["weights"] == fitted and result["shops"]["hd"]["fit_on"] == ["hd dev"]
     assert result["shops"]["demo"] == demo  # a shop with its own fit keeps it
-    assert split_default({"weights": fitted}, "hd.csv", "hd", "on") == {"weights": fitted}
+    assert split_default({"weights": fitted}, "hd", "on") == {"weights": fitted}
     with pytest.raises(ValueError):
-        split_default({"weights": fitted}, "hd.csv", "hd", "maybe")
+        split_default({"weights": fitted}, "hd", "maybe")
 
 
 def test_the_default_without_the_cross_encoder_is_read_as_such(tmp_path):
@@ -119,7 +119,7 @@ def test_the_default_without_the_cross_encoder_is_read_as_such(tmp_path):
 
     fitted = {"latin": {"reranker": 1.0, "dense": 2.0}}
     path = tmp_path / "combination.json"
-    result = split_default({"weights": fitted}, "hd.csv", "hd")
+    result = split_default({"weights": fitted}, "hd")
     path.write_text(json.dumps({**result["weights"], "shops": result["shops"]}))
     assert read_combination(path)["latin"]["reranker"] == 0.0  # any other shop
     assert read_combination(path, shop="hd")["latin"]["reranker"] == 1.0

@@ -116,7 +116,7 @@ class Item(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., components: _Optional[_Iterable[_Union[ScoreComponent, _Mapping]]] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("items", "model_versions", "degraded", "degraded_reason", "took_ms", "corrected_query", "personalized", "personalization")
+    __slots__ = ("items", "model_versions", "degraded", "degraded_reason", "took_ms", "corrected_query", "personalized", "personalization", "shop", "shop_weights")
     class ModelVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,8 @@ class SearchResponse(_message.Message):
     CORRECTED_QUERY_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
+    SHOP_FIELD_NUMBER: _ClassVar[int]
+    SHOP_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     model_versions: _containers.ScalarMap[str, str]
     degraded: bool
@@ -140,7 +142,9 @@ class SearchResponse(_message.Message):
     corrected_query: str
     personalized: bool
     personalization: str
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., took_ms: _Optional[float] = ..., corrected_query: _Optional[str] = ..., personalized: _Optional[bool] = ..., personalization: _Optional[str] = ...) -> None: ...
+    shop: str
+    shop_weights: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., took_ms: _Optional[float] = ..., corrected_query: _Optional[str] = ..., personalized: _Optional[bool] = ..., personalization: _Optional[str] = ..., shop: _Optional[str] = ..., shop_weights: _Optional[bool] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
     __slots__ = ("event_id", "user_id", "product_id", "type", "time", "query", "quantity")
