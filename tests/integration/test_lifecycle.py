@@ -160,13 +160,12 @@ def test_eval_runs_judged_queries_through_the_service(triton, model_repository, 
 
 def test_a_shop_keeps_its_weights_when_its_catalog_changes_and_another_gets_the_default(triton, model_repository,
                                                                                         tmp_path):
-    changed = DEMO_CATALOG.read_text(encoding="utf-8").splitlines(keepends=True)
-    header, first = changed[0].split(","), changed[1].split(",")
-    price = header.index("price")
-    first[price] = f"{float(first[price]) + 1:.2f}"  # one price raised by $1: another catalog file, the same shop
-    for folder in ("demo", "corner-store"):
+    lines = DEMO_CATALOG.read_text(encoding="utf-8").splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")  # the first product's row has no quoted comma
+    first[header.index("price")] = f"{float(first[header.index('price')]) + 1:.2f}"  # one price up by $1
+    for folder in ("demo", "corner-store"):  # another catalog file: the same shop by name, or another shop
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "catalog.csv").write_text("".join([changed[0], ",".join(first), *changed[2:]]),
+        (tmp_path / folder / "catalog.csv").write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n",
                                                        encoding="utf-8")
     runs = {
         "named": ("--catalog", str(tmp_path / "corner-store" / "catalog.csv"), "--shop", "demo"),
@@ -179,7 +178,7 @@ def test_a_shop_keeps_its_weights_when_its_catalog_changes_and_another_gets_the_
                           "5", "--triton-url", triton.url, "--model-repository", str(model_repository),
                           "--index", str(tmp_path / f"index-{name.replace(' ', '-')}"))
         assert result.returncode == 0, result.stderr
-        results[name] = json.loads(result.stdout)
+        results[name] = json.loads(result.stdout.splitlines()[-1])  # after the index build's line
     assert (results["named"]["shop"], results["named"]["shop_weights"]) == ("demo", True)
     assert (results["by folder"]["shop"], results["by folder"]["shop_weights"]) == ("demo", True)
     assert (results["another shop"]["shop"], results["another shop"]["shop_weights"]) == ("corner-store", False)
