@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.catalog import Product  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from orchestrator.catalog.memory import MemoryCatalog  # noqa: E402
 from orchestrator.fusion import fuse  # noqa: E402
 from orchestrator.index import CatalogIndex  # noqa: E402
 from orchestrator.personalization.blend import BlendModel  # noqa: E402
@@ -65,16 +66,18 @@ async def measure(store_url: str, args: argparse.Namespace) -> dict[str, np.ndar
     await store.append(others)
     await store.append(events)
     blend = BlendModel.load(args.model)
-    personalizer = Personalizer(store, index, blend, Settings(blend_depth=args.candidates))
-    rows = np.concatenate([favourites[:10], rng.choice(PRODUCTS, args.candidates - 10, replace=False)])
-    pool = fuse(np.unique(rows), {"bm25": rng.random(len(np.unique(rows)))}, "weighted")
+    catalog = MemoryCatalog(index)
+    personalizer = Personalizer(store, catalog, blend, Settings(blend_depth=args.candidates))
+    rows = np.unique(np.concatenate([favourites[:10], rng.choice(PRODUCTS, args.candidates - 10, replace=False)]))
+    candidates = await catalog.fetch([index.products[row].product_id for row in rows.tolist()], ("dense",))
+    pool = fuse(np.arange(len(rows)), {"bm25": rng.random(len(rows))}, "weighted")
 
     times = {"profile (read + build)": [], "blend (figures + features + score)": [], "both": []}
     for run in range(args.runs + 20):
         started = time.perf_counter()
         profile = await personalizer.profile("user")
         middle = time.perf_counter()
-        await personalizer.blend(pool, pool, profile, explain=False)
+        await personalizer.blend(candidates, pool, pool, profile, explain=False)
         ended = time.perf_counter()
         if run >= 20:  # warm-up
             times["profile (read + build)"].append(middle - started)

@@ -17,6 +17,7 @@ Catalogs without categories, or with only one, get no model and no feature.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,11 @@ class IntentModel:
         """P(category | query) over `categories`."""
         return _softmax((query_embedding.astype(np.float32) @ self.weights + self.bias)[None, :])[0]
 
-    def feature(self, query_embedding: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """The probability the query gives each row's category (0 for products of no predicted category)."""
+    def feature(self, query_embedding: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+        """The probability the query gives each product's category (0 for products of no predicted category)."""
         probabilities = self.probabilities(query_embedding)
-        classes = self.product_class[rows]
+        position = {name: i for i, name in enumerate(self.categories)}
+        classes = np.array([position.get(category, -1) for category in categories], dtype=np.int64)
         return np.where(classes >= 0, probabilities[np.maximum(classes, 0)], 0.0).astype(np.float64)
 
     def top(self, query_embedding: np.ndarray, k: int = 3) -> list[tuple[str, float]]:

@@ -25,6 +25,7 @@ from core.spelling import SpellingCorrector
 from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import has_shop_weights, read_combination
 
+from .catalog.memory import MemoryCatalog
 from .index import CatalogIndex
 from .metrics import Metrics, MetricsServer
 from .personalization.blend import BlendModel
@@ -103,6 +104,7 @@ class Service:
         if not index.shop:
             log.warning("the index at %s names no shop: the default weights serve (rebuild it with --shop NAME)",
                         settings.index_dir)
+        catalog = MemoryCatalog(index)
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
         multilingual_tokenizer = SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)
         speller = None
@@ -127,9 +129,9 @@ class Service:
         self.loader = VersionLoader(self._client, settings.model_repository, settings.triton_start_timeout_s)
         combination, shop_weights = self._reranking(index)
         metrics = Metrics() if settings.metrics_port else None
-        self.pipeline = Pipeline(settings, index, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
+        self.pipeline = Pipeline(settings, catalog, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
                                  cross_encoder=self.cross_encoder, speller=speller,
-                                 personalizer=Personalizer(self._store, index, blend, settings),
+                                 personalizer=Personalizer(self._store, catalog, blend, settings),
                                  combination=combination, rollout=self.rollout, metrics=metrics,
                                  shop_weights=shop_weights)
         if settings.numeric_threads:  # process-wide, once every numeric library is loaded, until the service stops

@@ -162,7 +162,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
                 index = result.received
                 result.received += 1
                 try:
-                    batch.append(personalizer.check(to_event(message)))
+                    batch.append(await personalizer.check(to_event(message)))
                 except InvalidEvent as error:
                     result.rejected += 1
                     if len(result.errors) < MAX_LISTED_ERRORS:

@@ -1,9 +1,9 @@
 """Personalization in the serving path: feedback events in, a learned preference blend out.
 
-    personalizer = Personalizer(store, index, blend, settings)
+    personalizer = Personalizer(store, catalog, blend, settings)
     added = await personalizer.record(events)                # validated, then durable in the store
     profile = await personalizer.profile(user_id)            # None for a cold-start user
-    ranked = await personalizer.blend(relevance, pool, profile, weights, explain)
+    ranked = await personalizer.blend(candidates, relevance, pool, profile, weights, explain)
 
 The blend re-orders the head of the relevance order (the reranked candidates, or the first `blend_depth` of the
 fused order) together with the candidates further down that the user has touched or that are the most bought,
@@ -27,8 +27,8 @@ from core.errors import InvalidEvent, StoreError
 from core.personal_blend import BIAS_COMPONENT, BLEND_FEATURES, COMPONENT_NAMES
 from core.settings import Settings
 
+from ..catalog.store import CatalogStore, Entries
 from ..fusion import Component, Fused
-from ..index import CatalogIndex
 from .blend import BlendModel
 from .events import Event, validate
 from .profile import UserProfile, features
@@ -39,28 +39,30 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Popularity:
-    """What all users bought, per catalog row and per category, as read from the store at one moment."""
+    """What all users bought, per product and per category, as read from the store at one moment."""
 
-    purchases: np.ndarray
-    reorders: np.ndarray
+    figures: dict[str, ProductFigures]  # product id -> (purchases, reorders), products in the catalog only
     category_purchases: dict[str, float]
 
     @classmethod
-    def empty(cls, products: int) -> "Popularity":
-        return cls(np.zeros(products), np.zeros(products), {})
+    def empty(cls) -> "Popularity":
+        return cls({}, {})
 
     @classmethod
-    def of(cls, figures: dict[str, ProductFigures], index: CatalogIndex) -> "Popularity":
-        """From the store's product figures; products no longer in the catalog are left out."""
-        popularity = cls.empty(len(index.products))
-        for product_id, (purchases, reorders) in figures.items():
-            row = index.row_of.get(product_id)
-            if row is not None:
-                popularity.purchases[row], popularity.reorders[row] = purchases, reorders
-                category = index.products[row].category
-                if category:
-                    popularity.category_purchases[category] = popularity.category_purchases.get(category, 0.0) + purchases
-        return popularity
+    def of(cls, figures: dict[str, ProductFigures], products: Entries) -> "Popularity":
+        """From the store's product figures and those of the products the catalog still holds."""
+        kept: dict[str, ProductFigures] = {}
+        category_purchases: dict[str, float] = {}
+        for product in products.products:
+            kept[product.product_id] = figures[product.product_id]
+            if product.category:
+                category_purchases[product.category] = (category_purchases.get(product.category, 0.0)
+                                                        + figures[product.product_id][0])
+        return cls(kept, category_purchases)
+
+    def purchases_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Purchase events of each product."""
+        return np.array([self.figures[pid][0] if pid in self.figures else 0.0 for pid in ids], dtype=np.float64)
 
 
 def user_key(user_id: str, key: bytes) -> str:
@@ -71,32 +73,34 @@ def user_key(user_id: str, key: bytes) -> str:
 class Personalizer:
     """Records feedback events and blends a user's preferences into a relevance order."""
 
-    def __init__(self, store: ProfileStore, index: CatalogIndex, blend: BlendModel | None, settings: Settings,
+    def __init__(self, store: ProfileStore, catalog: CatalogStore, blend: BlendModel | None, settings: Settings,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.index = index
+        self.catalog = catalog
         self.model = blend
         self.settings = settings
         self.clock = clock
         # Popularity, read from the store as a whole and kept here so that a search reads none of it: purchase
-        # events and reorders per catalog row, purchases per category. Read before the first search, then in the
+        # events and reorders per product, purchases per category. Read before the first search, then in the
         # background (a search never waits) after this replica records events or popularity_refresh_s after the
         # last read, for other replicas' events.
-        self._popularity = Popularity.empty(len(index.products))
+        self._popularity = Popularity.empty()
         self._popularity_read_at: float | None = None
         self._popularity_changed = False
         self._refreshing: asyncio.Task | None = None
 
-    def check(self, event: Event) -> Event:
+    async def check(self, event: Event) -> Event:
         """The event with its product's category filled in; InvalidEvent if it cannot be recorded."""
-        validate(event, self.index.row_of.__contains__, self.clock(), self.settings.max_event_future_s)
-        product = self.index.products[self.index.row_of[event.product_id]]
-        return replace(event, category=product.category)
+        now, future_s = self.clock(), self.settings.max_event_future_s
+        validate(event, lambda _: True, now, future_s)  # a malformed id never reaches the catalog
+        found = await self.catalog.fetch([event.product_id])
+        validate(event, lambda _: bool(found.products), now, future_s)
+        return replace(event, category=found.products[0].category)
 
     async def record(self, events: Sequence[Event], checked: bool = False) -> list[bool]:
         """Validate (unless `checked` says they passed `check`) then durably record the events; True for each new one.
         InvalidEvent names the first bad one, and then nothing is recorded."""
-        added = await self.store.append(list(events) if checked else [self.check(event) for event in events])
+        added = await self.store.append(list(events) if checked else [await self.check(event) for event in events])
         if any(added):
             self._popularity_changed = True
         return added
@@ -122,7 +126,8 @@ class Personalizer:
             self._popularity_changed = True  # try again at the next search
             log.warning("popularity not refreshed, kept from %.0f s ago: %s", read_at - self._popularity_read_at, error)
             return
-        self._popularity, self._popularity_read_at = Popularity.of(figures, self.index), read_at
+        products = await self.catalog.fetch(list(figures))
+        self._popularity, self._popularity_read_at = Popularity.of(figures, products), read_at
 
     async def forget(self, user_id: str) -> int:
         """Delete everything the store holds of the user; the number of events deleted."""
@@ -135,33 +140,26 @@ class Personalizer:
         events = await self.store.user_events(user_id, self.settings.max_profile_events)
         if not events:
             return None
-        index = self.index
-        embeddings = index.dense.embeddings
-
-        def embedding_of(product_id: str) -> np.ndarray | None:
-            row = index.row_of.get(product_id)
-            return None if row is None else embeddings[row]
-
-        def product_of(product_id: str):
-            row = index.row_of.get(product_id)
-            return None if row is None else index.products[row]
-
-        profile = UserProfile.from_events(events, self.clock(), embedding_of, product_of)
+        found = await self.catalog.fetch(list(dict.fromkeys(event.product_id for event in events)), ("dense",))
+        products = {product.product_id: product for product in found.products}
+        vectors = dict(zip(found.ids, found.vectors["dense"]))
+        profile = UserProfile.from_events(events, self.clock(), vectors.get, products.get)
         return None if profile.is_cold else profile
 
-    def touched_rows(self, profile: UserProfile) -> np.ndarray:
-        """Catalog rows of the products the user bought, carted or clicked."""
-        ids = set(profile.purchases) | set(profile.clicks_carts)
-        return np.array(sorted(self.index.row_of[pid] for pid in ids if pid in self.index.row_of), dtype=np.int64)
+    @staticmethod
+    def touched_ids(profile: UserProfile) -> list[str]:
+        """The products the user bought, carted or clicked."""
+        return sorted(set(profile.purchases) | set(profile.clicks_carts))
 
-    def _candidates(self, relevance: Fused, pool: Fused, profile: UserProfile | None, depth: int,
-                    matching: np.ndarray | None, purchases: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    def _candidates(self, candidates: Entries, relevance: Fused, pool: Fused, profile: UserProfile | None,
+                    depth: int, matching: np.ndarray | None, purchases: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """The head's rows, and the pool positions of the user's own and the most bought candidates below it
         (those that match the query, when `matching` is given)."""
         settings = self.settings
         head = relevance.rows if relevance is not pool else pool.rows[: max(settings.blend_depth, depth)]
         in_head = set(head.tolist())
-        touched = set(self.touched_rows(profile).tolist()) if profile is not None else set()
+        own_ids = set(self.touched_ids(profile)) if profile is not None else set()
+        touched = {row for row, product in enumerate(candidates.products) if product.product_id in own_ids}
         own = [position for position, row in enumerate(pool.rows.tolist())
                if row in touched and row not in in_head and (matching is None or matching[row])]
         popular = []
@@ -174,34 +172,34 @@ class Personalizer:
             popular = eligible[np.lexsort((eligible, -counts[eligible]))][: settings.popular_depth].tolist()
         return head, sorted(set(own) | set(popular))
 
-    async def blend(self, relevance: Fused, pool: Fused, profile: UserProfile | None,
+    async def blend(self, candidates: Entries, relevance: Fused, pool: Fused, profile: UserProfile | None,
                     weights: dict[str, float] | None = None, explain: bool = False, depth: int = 0,
                     matching: np.ndarray | None = None) -> Fused:
         """Re-order the relevance head, the user's own candidates and the most bought ones by the blend model.
 
-        `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
+        Rows are positions in `candidates` (fetched with their "dense" vectors). `relevance` is the order the pipeline would serve without personalization; `pool` is the fused order of
         every candidate (the same list when nothing was reranked, then its first max(blend_depth, depth) form the
         head). Further down the pool, the user's own products and the `popular_depth` most bought of the first
         `popularity_scan` candidates join the head, ranked by their place in the pool. Without a blend model the
         relevance order is kept and, with `explain`, the features are shown with no contribution (how the blend's
         training data is read).
 
-        `matching` (a mask over catalog rows; None: every candidate) says which candidates may carry the user's and
+        `matching` (a mask over the candidates; None: every candidate) says which candidates may carry the user's and
         the shop's signals: the others are blended as for an anonymous user with no popularity figures, so a user's
         own or a popular product that does not match the query cannot overtake those that do. (The blend is learned
         from aisle searches, where every candidate matches and relevance tells little apart.)
         """
         popularity = await self.popularity()
-        head, extra = self._candidates(relevance, pool, profile, depth, matching, popularity.purchases)
+        head, extra = self._candidates(candidates, relevance, pool, profile, depth, matching,
+                                       popularity.purchases_of(candidates.ids))
         rows = np.concatenate([head, pool.rows[extra]]).astype(np.int64)
         relevance_scores = np.concatenate([relevance.scores[: len(head)], pool.scores[extra]])
         ranks = np.concatenate([np.arange(1, len(head) + 1), np.asarray(extra, dtype=np.int64) + 1]).astype(np.float64)
 
-        products = [self.index.products[int(row)] for row in rows]
-        stats = {product.product_id: ProductFigures(purchases=float(popularity.purchases[row]),
-                                                    reorders=int(popularity.reorders[row]))
-                 for product, row in zip(products, rows.tolist())}
-        embeddings = self.index.dense.embeddings[rows]
+        products = [candidates.products[row] for row in rows.tolist()]
+        stats = {product.product_id: popularity.figures[product.product_id]
+                 for product in products if product.product_id in popularity.figures}
+        embeddings = candidates.vectors["dense"][rows]
         X = features(profile, self.clock(), products, embeddings, stats, popularity.category_purchases,
                      relevance_scores, ranks)
         if matching is not None and not matching[rows].all():

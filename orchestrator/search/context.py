@@ -18,6 +18,7 @@ import numpy as np
 from core.language import NONE
 from core.errors import StoreError
 
+from ..catalog.store import Entries
 from ..filters import Filter
 from ..fusion import Fused
 from ..personalization.profile import UserProfile
@@ -124,11 +125,12 @@ class SearchContext:
     script: str = NONE
     embedding_task: asyncio.Task[np.ndarray] | None = None
     multilingual_task: asyncio.Task[np.ndarray] | None = None
-    # Retrieve: the candidates, fused.
-    allowed: np.ndarray | None = None  # catalog rows the caller narrowed the search to (filters, candidate ids)
-    lexical_scores: np.ndarray | None = None  # BM25 over the whole catalog
+    # Retrieve: the candidates, fused. Every order below holds positions in `candidates`.
+    narrowed: bool = False  # the caller narrowed the search (candidate ids, filters)
+    candidates: Entries | None = None  # the products found, with their vectors
+    lexical_scores: np.ndarray | None = None  # per candidate: its BM25 score (0: no word of the query)
     multilingual_embedding: np.ndarray | None = None
-    same_script: np.ndarray | None = None  # per catalog row: written in the query's script
+    same_script: np.ndarray | None = None  # per candidate: written in the query's script
     pool: Fused | None = None  # every candidate in fused order
     # Rerank, then Personalize: the order so far.
     ranking: Fused | None = None

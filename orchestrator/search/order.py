@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ..fusion import Component
-from ..index import CatalogIndex
 from .context import ScoredItem, SearchContext
 
 
@@ -12,13 +11,10 @@ class Order:
 
     name = "order"
 
-    def __init__(self, index: CatalogIndex) -> None:
-        self.index = index
-
     async def run(self, context: SearchContext) -> None:
         ranking, explain = context.ranking, context.request.explain
         for position in range(min(context.top_k, len(ranking.rows))):
-            product = self.index.products[int(ranking.rows[position])]
+            product = context.candidates.products[int(ranking.rows[position])]
             components = tuple(_explain(component, position) for component in ranking.components) if explain else ()
             context.items.append(ScoredItem(product.product_id, product.title, float(ranking.scores[position]),
                                             components))

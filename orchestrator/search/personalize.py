@@ -45,10 +45,10 @@ class Personalize:
         request = context.request
         # A narrowed search (filters, candidates) already says what is relevant; otherwise only products that match
         # the query's words carry the user's and the shop's signals.
-        matching = None if context.allowed is not None else context.lexical_scores > 0
+        matching = None if context.narrowed else context.lexical_scores > 0
         try:
-            context.ranking = await self.personalizer.blend(context.ranking, context.pool, context.profile,
-                                                            request.blend_weights, request.explain,
+            context.ranking = await self.personalizer.blend(context.candidates, context.ranking, context.pool,
+                                                            context.profile, request.blend_weights, request.explain,
                                                             depth=context.top_k, matching=matching)
         except StoreError as error:
             context.trace.degrade("store_unavailable", error)

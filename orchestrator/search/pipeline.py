@@ -2,7 +2,7 @@
 
     profile      FetchProfile  the user's profile starts loading from the store (awaited where it is needed)
     understand   Understand    correct the spelling, find the script, start encoding the query through Triton
-    retrieve     Retrieve      BM25 and both ANN indexes (or the rows the caller named or filtered), fused
+    retrieve     Retrieve      BM25 and both ANN indexes (or the products the caller named), scored exactly, fused
     rerank       Rerank        match features, intent and the cross-encoder over the head, by the version's weights
     personalize  Personalize   the learned blend of relevance, the user's preferences and popularity
     order        Order         the top k, each score explained on request
@@ -22,7 +22,7 @@ from core.specs import RERANKER
 from core.spelling import SpellingCorrector
 from core.weights import DEFAULT_WEIGHTS
 
-from ..index import CatalogIndex
+from ..catalog.store import CatalogStore
 from ..metrics import Metrics
 from ..personalization.personalizer import Personalizer
 from ..rollout.controller import RolloutController
@@ -37,36 +37,36 @@ from .validate import validate
 
 
 class Pipeline:
-    """Answers SearchQuery objects against one loaded index."""
+    """Answers SearchQuery objects against one shop's catalog."""
 
-    def __init__(self, settings: Settings, index: CatalogIndex, encoder: QueryEncoder, model_versions: dict[str, str],
+    def __init__(self, settings: Settings, catalog: CatalogStore, encoder: QueryEncoder, model_versions: dict[str, str],
                  *, cross_encoder: CrossEncoder | None = None, speller: SpellingCorrector | None = None,
                  personalizer: Personalizer | None = None, combination: dict[str, dict[str, float]] | None = None,
                  rollout: RolloutController | None = None, metrics: Metrics | None = None,
                  shop_weights: bool = False) -> None:
         """`combination`: query script -> weights when no rollout controller gives a version's (by default the
-        cross-encoder alone orders latin queries' candidates; `shop_weights`: they are the index's shop's own);
+        cross-encoder alone orders latin queries' candidates; `shop_weights`: they are the catalog's shop's own);
         `metrics`: where each search's figures go."""
         self.settings = settings
-        self.index = index
+        self.catalog = catalog
         self.personalizer = personalizer
         self.metrics = metrics
-        self.model_versions = {**model_versions, **index.encoder_versions, "index": index.version}
+        self.model_versions = {**model_versions, **catalog.encoder_versions, "index": catalog.version}
         if personalizer is not None and personalizer.model is not None:
             self.model_versions["blend"] = str(personalizer.model.version)
         combination = combination if combination is not None else {LATIN: dict(DEFAULT_WEIGHTS)}
         self.stages: tuple[Stage, ...] = (
             FetchProfile(personalizer),
-            Understand(index, encoder, speller),
-            Retrieve(settings, index, personalizer),
-            Rerank(settings, index, cross_encoder, combination, rollout, shop_weights),
+            Understand(catalog, encoder, speller),
+            Retrieve(settings, catalog, personalizer),
+            Rerank(settings, catalog, cross_encoder, combination, rollout, shop_weights),
             Personalize(personalizer),
-            Order(index),
+            Order(),
         )
 
     def validate(self, request: SearchQuery) -> int:
         """Raise InvalidRequest for anything malformed; return the effective top_k."""
-        return validate(request, self.settings, self.index)
+        return validate(request, self.settings)
 
     async def search(self, request: SearchQuery) -> SearchResult:
         """Rank the catalog, or the given candidates, for the query."""
@@ -91,6 +91,6 @@ class Pipeline:
             corrected_query=context.query if context.query != request.query else "",
             personalized=context.personalized,
             personalization=context.personalization,
-            shop=self.index.shop,
+            shop=self.catalog.shop,
             shop_weights=context.shop_weights,
         )

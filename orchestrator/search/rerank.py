@@ -24,8 +24,8 @@ from core.settings import Settings
 from core.specs import RERANKER
 from core.weights import DEFAULT_WEIGHTS
 
+from ..catalog.store import CatalogStore
 from ..fusion import Fused, combine, combined_scores, impute
-from ..index import CatalogIndex
 from ..rollout.controller import RolloutController, Route
 from ..rollout.guards import rank_biased_overlap
 from .context import SearchContext
@@ -36,8 +36,10 @@ from .cross_encoder import CrossEncoder
 class Head:
     """The first candidates of the fused order, the ones this stage scores."""
 
-    rows: np.ndarray
+    rows: np.ndarray  # positions among the search's candidates
     texts: list[str]
+    categories: list[str]
+    cjk: np.ndarray  # written in CJK characters: the cross-encoder cannot read them
     proxy: np.ndarray | None  # their multilingual cosine, which stands in where another model cannot read
 
     def __len__(self) -> int:
@@ -58,11 +60,11 @@ class Rerank:
 
     name = "rerank"
 
-    def __init__(self, settings: Settings, index: CatalogIndex, cross_encoder: CrossEncoder | None,
+    def __init__(self, settings: Settings, catalog: CatalogStore, cross_encoder: CrossEncoder | None,
                  combination: dict[str, dict[str, float]], rollout: RolloutController | None,
                  shop_weights: bool = False) -> None:
         self.settings = settings
-        self.index = index
+        self.catalog = catalog
         self.cross_encoder = cross_encoder
         self.combination = combination  # query script -> weights, when no rollout controller gives them
         self.shop_weights = shop_weights  # whether those are the shop's own
@@ -134,15 +136,17 @@ class Rerank:
         rows = fused.rows[:depth]
         proxy = next((component.raw[:depth] for component in fused.components if component.name == "multilingual"),
                      None)
-        return Head(rows, [self.index.products[int(row)].search_text() for row in rows], proxy)
+        products = [context.candidates.products[position] for position in rows.tolist()]
+        return Head(rows, [product.search_text() for product in products], [product.category for product in products],
+                    context.candidates.cjk[rows], proxy)
 
     async def _cheap_features(self, context: SearchContext, head: Head) -> dict[str, np.ndarray]:
         """The head's match features and intent (the query's category), off the event loop."""
         features = await asyncio.to_thread(match_features, context.query, head.texts)
         if "overlap" in features:
             features["overlap"] = impute(features["overlap"], context.same_script[head.rows], head.proxy)
-        if self.index.intent is not None and context.multilingual_embedding is not None:
-            features["intent"] = self.index.intent.feature(context.multilingual_embedding, head.rows)
+        if self.catalog.intent is not None and context.multilingual_embedding is not None:
+            features["intent"] = self.catalog.intent.feature(context.multilingual_embedding, head.categories)
         return features
 
     def _cascade(self, fused: Fused, cheap_weights: dict[str, float], extra: dict[str, np.ndarray],
@@ -164,7 +168,7 @@ class Rerank:
         """
         positions = scored.positions
         proxy = None if head.proxy is None else head.proxy[positions]
-        readable = impute(scores.astype(np.float64), ~self.index.cjk[head.rows[positions]], proxy)
+        readable = impute(scores.astype(np.float64), ~head.cjk[positions], proxy)
         if len(positions) == len(head):
             return readable
         values = np.zeros(len(head))

@@ -1,5 +1,7 @@
-"""Retrieve the candidates: BM25 and both ANN indexes (or the rows the caller narrowed the search to), fused.
+"""Retrieve the candidates: BM25 and both ANN indexes (or the products the caller named), scored exactly, fused.
 
+Each retriever returns its top `retrieve_depth` (within the caller's filters); the union, and the user's own products
+that match the query, are fetched with their vectors and scored by every retriever, so fusion sees complete scores.
 In a query's candidates, what a component cannot read (a Chinese title for the English models, a title in another
 script for BM25) gets the value that component gives the readable candidate at the same quantile of the
 multilingual cosine (fusion.impute), so it is neither pushed down nor lifted by a model blind to it.
@@ -7,18 +9,15 @@ multilingual cosine (fusion.impute), so it is neither pushed down nor lifted by 
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
-from core.errors import TritonError
+from core.errors import InvalidRequest, TritonError
 from core.language import CJK, NONE
 from core.settings import Settings
 
+from ..catalog.store import CatalogStore, Entries
 from ..fusion import fuse, impute
-from ..index import CatalogIndex
 from ..personalization.personalizer import Personalizer
-from ..retrieval import top_rows
 from .context import SearchContext
 
 
@@ -27,65 +26,59 @@ class Retrieve:
 
     name = "retrieve"  # includes waiting for the query's embeddings and the user's profile
 
-    def __init__(self, settings: Settings, index: CatalogIndex, personalizer: Personalizer | None) -> None:
+    def __init__(self, settings: Settings, catalog: CatalogStore, personalizer: Personalizer | None) -> None:
         self.settings = settings
-        self.index = index
+        self.catalog = catalog
         self.personalizer = personalizer
 
     async def run(self, context: SearchContext) -> None:
-        index, request = self.index, context.request
-        context.allowed = self._allowed(context)
-        # BM25 is scored even in dense mode: it is cheap, overlaps the Triton calls, and is the fallback if Triton fails.
-        lexical_scores = context.lexical_scores = await asyncio.to_thread(index.lexical.scores, context.query)
+        catalog, request, query = self.catalog, context.request, context.query
+        depth = max(self.settings.retrieve_depth, context.top_k)
+        context.narrowed = bool(request.candidate_ids or request.filters)
+        # BM25 runs even in dense mode: it is cheap, overlaps the Triton calls, and is the fallback if Triton fails.
+        lexical = None if request.candidate_ids else await catalog.lexical(query, depth, request.filters)
         profile = await context.user_profile()
         query_embedding, multilingual_embedding, dense_failed = await self._embeddings(context)
-        use_lexical = request.mode in ("hybrid", "lexical") or dense_failed
         context.multilingual_embedding = multilingual_embedding
+        use_lexical = request.mode in ("hybrid", "lexical") or dense_failed
 
-        rows = context.allowed
-        if rows is None:
-            depth = max(self.settings.retrieve_depth, context.top_k)
-            pools = []
-            if use_lexical:
-                matched = np.flatnonzero(lexical_scores > 0)
-                pools.append(top_rows(matched, lexical_scores[matched], depth)[0])
-            if query_embedding is not None:
-                pools.append(index.dense.search(query_embedding, depth)[0])
-            if multilingual_embedding is not None:
-                pools.append(index.multilingual.search(multilingual_embedding, depth)[0])
-            if profile is not None:  # the user's own products that match the query are candidates too
-                touched = self.personalizer.touched_rows(profile)
-                pools.append(touched[lexical_scores[touched] > 0])
-            rows = np.unique(np.concatenate(pools)) if pools else np.zeros(0, dtype=np.int64)
+        if request.candidate_ids:
+            ids = list(dict.fromkeys(request.candidate_ids))
+        else:
+            pools = [lexical.ids] if use_lexical else []
+            for field, embedding in (("dense", query_embedding), ("multilingual", multilingual_embedding)):
+                if embedding is not None:
+                    pools.append((await catalog.nearest(field, embedding, depth, request.filters)).ids)
+            if profile is not None and not request.filters:  # the user's own products that match the query
+                touched = self.personalizer.touched_ids(profile)
+                pools.append([pid for pid, score in zip(touched, await catalog.lexical_scores(query, touched))
+                              if score > 0])
+            ids = list(dict.fromkeys(pid for pool in pools for pid in pool))
+        fields = [name for name, needed in (("dense", query_embedding is not None or profile is not None),
+                                            ("multilingual", multilingual_embedding is not None)) if needed]
+        candidates = context.candidates = _in_catalog_order(await catalog.fetch(ids, fields))
+        if request.candidate_ids and len(candidates.products) < len(ids):
+            _unknown(ids, candidates)
+        lexical_scores = context.lexical_scores = await catalog.lexical_scores(query, candidates.ids)
 
         # What each component can read: BM25 and word overlap a product in the query's script, MiniLM and the
         # cross-encoder a product not written in CJK characters (they never see a CJK query).
-        script = context.script
-        same_script = context.same_script = (np.ones(len(index.products), dtype=bool) if script == NONE
-                                             else index.cjk == (script == CJK))
+        script, cjk = context.script, candidates.cjk
+        same_script = context.same_script = np.ones(len(cjk), dtype=bool) if script == NONE else cjk == (script == CJK)
         raw: dict[str, np.ndarray] = {}
         proxy = None  # the multilingual cosine reads every candidate: it stands in for the others where they can't
         if multilingual_embedding is not None:
-            proxy = index.multilingual.scores(multilingual_embedding, rows).astype(np.float64)
+            proxy = _cosines(candidates, "multilingual", multilingual_embedding)
         if use_lexical:
-            raw["bm25"] = impute(lexical_scores[rows].astype(np.float64), same_script[rows], proxy)
+            raw["bm25"] = impute(lexical_scores.astype(np.float64), same_script, proxy)
         if query_embedding is not None:
-            raw["dense"] = impute(index.dense.scores(query_embedding, rows).astype(np.float64), ~index.cjk[rows], proxy)
+            raw["dense"] = impute(_cosines(candidates, "dense", query_embedding), ~cjk, proxy)
         if proxy is not None:
             raw["multilingual"] = proxy
         settings = self.settings
-        context.pool = context.ranking = fuse(rows, raw, settings.fusion, settings.rrf_k, settings.fusion_lexical_weight)
-
-    def _allowed(self, context: SearchContext) -> np.ndarray | None:
-        """The rows the caller narrowed the search to (candidate ids, filters), every one scored exactly; None: all."""
-        request, index = context.request, self.index
-        allowed = None
-        if request.candidate_ids:
-            allowed = np.unique(np.array([index.row_of[pid] for pid in request.candidate_ids], dtype=np.int64))
-        mask = index.filter_columns.mask(list(request.filters))
-        if mask is not None:
-            allowed = np.flatnonzero(mask) if allowed is None else allowed[mask[allowed]]
-        return allowed
+        positions = np.arange(len(candidates.products), dtype=np.int64)
+        context.pool = context.ranking = fuse(positions, raw, settings.fusion, settings.rrf_k,
+                                              settings.fusion_lexical_weight)
 
     @staticmethod
     async def _embeddings(context: SearchContext) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
@@ -101,3 +94,23 @@ class Retrieve:
             context.trace.degrade("dense_unavailable", error)
             return None, None, True
         return embedding, multilingual, False
+
+
+def _in_catalog_order(entries: Entries) -> Entries:
+    """The entries in the catalog's own order, so that ties rank alike whichever retriever found a product."""
+    order = np.argsort(entries.order, kind="stable")
+    return Entries([entries.products[i] for i in order.tolist()], entries.cjk[order],
+                   {name: vectors[order] for name, vectors in entries.vectors.items()}, entries.order[order])
+
+
+def _cosines(candidates: Entries, field: str, embedding: np.ndarray) -> np.ndarray:
+    """Exact cosines of the candidates' unit vectors of `field` with the query's."""
+    return (candidates.vectors[field] @ embedding.astype(np.float32)).astype(np.float64)
+
+
+def _unknown(asked: list[str], found: Entries) -> None:
+    """InvalidRequest naming the candidate ids the catalog does not hold."""
+    known = set(found.ids)
+    unknown = [pid for pid in asked if pid not in known]
+    shown = ", ".join(repr(pid) for pid in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    raise InvalidRequest(f"{len(unknown)} candidate id(s) not in the catalog: {shown}")

@@ -16,14 +16,14 @@ from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER
 from core.spelling import SpellingCorrector
 from core.tokenization import SentencePieceEncoder, TextEncoder
 
-from ..index import CatalogIndex
+from ..catalog.store import CatalogStore
 from ..triton import TritonClient
 from .context import SearchContext
 
 
 class QueryEncoder:
     """Tokenizes in-process and gets the query's embeddings from Triton: MiniLM's, and the multilingual one's,
-    from the model version given (the index's: its product vectors came from them)."""
+    from the model version given (the catalog's: its product vectors came from them)."""
 
     def __init__(self, client: TritonClient, tokenizer: TextEncoder,
                  multilingual_tokenizer: SentencePieceEncoder | None = None) -> None:
@@ -45,8 +45,8 @@ class Understand:
 
     name = "understand"
 
-    def __init__(self, index: CatalogIndex, encoder: QueryEncoder, speller: SpellingCorrector | None) -> None:
-        self.index = index
+    def __init__(self, catalog: CatalogStore, encoder: QueryEncoder, speller: SpellingCorrector | None) -> None:
+        self.catalog = catalog
         self.encoder = encoder
         self.speller = speller
 
@@ -59,7 +59,7 @@ class Understand:
         context.query, context.script = query, script_of(query)
         if request.mode not in ("hybrid", "dense"):
             return
-        versions = self.index.encoder_versions  # a query is encoded by the version that encoded the products
+        versions = self.catalog.encoder_versions  # a query is encoded by the version that encoded the products
         if context.script != CJK:
             context.embedding_task = asyncio.create_task(self.encoder.encode(query, versions[BI_ENCODER.name]))
         if self.encoder.multilingual_tokenizer is not None:

@@ -8,15 +8,15 @@ from core.errors import InvalidRequest
 from core.settings import Settings
 from core.weights import DEFAULT_WEIGHTS
 
-from ..index import CatalogIndex
 from ..personalization.blend import check_weights
 from .context import SearchQuery
 
 MODES = ("hybrid", "lexical", "dense")
 
 
-def validate(request: SearchQuery, settings: Settings, index: CatalogIndex) -> int:
-    """Raise InvalidRequest for anything malformed; return the effective top_k."""
+def validate(request: SearchQuery, settings: Settings) -> int:
+    """Raise InvalidRequest for anything malformed; return the effective top_k. (Candidate ids the catalog does not
+    hold are named when Retrieve fetches them.)"""
     if not request.query.strip():
         raise InvalidRequest("query is empty")
     if len(request.query) > settings.max_query_chars:
@@ -38,8 +38,4 @@ def validate(request: SearchQuery, settings: Settings, index: CatalogIndex) -> i
             raise InvalidRequest(f"combination weight of {name} must be finite, not {value}")
     if len(request.candidate_ids) > settings.max_candidates:
         raise InvalidRequest(f"{len(request.candidate_ids)} candidate ids; the limit is {settings.max_candidates}")
-    unknown = [pid for pid in request.candidate_ids if pid not in index.row_of]
-    if unknown:
-        shown = ", ".join(repr(pid) for pid in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise InvalidRequest(f"{len(unknown)} candidate id(s) not in the catalog: {shown}")
     return top_k

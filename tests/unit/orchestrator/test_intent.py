@@ -19,8 +19,7 @@ def test_a_query_near_a_category_gets_its_products_the_highest_intent():
     model = IntentModel.fit(embeddings, categories)
     query = centers[0].astype(np.float32)  # "phone"
     assert model.top(query, 1)[0][0] == "Phones"
-    rows = np.array([0, 25, 45])  # a phone, an accessory, a tea
-    feature = model.feature(query, rows)
+    feature = model.feature(query, [categories[row] for row in (0, 25, 45)])  # a phone, an accessory, a tea
     assert feature[0] > 0.5 > feature[1] and feature[1] >= 0 and feature[2] < feature[0]
     np.testing.assert_allclose(model.probabilities(query).sum(), 1.0, rtol=1e-5)
 
@@ -31,7 +30,7 @@ def test_products_without_a_predicted_category_get_zero(tmp_path):
     categories[1] = "Singleton"  # too few products to learn
     model = IntentModel.fit(embeddings, categories)
     assert "Singleton" not in model.categories and "" not in model.categories
-    assert model.feature(centers[0].astype(np.float32), np.array([0, 1])).tolist() == [0.0, 0.0]
+    assert model.feature(centers[0].astype(np.float32), categories[:2]).tolist() == [0.0, 0.0]
     model.save(tmp_path)
     loaded = IntentModel.load(tmp_path)
     assert loaded.categories == model.categories

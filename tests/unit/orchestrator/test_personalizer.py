@@ -16,6 +16,8 @@ from core.catalog import Product
 from core.errors import InvalidEvent
 from core.personal_blend import BIAS_COMPONENT, BLEND_FEATURES, FEATURE_GROUPS
 from core.settings import Settings
+from orchestrator.catalog.memory import MemoryCatalog
+from orchestrator.catalog.store import Entries
 from orchestrator.fusion import Fused, fuse
 from orchestrator.personalization.blend import BlendModel
 from orchestrator.personalization.events import Event
@@ -44,7 +46,7 @@ def setup(make_index, tmp_path):
         asyncio.run(store.start())
         index = make_index(PRODUCTS)
         settings = Settings(blend_depth=blend_depth)
-        return Personalizer(store, index, blend, settings, clock=lambda: NOW), index
+        return Personalizer(store, MemoryCatalog(index), blend, settings, clock=lambda: NOW), index
 
     return build
 
@@ -53,6 +55,11 @@ def relevance_order(index) -> Fused:
     """Every product a candidate, by a descending score in id order: p0 first."""
     rows = np.arange(len(PRODUCTS))
     return fuse(rows, {"bm25": np.linspace(10, 1, len(rows))}, "weighted")
+
+
+def every_product(personalizer: Personalizer) -> Entries:
+    """The whole catalog as the candidates, in catalog order: candidate positions are catalog rows."""
+    return asyncio.run(personalizer.catalog.fetch([product.product_id for product in PRODUCTS], ("dense",)))
 
 
 def purchase(user: str, product: str, days_ago: float, event_id: str) -> Event:
@@ -64,7 +71,7 @@ def test_the_blend_sees_the_head_and_the_users_own_products_further_down(setup, 
     asyncio.run(personalizer.record([purchase("u", "p8", 10, "e1"), purchase("u", "p8", 5, "e2")]))
     profile = asyncio.run(personalizer.profile("u"))
     pool = relevance_order(index)
-    blended = asyncio.run(personalizer.blend(pool, pool, profile))
+    blended = asyncio.run(personalizer.blend(every_product(personalizer), pool, pool, profile))
     ids = [index.products[row].product_id for row in blended.rows]
     assert ids[0] == "p8"  # bought twice, from rank 9 to the top
     assert sorted(ids) == ["p0", "p1", "p2", "p8"]  # the head of 3 and the user's own product, nothing else
@@ -75,7 +82,7 @@ def test_group_weights_scale_contributions_and_the_explanation_sums_to_the_score
     asyncio.run(personalizer.record([purchase("u", "p8", 10, "e1")]))
     profile = asyncio.run(personalizer.profile("u"))
     pool = relevance_order(index)
-    blended = asyncio.run(personalizer.blend(pool, pool, profile, {"preference": 0.0}, explain=True))
+    blended = asyncio.run(personalizer.blend(every_product(personalizer), pool, pool, profile, {"preference": 0.0}, explain=True))
     assert index.products[blended.rows[0]].product_id == "p0"  # preference off: relevance decides
     blend_parts = [c for c in blended.components if ":" in c.name]
     total = np.sum([c.contribution for c in blend_parts], axis=0)
@@ -91,7 +98,7 @@ def test_without_a_blend_model_the_relevance_order_is_kept_and_features_explaine
     asyncio.run(personalizer.record([purchase("u", "p8", 10, "e1")]))
     profile = asyncio.run(personalizer.profile("u"))
     pool = relevance_order(index)
-    blended = asyncio.run(personalizer.blend(pool, pool, profile, explain=True))
+    blended = asyncio.run(personalizer.blend(every_product(personalizer), pool, pool, profile, explain=True))
     assert [index.products[row].product_id for row in blended.rows] == ["p0", "p1", "p2", "p8"]
     purchases = {c.name: c for c in blended.components}["preference:user_purchases"]
     assert purchases.raw.tolist() == [0, 0, 0, 1] and np.all(purchases.contribution == 0)
@@ -127,7 +134,7 @@ def test_the_most_bought_candidates_further_down_join_the_blend(setup, tmp_path)
     profile = asyncio.run(personalizer.profile("u"))
     pool = relevance_order(index)
     personalizer.settings = Settings(blend_depth=3, popular_depth=1)
-    blended = asyncio.run(personalizer.blend(pool, pool, profile))
+    blended = asyncio.run(personalizer.blend(every_product(personalizer), pool, pool, profile))
     ids = [index.products[row].product_id for row in blended.rows]
     assert ids[0] == "p9"  # bought by three users: the most popular candidate, from rank 10
     assert sorted(ids) == ["p0", "p1", "p2", "p9"]  # p6, bought once, is past popular_depth
@@ -145,10 +152,9 @@ def test_popularity_is_read_once_then_refreshed_in_the_background_after_new_even
         return first, stale, await personalizer.popularity()
 
     first, stale, fresh = asyncio.run(scenario())
-    row = index.row_of["p9"]
-    assert (first.purchases[row], first.reorders[row]) == (2, 1)
+    assert first.figures["p9"] == (2, 1)
     assert stale is first
-    assert (fresh.purchases[row], fresh.reorders[row]) == (3, 1)
+    assert fresh.figures["p9"] == (3, 1)
     assert fresh.category_purchases == {"B": 3.0}
 
 
@@ -160,11 +166,11 @@ def test_products_that_do_not_match_the_query_carry_no_personal_or_popularity_si
     pool = relevance_order(index)
     matching = np.ones(len(PRODUCTS), dtype=bool)
     matching[[1, 7, 8]] = False  # the user's p1 in the head, the popular p7 and the user's p8 below it
-    blended = asyncio.run(personalizer.blend(pool, pool, profile, explain=True, matching=matching))
+    blended = asyncio.run(personalizer.blend(every_product(personalizer), pool, pool, profile, explain=True, matching=matching))
     ids = [index.products[row].product_id for row in blended.rows]
     assert sorted(ids) == ["p0", "p1", "p2"]  # neither p7 nor p8 joins; p1 stays, with no signal of its own
     by_name = {c.name: c for c in blended.components}
     p1 = ids.index("p1")
     assert by_name["preference:user_purchases"].raw[p1] == 0 and by_name["popularity:popularity"].raw[p1] == 0
-    unmatched = asyncio.run(personalizer.blend(pool, pool, profile, matching=None))
+    unmatched = asyncio.run(personalizer.blend(every_product(personalizer), pool, pool, profile, matching=None))
     assert {"p7", "p8"} <= {index.products[row].product_id for row in unmatched.rows}

@@ -15,6 +15,7 @@ import orchestrator.search.rerank as rerank_stage
 from core.catalog import Product
 from core.settings import Settings
 from core.spelling import SpellingCorrector
+from orchestrator.catalog.memory import MemoryCatalog
 from orchestrator.search import CrossEncoder, Pipeline, SearchQuery
 
 PRODUCTS = [Product("p1", "Cordless Drill"), Product("p2", "Claw Hammer"), Product("p3", "Toilet Tank Lid")]
@@ -64,7 +65,8 @@ def parts(monkeypatch, make_index):
     encoder, triton = Encoder(index.dense.embeddings[0]), Triton()
     reranker = CrossEncoder(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
     speller = SpellingCorrector.for_catalog(PRODUCTS)
-    pipeline = Pipeline(Settings(), index, encoder, {}, cross_encoder=reranker, speller=speller)  # type: ignore[arg-type]
+    pipeline = Pipeline(Settings(), MemoryCatalog(index), encoder, {}, cross_encoder=reranker,  # type: ignore[arg-type]
+                        speller=speller)
     return pipeline, encoder, triton, reranker, feature_queries
 
 
@@ -143,7 +145,7 @@ def cascade(monkeypatch, make_index):
     reranker = CrossEncoder(triton, tokenizer, timeout_s=5.0, max_in_flight=1)
 
     def pipeline(**settings) -> Pipeline:
-        return Pipeline(Settings(**settings), index, Encoder(index.dense.embeddings[0]), {},  # type: ignore[arg-type]
+        return Pipeline(Settings(**settings), MemoryCatalog(index), Encoder(index.dense.embeddings[0]), {},  # type: ignore[arg-type]
                         cross_encoder=reranker)
 
     return pipeline, triton, reranker, computed
@@ -194,8 +196,8 @@ def test_a_busy_reranker_refuses_a_cascade_and_the_answer_takes_the_cheap_order(
 def test_the_answer_says_whether_the_shops_own_weights_ranked_it(cascade, make_index):
     pipeline, _, _, _ = cascade
     weights = {"latin": {"reranker": 1.0, "overlap": 1.0}}
-    own = Pipeline(Settings(), make_index(TOOLS), Encoder(np.zeros(384)), {}, combination=weights,  # type: ignore[arg-type]
-                   shop_weights=True)
+    own = Pipeline(Settings(), MemoryCatalog(make_index(TOOLS)), Encoder(np.zeros(384)), {},  # type: ignore[arg-type]
+                   combination=weights, shop_weights=True)
     result = asyncio.run(own.search(SearchQuery("drill")))
     assert result.shop_weights and result.shop == ""  # the tiny index names no shop
     asked = asyncio.run(own.search(SearchQuery("drill", combination_weights={"overlap": 1.0})))

@@ -1,12 +1,16 @@
-"""orchestrator.search.Pipeline.validate on a tiny in-memory index (no Triton, no encoder)."""
+"""orchestrator.search.Pipeline.validate on a tiny in-memory index (no Triton, no encoder), and the candidate ids
+a lexical search (no encoder either) finds the catalog does not hold."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from core.catalog import Product
 from core.errors import InvalidRequest
 from core.settings import Settings
+from orchestrator.catalog.memory import MemoryCatalog
 from orchestrator.filters import Filter
 from orchestrator.index import CatalogIndex
 from orchestrator.search import Pipeline, SearchQuery
@@ -26,7 +30,7 @@ def index(make_index) -> CatalogIndex:
 
 
 def make_pipeline(index: CatalogIndex, **settings) -> Pipeline:
-    return Pipeline(Settings(**settings), index, encoder=None, model_versions={})  # type: ignore[arg-type]
+    return Pipeline(Settings(**settings), MemoryCatalog(index), encoder=None, model_versions={})  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -106,9 +110,14 @@ def test_valid_filters_and_candidates(pipeline):
     assert pipeline.validate(query) == 2
 
 
+def ranked(pipeline: Pipeline, query: SearchQuery) -> list[str]:
+    """The ids a lexical search over the query's candidates answers with."""
+    return [item.product_id for item in asyncio.run(pipeline.search(query)).items]
+
+
 def test_unknown_candidate_ids_listed(pipeline):
     with pytest.raises(InvalidRequest) as error:
-        pipeline.validate(SearchQuery("drill", candidate_ids=("p1", "nope", "p2", "also-missing")))
+        ranked(pipeline, SearchQuery("drill", candidate_ids=("p1", "nope", "p2", "also-missing"), mode="lexical"))
     message = str(error.value)
     assert message.startswith("2 candidate id(s) not in the catalog")
     assert "'nope'" in message and "'also-missing'" in message
@@ -116,15 +125,15 @@ def test_unknown_candidate_ids_listed(pipeline):
 
 
 def test_numeric_candidate_id_must_match_string_id(pipeline):
-    assert pipeline.validate(SearchQuery("drill", candidate_ids=("104",))) == 10
+    assert ranked(pipeline, SearchQuery("drill", candidate_ids=("104",), mode="lexical")) == ["104"]
     with pytest.raises(InvalidRequest, match="'0104'"):
-        pipeline.validate(SearchQuery("drill", candidate_ids=("0104",)))
+        ranked(pipeline, SearchQuery("drill", candidate_ids=("0104",), mode="lexical"))
 
 
 def test_many_unknown_candidate_ids_truncated(pipeline):
     ids = tuple(f"x{i}" for i in range(8))
     with pytest.raises(InvalidRequest) as error:
-        pipeline.validate(SearchQuery("drill", candidate_ids=ids))
+        ranked(pipeline, SearchQuery("drill", candidate_ids=ids, mode="lexical"))
     message = str(error.value)
     assert message.startswith("8 candidate id(s)")
     assert "'x4'" in message and "'x5'" not in message
