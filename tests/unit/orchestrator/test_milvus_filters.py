@@ -1,0 +1,99 @@
+"""The domain's filters as Milvus boolean expressions: what each keeps, and that no value escapes its literal."""
+
+import math
+
+import pytest
+
+from core.errors import ConfigError, InvalidRequest
+from orchestrator.filters import Filter
+from orchestrator.milvus import alias_of, client_uri, filter_expression, filter_key, in_list, string_literal
+
+HOSTILE = ['we"ird\\cat', "it's", '" or product_id != "', "\\", '\\"', "ü日本😀", "' or 1==1 or '", "a\\nb",
+           '"]) or (["']
+
+
+def unquote(literal: str) -> str:
+    """Read a literal back the way Milvus's parser does: a backslash takes the next character as it is."""
+    assert literal.startswith('"') and literal.endswith('"')
+    body, out, position = literal[1:-1], [], 0
+    while position < len(body):
+        char = body[position]
+        if char == "\\":
+            position += 1
+            out.append(body[position])
+        else:
+            assert char != '"', f"an unescaped quote ends the literal early in {literal}"
+            out.append(char)
+        position += 1
+    return "".join(out)
+
+
+def test_no_filters_keep_everything():
+    assert filter_expression() == ""
+
+
+def test_text_filters_match_casefolded_keys():
+    assert filter_expression([Filter("brand", any_of=("DeWalt", "Makita", "dewalt"))]) == \
+        'brand_key in ["dewalt", "makita"]'
+
+
+def test_price_range_needs_a_price():
+    assert filter_expression([Filter("price", min=10, max=99.5)]) == \
+        "has_price == true and price >= 10.0 and price <= 99.5"
+    assert filter_expression([Filter("price", max=5)]) == "has_price == true and price <= 5.0"
+
+
+def test_filters_and_stock_combine_with_and():
+    expression = filter_expression([Filter("category", any_of=("Tools",)), Filter("price", min=1)], in_stock=True)
+    assert expression == '(category_key in ["tools"]) and (has_price == true and price >= 1.0) and (stock > 0)'
+
+
+def test_in_stock_alone():
+    assert filter_expression(in_stock=True) == "stock > 0"
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_stay_inside_their_literal(value):
+    literal = string_literal(value)
+    assert unquote(literal) == value
+    expression = filter_expression([Filter("category", any_of=(value,))])
+    assert expression == f"category_key in [{string_literal(value.casefold())}]"
+
+
+def test_control_characters_cannot_be_written_in_a_literal():
+    with pytest.raises(InvalidRequest, match="control character"):
+        string_literal("a\nb")
+    # so the filter keys replace them, on both sides
+    assert filter_key("Paint\n\tSupplies\x00") == "paint  supplies "
+    assert filter_expression([Filter("department", any_of=("A\nB",))]) == 'department_key in ["a b"]'
+
+
+def test_ids_are_escaped_too():
+    assert in_list("product_id", ['1"]) or (["2', "x\\"]) == 'product_id in ["1\\"]) or ([\\"2", "x\\\\"]'
+
+
+@pytest.mark.parametrize("bound", [math.nan, math.inf, -math.inf])
+def test_a_price_bound_must_be_finite(bound):
+    with pytest.raises(InvalidRequest, match="finite"):
+        filter_expression([Filter("price", min=bound)])
+
+
+@pytest.mark.parametrize("bad", [Filter("colour", any_of=("red",)), Filter("brand"), Filter("price"),
+                                 Filter("price", min=5, max=1), Filter("brand", any_of=("x",), min=1)])
+def test_invalid_filters_are_refused_as_orchestrator_filters_refuses_them(bad):
+    with pytest.raises(InvalidRequest):
+        filter_expression([bad])
+
+
+def test_shop_names_map_to_milvus_names_one_to_one():
+    assert alias_of("home-depot") == "shop_home_depot"
+    assert alias_of("demo") == "shop_demo"
+    for bad in ("Home", "home_depot", "", "-x", "a" * 64, 'x"y'):
+        with pytest.raises(ConfigError):
+            alias_of(bad)
+
+
+def test_client_uri_accepts_the_forms_a_setting_may_take():
+    assert client_uri("milvus://milvus:19530") == "http://milvus:19530"
+    assert client_uri("127.0.0.1:19530") == "http://127.0.0.1:19530"
+    assert client_uri("http://127.0.0.1:1") == "http://127.0.0.1:1"
