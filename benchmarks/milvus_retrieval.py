@@ -6,7 +6,7 @@ Usage:
 
 Loads the first N products of the catalog (real titles; random unit vectors of 384 and 512 dimensions standing in for
 the two encoders, random stock 0-4 and prices $1-$500, so the vectors' latencies are real and their rankings are not)
-through orchestrator.milvus into a Milvus Lite server started for the run (orchestrator.milvus_process), in batches
+through orchestrator.catalog.milvus into a Milvus Lite server started for the run (orchestrator.catalog.milvus_process), in batches
 of 1,000, each acknowledged (committed) before the next. Then, one call at a time from one client:
 BM25 top-100 for queries made of 1-3 words of random titles; dense top-100 (the 384-d field) for random unit
 vectors; the same dense search filtered to in-stock products under $100; and, for single-product upserts of a new
@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 
 from core.catalog import Product, load_catalog  # noqa: E402
 from orchestrator.filters import Filter  # noqa: E402
-from orchestrator.milvus import (DENSE, CatalogRecord, CollectionSpec, MilvusCatalog,  # noqa: E402
+from orchestrator.catalog.milvus import (DENSE, CatalogRecord, CollectionSpec, MilvusCatalog,  # noqa: E402
                                  filter_expression)
-from orchestrator.milvus_process import LocalMilvus  # noqa: E402
+from orchestrator.catalog.milvus_process import LocalMilvus  # noqa: E402
 
 DEFAULT_CATALOG = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance" / "catalog.csv"
 

@@ -48,9 +48,11 @@ def cmd_index(args: argparse.Namespace) -> None:
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
     settings = settings_from(args)
+    if not args.out and not settings.catalog_store:
+        raise ShoprankError("index: give --out DIR (an index for this process) or --catalog-store milvus://HOST:PORT")
     load_catalog(args.catalog, skip_untitled=args.skip_untitled)  # fail on a bad catalog before starting anything
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        asyncio.run(build_and_save(settings, Path(args.catalog), Path(args.out), url, args.skip_untitled))
+        asyncio.run(build_and_save(settings, Path(args.catalog), Path(args.out or "."), url, args.skip_untitled))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -180,9 +182,10 @@ async def _demo_personalization(stub) -> None:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's commands."""
-    sub = commands.add_parser("index", help="embed a catalog through Triton and build the ANN and BM25 indexes")
+    sub = commands.add_parser("index", help="embed a catalog through Triton and build the ANN and BM25 indexes (in "
+                                            "this process's index directory, or the shop's next generation in Milvus)")
     sub.add_argument("--catalog", required=True, help="catalog file, CSV or JSON Lines")
-    sub.add_argument("--out", required=True, help="index directory to write")
+    sub.add_argument("--out", help="index directory to write (required without --catalog-store)")
     catalog_options(sub)
     triton_options(sub)
     sub.set_defaults(func=cmd_index)

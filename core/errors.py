@@ -9,6 +9,8 @@
     │   ├── TritonUnavailable     nothing answers at the Triton URL
     │   └── DeadlineMissed        an inference did not answer in time
     ├── RerankerBusy          the reranker already has its limit of queries in flight (refused before Triton)
+    ├── CatalogStoreError     a call to the catalog store (Milvus) failed
+    │   └── CatalogUnavailable    the catalog store does not answer, or not in time
     ├── RolloutError          a rollout action does not apply (unknown version, a rollout already active...)
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
     ├── ExportError           an export cannot be produced as specified (export/errors.py)
@@ -52,6 +54,14 @@ class DeadlineMissed(TritonError):
 
 class RerankerBusy(ShoprankError):
     """The reranker refused a query at once, without calling Triton: its limit of queries in flight is reached."""
+
+
+class CatalogStoreError(ShoprankError):
+    """A call to the catalog store (Milvus) failed."""
+
+
+class CatalogUnavailable(CatalogStoreError):
+    """The catalog store does not answer at all, or not in time."""
 
 
 class RolloutError(ShoprankError):

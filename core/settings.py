@@ -28,6 +28,9 @@ class Settings:
     # or for a new index the catalog's folder name (core/catalog.shop_of).
     shop: str = ""
     index_dir: Path = Path(".shoprank/index")
+    # Where the catalog is searched: empty, the index at `index_dir` loaded into this process; "milvus://HOST:PORT",
+    # the shop's catalog in a Milvus that every replica shares and that catalog changes reach at once.
+    catalog_store: str = ""
     model_repository: Path = Path("model_repository/cpu")
     # Empty: start the tritonserver shipped in the nvidia-pytriton wheel on `model_repository`.
     triton_url: str = ""

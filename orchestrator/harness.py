@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,9 @@ def triton_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cross-encoder-depth", type=int,
                         help="the cross-encoder scores only the first N of those in the order of the weights without "
                              "it, the rest get its score at their place in that order (default 30; 0: all of them)")
+    parser.add_argument("--catalog-store", help="milvus://HOST:PORT: the shop's catalog in that Milvus, shared by every "
+                                                "replica (default: SHOPRANK_CATALOG_STORE, else an index in this "
+                                                "process)")
     parser.add_argument("--model-repository",
                         help="model repository for a local Triton (default: model_repository/cpu)")
     parser.add_argument("--reranker-version",
@@ -47,7 +51,8 @@ def triton_options(parser: argparse.ArgumentParser) -> None:
 
 # The settings a command's options may set, under the same names (and --index, which sets index_dir).
 OPTION_SETTINGS = ("model_repository", "triton_url", "host", "port", "metrics_port", "fusion", "shop", "rerank_depth",
-                   "cross_encoder_depth", "profile_store", "admin_port", "rollout_state", "reranker_version")
+                   "cross_encoder_depth", "profile_store", "admin_port", "rollout_state", "reranker_version",
+                   "catalog_store")
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -57,19 +62,28 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 async def build_and_save(settings: Settings, catalog: Path, out: Path, url: str, skip_untitled: bool = False) -> None:
-    """Embed the catalog through the Triton at `url`, build its index for its shop (the settings' or the catalog
-    folder's name) and save it in `out`."""
+    """Embed the catalog through the Triton at `url` and index it for its shop (the settings' or the catalog folder's
+    name): into the shop's next generation in Milvus when the settings name a catalog store, else into an index
+    saved in `out`."""
     from core.catalog import load_catalog, shop_of  # noqa: PLC0415
     from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER  # noqa: PLC0415
+    from orchestrator.catalog.milvus_store import rebuild  # noqa: PLC0415
     from orchestrator.index import build_index, product_encoders  # noqa: PLC0415
     from orchestrator.triton import TritonClient  # noqa: PLC0415
 
     products = load_catalog(catalog, skip_untitled=skip_untitled)
     encoders = product_encoders(settings)
+    shop = shop_of(catalog, settings.shop)
     client = TritonClient(url, timeout_s=60.0)
     try:
         await client.wait_until_ready([BI_ENCODER, MULTILINGUAL_ENCODER], settings.triton_start_timeout_s)
-        index = await build_index(catalog, products, client, *encoders, shop=shop_of(catalog, settings.shop))
+        if settings.catalog_store:
+            started = time.perf_counter()
+            generation = await rebuild(settings.catalog_store, shop, catalog, products, client, encoders)
+            print(f"indexed {len(products)} products of shop {shop!r} into generation {generation} in Milvus at "
+                  f"{settings.catalog_store} in {time.perf_counter() - started:.1f}s", flush=True)
+            return
+        index = await build_index(catalog, products, client, *encoders, shop=shop)
     finally:
         await client.close()
     index.save(out)
@@ -134,7 +148,13 @@ def catalog_stack(settings: Settings, catalog: Path, index_dir: Path | None = No
         settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir, shop=shop)
         if adjust is not None:
             settings = adjust(settings)
-        if not index_is_current(index_dir, catalog, shop):
+        if settings.catalog_store:
+            from orchestrator.catalog.milvus_store import is_current  # noqa: PLC0415
+
+            current = is_current(settings.catalog_store, shop, catalog)
+        else:
+            current = index_is_current(index_dir, catalog, shop)
+        if not current:
             asyncio.run(build_and_save(settings, catalog, index_dir, url, skip_untitled))
         yield settings
 

@@ -152,6 +152,33 @@ def product_encoders(settings: Settings) -> tuple[TextEncoder, SentencePieceEnco
             SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_product_tokens))
 
 
+@dataclass(frozen=True)
+class ProductVectors:
+    """Both encoders' unit vectors of a list of products, and the encoder versions that made them."""
+
+    dense: np.ndarray
+    multilingual: np.ndarray
+    versions: dict[str, str]  # encoder model -> version
+    seconds: float
+
+
+async def embed_products(products: list[Product], client: TritonClient, encoder: TextEncoder,
+                         multilingual_encoder: SentencePieceEncoder, show_progress: bool = True) -> ProductVectors:
+    """Embed products through Triton with both encoders: MiniLM their search text, the multilingual encoder their
+    meaning text. Each encoder's version is fixed before the first product is embedded (the newest that Triton
+    serves) and named in every request."""
+    started = time.perf_counter()
+    version = await client.model_version(BI_ENCODER)
+    multilingual_version = await client.model_version(MULTILINGUAL_ENCODER)
+    with tqdm(total=2 * len(products), unit="product", desc="embedding", disable=not show_progress) as bar:
+        dense = await embed_texts(client, encoder, [product.search_text() for product in products],
+                                  progress=bar.update, version=version)
+        multilingual = await embed_texts(client, multilingual_encoder, [product.meaning_text() for product in products],
+                                         progress=bar.update, spec=MULTILINGUAL_ENCODER, version=multilingual_version)
+    return ProductVectors(dense, multilingual, {BI_ENCODER.name: version, MULTILINGUAL_ENCODER.name: multilingual_version},
+                          time.perf_counter() - started)
+
+
 async def build_index(
     catalog_path: Path,
     products: list[Product],
@@ -161,20 +188,14 @@ async def build_index(
     shop: str,
     show_progress: bool = True,
 ) -> CatalogIndex:
-    """Embed a loaded catalog through Triton with both encoders, build the retrievers and the intent model.
-    Each encoder's version is fixed before the first product is embedded (the newest that Triton serves) and
-    named in every request and in the manifest."""
+    """Embed a loaded catalog through Triton with both encoders (embed_products; their versions go in the
+    manifest), build the retrievers and the intent model."""
     started = time.perf_counter()
     texts = [product.search_text() for product in products]
-    version = await client.model_version(BI_ENCODER)
-    multilingual_version = await client.model_version(MULTILINGUAL_ENCODER)
-    with tqdm(total=2 * len(texts), unit="product", desc="embedding", disable=not show_progress) as bar:
-        embeddings = await embed_texts(client, encoder, texts, progress=bar.update, version=version)
-        multilingual_embeddings = await embed_texts(client, multilingual_encoder,
-                                                    [product.meaning_text() for product in products],
-                                                    progress=bar.update, spec=MULTILINGUAL_ENCODER,
-                                                    version=multilingual_version)
-    embed_seconds = time.perf_counter() - started
+    vectors = await embed_products(products, client, encoder, multilingual_encoder, show_progress)
+    embeddings, multilingual_embeddings = vectors.dense, vectors.multilingual
+    version, multilingual_version = vectors.versions[BI_ENCODER.name], vectors.versions[MULTILINGUAL_ENCODER.name]
+    embed_seconds = vectors.seconds
     dense = await asyncio.to_thread(DenseIndex.build, embeddings)
     multilingual = await asyncio.to_thread(DenseIndex.build, multilingual_embeddings)
     intent = await asyncio.to_thread(IntentModel.fit, multilingual_embeddings, [p.category for p in products])

@@ -26,6 +26,8 @@ from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import has_shop_weights, read_combination
 
 from .catalog.memory import MemoryCatalog
+from .catalog.milvus_store import MilvusStore
+from .catalog.store import CatalogStore
 from .index import CatalogIndex
 from .metrics import Metrics, MetricsServer
 from .personalization.blend import BlendModel
@@ -92,24 +94,18 @@ class Service:
         self.cross_encoder: CrossEncoder | None = None  # set when the cross-encoder reranks (`_reranking`)
         self.rollout: RolloutController | None = None  # with it: each request's reranker version
         self.pipeline: Pipeline | None = None
+        self._catalog: MilvusStore | None = None  # a connection to close at stop
         self._thread_limits: threadpool_limits | None = None
 
     async def start(self) -> "Service":
-        """Load the index, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
+        """Open the catalog, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
         settings = self.settings
-        index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
-        if settings.shop and settings.shop != index.shop:
-            raise ConfigError(f"the index at {settings.index_dir} is shop {index.shop!r}'s, not {settings.shop!r}'s: "
-                              f"build the shop's own (`shoprank index --shop {settings.shop}`)")
-        if not index.shop:
-            log.warning("the index at %s names no shop: the default weights serve (rebuild it with --shop NAME)",
-                        settings.index_dir)
-        catalog = MemoryCatalog(index)
+        catalog = await self._open_catalog()
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
         multilingual_tokenizer = SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)
         speller = None
         if settings.max_spelling_edits:
-            speller = await asyncio.to_thread(SpellingCorrector.for_catalog, index.products, tokenizer.words(),
+            speller = await asyncio.to_thread(SpellingCorrector.for_catalog, catalog.all_products(), tokenizer.words(),
                                               settings.max_spelling_edits)
         if not self.triton_url:
             # Started empty: the service loads the versions it serves (explicit model control).
@@ -127,7 +123,7 @@ class Service:
             log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
         self.loader = VersionLoader(self._client, settings.model_repository, settings.triton_start_timeout_s)
-        combination, shop_weights = self._reranking(index)
+        combination, shop_weights = self._reranking(catalog)
         metrics = Metrics() if settings.metrics_port else None
         self.pipeline = Pipeline(settings, catalog, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
                                  cross_encoder=self.cross_encoder, speller=speller,
@@ -148,7 +144,7 @@ class Service:
         try:
             if self._local_triton is not None:
                 await asyncio.to_thread(self._local_triton.start)
-            await self._load_models(index)
+            await self._load_models(catalog)
             if self.rollout is not None and settings.admin_token:
                 self._admin, self.admin_port = create_admin_server(self.rollout, settings.host, settings.admin_port,
                                                                    settings.admin_token)
@@ -161,13 +157,31 @@ class Service:
             raise
         await self._set_health(True)
         self._monitor = asyncio.create_task(self._watch_triton())
-        log.info("serving %d products on %s:%d (Triton %s)", len(index.products), settings.host, self.port, self.triton_url)
+        log.info("serving %d products of shop %r on %s:%d (Triton %s)", len(catalog.all_products()), catalog.shop,
+                 settings.host, self.port, self.triton_url)
         return self
 
-    def _reranking(self, index: CatalogIndex) -> tuple[dict[str, dict[str, float]], bool]:
+    async def _open_catalog(self) -> CatalogStore:
+        """The shop's catalog in Milvus (settings.catalog_store), else the index at settings.index_dir."""
+        settings = self.settings
+        if settings.catalog_store:
+            if not settings.shop:
+                raise ConfigError("a catalog in Milvus is a shop's: name it (--shop, SHOPRANK_SHOP)")
+            self._catalog = await MilvusStore.open(settings.catalog_store, settings.shop)
+            return self._catalog
+        index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
+        if settings.shop and settings.shop != index.shop:
+            raise ConfigError(f"the index at {settings.index_dir} is shop {index.shop!r}'s, not {settings.shop!r}'s: "
+                              f"build the shop's own (`shoprank index --shop {settings.shop}`)")
+        if not index.shop:
+            log.warning("the index at %s names no shop: the default weights serve (rebuild it with --shop NAME)",
+                        settings.index_dir)
+        return MemoryCatalog(index)
+
+    def _reranking(self, catalog: CatalogStore) -> tuple[dict[str, dict[str, float]], bool]:
         """Decide from the repository how candidates are reranked: with the cross-encoder (sets `cross_encoder` and
         `rollout`, which picks each request's version and its weights), or without it (returns the stable version's
-        weights for the index's shop, which combine the cheap components, and whether they are the shop's own;
+        weights for the catalog's shop, which combine the cheap components, and whether they are the shop's own;
         none when the repository holds no reranker)."""
         settings = self.settings
         if not repository_versions(settings.model_repository, RERANKER.name):
@@ -176,22 +190,22 @@ class Service:
         if settings.rerank_depth <= 0:  # no cross-encoder: its version's weights still combine the cheap components
             version = starting_rollout(settings, StateFile(settings.rollout_state).load(), RERANKER.name).stable
             path = combination_file(settings.model_repository, RERANKER.name, version)
-            return read_combination(path, shop=index.shop), has_shop_weights(path, index.shop)
+            return read_combination(path, shop=catalog.shop), has_shop_weights(path, catalog.shop)
         self.cross_encoder = CrossEncoder(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
                                           settings.rerank_timeout_s, settings.max_concurrent_reranks)
-        self.rollout = RolloutController(self.loader, settings, shop=index.shop, warm=self._warm)
+        self.rollout = RolloutController(self.loader, settings, shop=catalog.shop, warm=self._warm)
         return {}, False
 
-    async def _load_models(self, index: CatalogIndex) -> None:
-        """Load the encoder versions the index was built with, and the reranker versions of the rollout state,
+    async def _load_models(self, catalog: CatalogStore) -> None:
+        """Load the encoder versions the catalog was embedded with, and the reranker versions of the rollout state,
         all at once (Triton loads them in parallel)."""
         settings = self.settings
         await self._client.wait_until_live(settings.triton_start_timeout_s)
-        for model, version in index.encoder_versions.items():
+        for model, version in catalog.encoder_versions.items():
             if version not in repository_versions(settings.model_repository, model):
-                raise ConfigError(f"the index at {settings.index_dir} was built with {model} version {version}, which "
-                                  f"{settings.model_repository} does not hold: rebuild the index (`shoprank index`)")
-        await asyncio.gather(*(self.loader.serve(model, [version]) for model, version in index.encoder_versions.items()),
+                raise ConfigError(f"the catalog of shop {catalog.shop!r} was embedded with {model} version {version}, "
+                                  f"which {settings.model_repository} does not hold: rebuild it (`shoprank index`)")
+        await asyncio.gather(*(self.loader.serve(model, [version]) for model, version in catalog.encoder_versions.items()),
                              *([self.rollout.open()] if self.rollout is not None else []))
 
     async def _warm(self, model: str, version: str) -> None:
@@ -285,6 +299,9 @@ class Service:
         if self._thread_limits is not None:
             self._thread_limits.restore_original_limits()
             self._thread_limits = None
+        if self._catalog is not None:
+            await asyncio.to_thread(self._catalog.close)
+            self._catalog = None
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:

@@ -9,6 +9,8 @@ multilingual cosine (fusion.impute), so it is neither pushed down nor lifted by 
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from core.errors import InvalidRequest, TritonError
@@ -46,9 +48,9 @@ class Retrieve:
             ids = list(dict.fromkeys(request.candidate_ids))
         else:
             pools = [lexical.ids] if use_lexical else []
-            for field, embedding in (("dense", query_embedding), ("multilingual", multilingual_embedding)):
-                if embedding is not None:
-                    pools.append((await catalog.nearest(field, embedding, depth, request.filters)).ids)
+            nearest = [catalog.nearest(field, embedding, depth, request.filters) for field, embedding in
+                       (("dense", query_embedding), ("multilingual", multilingual_embedding)) if embedding is not None]
+            pools += [hits.ids for hits in await asyncio.gather(*nearest)]
             if profile is not None and not request.filters:  # the user's own products that match the query
                 touched = self.personalizer.touched_ids(profile)
                 pools.append([pid for pid, score in zip(touched, await catalog.lexical_scores(query, touched))
@@ -56,10 +58,12 @@ class Retrieve:
             ids = list(dict.fromkeys(pid for pool in pools for pid in pool))
         fields = [name for name, needed in (("dense", query_embedding is not None or profile is not None),
                                             ("multilingual", multilingual_embedding is not None)) if needed]
-        candidates = context.candidates = _in_catalog_order(await catalog.fetch(ids, fields))
+        found, scores = await asyncio.gather(catalog.fetch(ids, fields), catalog.lexical_scores(query, ids))
+        candidates = context.candidates = _in_catalog_order(found)
         if request.candidate_ids and len(candidates.products) < len(ids):
             _unknown(ids, candidates)
-        lexical_scores = context.lexical_scores = await catalog.lexical_scores(query, candidates.ids)
+        score_of = dict(zip(ids, scores.tolist()))
+        lexical_scores = context.lexical_scores = np.array([score_of[pid] for pid in candidates.ids], dtype=np.float64)
 
         # What each component can read: BM25 and word overlap a product in the query's script, MiniLM and the
         # cross-encoder a product not written in CJK characters (they never see a CJK query).

@@ -117,6 +117,44 @@ def demo_index(triton, settings, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def milvus(tmp_path_factory):
+    """A Milvus Lite server (Milvus's C++ engine, one process) on a free port."""
+    from orchestrator.catalog.milvus_process import LocalMilvus
+
+    with LocalMilvus(tmp_path_factory.mktemp("milvus")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def demo_in_milvus(triton, settings, milvus) -> str:
+    """The demo catalog as the shop `demo` in the Milvus server, embedded through the test Triton; its URL."""
+    from orchestrator.catalog.milvus_store import rebuild
+
+    async def build():
+        client = TritonClient(triton.url, timeout_s=60.0)
+        try:
+            await rebuild(milvus.url, "demo", DEMO_CATALOG, load_catalog(DEMO_CATALOG), client,
+                          product_encoders(settings), show_progress=False)
+        finally:
+            await client.close()
+
+    asyncio.run(build())
+    return milvus.url
+
+
+@pytest.fixture(scope="session")
+def milvus_service(triton, settings, demo_in_milvus):
+    """A service whose catalog is the shop `demo` in Milvus."""
+    running = ServiceThread(dataclasses.replace(settings, catalog_store=demo_in_milvus, shop="demo",
+                                                triton_url=triton.url))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
 def service(triton, settings, demo_index):
     running = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url))
     try:

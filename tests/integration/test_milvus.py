@@ -14,9 +14,9 @@ import pytest
 from core.catalog import Product
 from core.errors import ConfigError
 from orchestrator.filters import Filter
-from orchestrator.milvus import (DENSE, MULTILINGUAL, CatalogRecord, CatalogStoreError, CatalogUnavailable,
+from orchestrator.catalog.milvus import (DENSE, MULTILINGUAL, CatalogRecord, CatalogStoreError, CatalogUnavailable,
                                  CollectionSpec, MilvusCatalog, filter_expression)
-from orchestrator.milvus_process import LocalMilvus, milvus_endpoint
+from orchestrator.catalog.milvus_process import LocalMilvus, milvus_endpoint
 
 pytestmark = pytest.mark.integration
 

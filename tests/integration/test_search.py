@@ -1,4 +1,5 @@
-"""Search calls through a real gRPC server backed by a real tritonserver, over the demo catalog."""
+"""Search calls through a real gRPC server backed by a real tritonserver, over the demo catalog: every test that
+takes `stub` runs against both catalog stores, the index in the service's process and the shop in Milvus."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from core._proto.shoprank.v1 import ranking_pb2
+from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.catalog import load_catalog
 from core.features import FEATURES
 from core.model_repository import versions
@@ -22,6 +23,18 @@ from .conftest import DEMO_CATALOG
 pytestmark = pytest.mark.integration
 
 PRODUCTS = {product.product_id: product for product in load_catalog(DEMO_CATALOG)}
+
+
+@pytest.fixture(scope="module", params=["memory", "milvus"])
+def store_service(request):
+    """The service over each catalog store in turn."""
+    return request.getfixturevalue("service" if request.param == "memory" else "milvus_service")
+
+
+@pytest.fixture(scope="module")
+def stub(store_service):
+    with grpc.insecure_channel(store_service.address) as channel:
+        yield ranking_pb2_grpc.RankingStub(channel)
 
 
 def search(stub, query: str, **fields) -> ranking_pb2.SearchResponse:

@@ -6,7 +6,7 @@ import pytest
 
 from core.errors import ConfigError, InvalidRequest
 from orchestrator.filters import Filter
-from orchestrator.milvus import alias_of, client_uri, filter_expression, filter_key, in_list, string_literal
+from orchestrator.catalog.milvus import alias_of, client_uri, filter_expression, filter_key, in_list, string_literal
 
 HOSTILE = ['we"ird\\cat', "it's", '" or product_id != "', "\\", '\\"', "ü日本😀", "' or 1==1 or '", "a\\nb",
            '"]) or (["']

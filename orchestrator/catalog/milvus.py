@@ -15,7 +15,7 @@ Errors: pymilvus's exceptions are translated here, into
     CatalogStoreError             a call to Milvus failed (refused, malformed, an unknown collection...)
     └── CatalogUnavailable        nothing answers at the Milvus URL, or it did not answer in time
 
-(both under core.errors.ShoprankError; they belong in core/errors.py once this module is wired in). A filter or
+(core/errors.py). A filter or
 record that cannot be expressed raises core.errors.InvalidRequest before anything is sent.
 
 What Milvus Lite 2.5.1 can and cannot do, found by trying it (timings: benchmarks/milvus_retrieval.py):
@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import unicodedata
 import uuid
 from contextlib import contextmanager
@@ -46,17 +47,10 @@ from pymilvus import DataType, Function, FunctionType, MilvusClient
 from pymilvus.client.types import Status
 from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailableException
 
+from core.analysis import analyze
 from core.catalog import Product
-from core.errors import ConfigError, InvalidRequest, ShoprankError
+from core.errors import CatalogStoreError, CatalogUnavailable, ConfigError, InvalidRequest
 from orchestrator.filters import TEXT_FIELDS, Filter
-
-
-class CatalogStoreError(ShoprankError):
-    """A call to the catalog store (Milvus) failed."""
-
-
-class CatalogUnavailable(CatalogStoreError):
-    """The catalog store does not answer at all, or not in time."""
 
 
 # The schema, named once.
@@ -78,6 +72,7 @@ EMBEDDING_FREE_FIELDS = (PRICE, STOCK, DEPARTMENT, IMAGE_URL, ATTRIBUTES)
 
 WRITE_BATCH = 1000  # rows per upsert call (~4 KB of vectors each, well under gRPC's 64 MB message limit)
 MAX_TOP_K = 16384  # Milvus's limit on one search's results
+ANALYZED = "shoprank"  # CollectionSpec.analyzer: text stored as core.analysis terms, split on whitespace
 SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CONSISTENCY = "Strong"
 ALIASES = "shoprank_aliases"  # one row per shop: the collection its alias names (see MilvusCatalog)
@@ -91,7 +86,16 @@ class CollectionSpec:
 
     dense_dim: int = 384
     multilingual_dim: int = 512
-    analyzer: str = "english"  # a Milvus built-in analyzer: "english" stems, "chinese" segments with jieba
+    # "shoprank": the text is stored as core.analysis's terms (what the in-process BM25 indexes: S-stemmed words, CJK
+    # bigrams) and split on spaces; else a Milvus built-in analyzer: "english" stems, "chinese" segments with jieba.
+    analyzer: str = ANALYZED
+    bm25_k1: float = 1.2  # Lucene's, as the in-process index
+    bm25_b: float = 0.75
+    # What the generation holds: the encoder versions that embedded its products (queries must be encoded by the
+    # same), and the catalog it was built from.
+    dense_version: str = ""
+    multilingual_version: str = ""
+    source: str = ""
     index_type: str = "IVF_FLAT"  # what Milvus Lite builds: FLAT, IVF_FLAT or AUTOINDEX (HNSW on a Milvus server)
     nlist: int = 128  # IVF_FLAT's clusters
     nprobe: int = 32  # IVF_FLAT's clusters searched per query
@@ -231,9 +235,11 @@ class MilvusCatalog:
     """One shop's catalog in Milvus, read and written through the shop's alias (its live generation), or through
     one generation's collection for a catalog from `generation(n)`."""
 
-    def __init__(self, url: str, shop: str, timeout_s: float = 10.0, *, _client: MilvusClient | None = None,
-                 _generation: int | None = None) -> None:
+    def __init__(self, url: str, shop: str, timeout_s: float = 10.0, *, alias_ttl_s: float = 0.0,
+                 _client: MilvusClient | None = None, _generation: int | None = None) -> None:
         self.url = url
+        self.alias_ttl_s = alias_ttl_s
+        self._live: tuple[str, float] | None = None  # the live collection as last read, and when
         self.shop = shop
         self.alias = alias_of(shop)
         self.timeout_s = timeout_s
@@ -368,15 +374,17 @@ class MilvusCatalog:
         schema.add_field(HAS_PRICE, DataType.BOOL)
         schema.add_field(STOCK, DataType.INT64)
         schema.add_field(ATTRIBUTES, DataType.JSON)
+        analyzer = {"tokenizer": "whitespace"} if spec.analyzer == ANALYZED else {"type": spec.analyzer}
         schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_LENGTHS[TEXT], enable_analyzer=True,
-                         analyzer_params={"type": spec.analyzer})
+                         analyzer_params=analyzer)
         schema.add_field(TEXT_SPARSE, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_field(DENSE, DataType.FLOAT_VECTOR, dim=spec.dense_dim)
         schema.add_field(MULTILINGUAL, DataType.FLOAT_VECTOR, dim=spec.multilingual_dim)
         schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=[TEXT],
                                      output_field_names=[TEXT_SPARSE]))
         indexes = self._client.prepare_index_params()
-        indexes.add_index(TEXT_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        indexes.add_index(TEXT_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                          params={"bm25_k1": spec.bm25_k1, "bm25_b": spec.bm25_b})
         for vector in VECTOR_FIELDS:
             indexes.add_index(vector, index_type=spec.index_type, metric_type="IP", params=spec.index_params())
         with _translated(f"create collection {name}"):
@@ -395,19 +403,25 @@ class MilvusCatalog:
                                         f"{description[:80]!r}") from None
         return self._specs[name]
 
-    def _target(self) -> str:
-        """The collection this catalog reads and writes now."""
+    def _target(self, read: bool = False) -> str:
+        """The collection this catalog reads and writes now. A read may take the alias as read up to `alias_ttl_s`
+        ago (a switch reaches it within that); a write always reads the alias, so none lands in a generation
+        switched away from."""
         if self._generation is not None:
             return self._collection_name(self._generation)
+        now = time.monotonic()
+        if read and self._live is not None and now - self._live[1] < self.alias_ttl_s:
+            return self._live[0]
         live = self._live_collection()
         if live is None:
             raise CatalogStoreError(f"shop {self.shop!r} has no catalog in Milvus at {self.url}")
+        self._live = (live, now)
         return live
 
     @property
     def spec(self) -> CollectionSpec:
         """How the collection this catalog reads was built (for the alias: the live generation's)."""
-        return self._spec(self._target())
+        return self._spec(self._target(read=True))
 
     # Writes: each returns once Milvus has acknowledged (and, on Milvus Lite, committed) it.
 
@@ -486,12 +500,12 @@ class MilvusCatalog:
 
     def get(self, ids: Sequence[str]) -> list[StockedProduct]:
         """The stored products among `ids`, in the order asked."""
-        found = {row[PRODUCT_ID]: row for row in self._query(self._target(), ids, PRODUCT_FIELDS)}
+        found = {row[PRODUCT_ID]: row for row in self._query(self._target(read=True), ids, PRODUCT_FIELDS)}
         return [_stocked(found[product_id]) for product_id in dict.fromkeys(ids) if product_id in found]
 
     def count(self) -> int:
         """How many products are stored."""
-        return self._count(self._target())
+        return self._count(self._target(read=True))
 
     def _count(self, name: str) -> int:
         with _translated(f"count {name}"):
@@ -502,9 +516,11 @@ class MilvusCatalog:
     def lexical(self, text: str, k: int, expression: str = "") -> Hits:
         """The `k` products whose text best matches `text` by BM25 (analyzed by the collection's analyzer), among
         those `expression` (see filter_expression) keeps."""
+        name = self._target(read=True)
+        text = _text(text, self._spec(name))
         if not text.strip() or k <= 0:
             return Hits([], np.zeros(0, dtype=np.float32))
-        return self._search(self._target(), TEXT_SPARSE, text, k, expression, {"metric_type": "BM25"})
+        return self._search(name, TEXT_SPARSE, text, k, expression, {"metric_type": "BM25"})
 
     def dense(self, field_name: str, vector: Sequence[float] | np.ndarray, k: int, expression: str = "") -> Hits:
         """The `k` products whose `field_name` vector (DENSE or MULTILINGUAL) has the largest inner product with
@@ -513,7 +529,7 @@ class MilvusCatalog:
             raise InvalidRequest(f"unknown vector field {field_name!r}; known: {', '.join(VECTOR_FIELDS)}")
         if k <= 0:
             return Hits([], np.zeros(0, dtype=np.float32))
-        name = self._target()
+        name = self._target(read=True)
         query = np.asarray(vector, dtype=np.float32).tolist()
         return self._search(name, field_name, query, k, expression,
                             {"metric_type": "IP", "params": self._spec(name).search_params()})
@@ -539,9 +555,10 @@ class MilvusCatalog:
         stored), for fusing candidates another retriever found."""
         scores = np.zeros(len(ids), dtype=np.float32)
         unique = list(dict.fromkeys(ids))
+        name = self._target(read=True)
+        text = _text(text, self._spec(name))
         if not unique or not text.strip():
             return scores
-        name = self._target()
         found: dict[str, float] = {}
         for start in range(0, len(unique), WRITE_BATCH):
             part = unique[start:start + WRITE_BATCH]
@@ -552,11 +569,49 @@ class MilvusCatalog:
             scores[position] = found.get(product_id, 0.0)
         return scores
 
+    def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> tuple[list[StockedProduct],
+                                                                                  dict[str, np.ndarray]]:
+        """The stored products among `ids`, in the order asked, with their `vector_fields` (rows aligned), in one
+        read."""
+        unknown = set(vector_fields) - set(VECTOR_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown vector fields {sorted(unknown)}; known: {', '.join(VECTOR_FIELDS)}")
+        name = self._target(read=True)
+        found = {row[PRODUCT_ID]: row for row in self._query(name, ids, [*PRODUCT_FIELDS, *vector_fields])}
+        rows = [found[product_id] for product_id in dict.fromkeys(ids) if product_id in found]
+        spec = self._spec(name)
+        vectors = {field_name: np.asarray([row[field_name] for row in rows], dtype=np.float32).reshape(
+            len(rows), spec.dense_dim if field_name == DENSE else spec.multilingual_dim) for field_name in vector_fields}
+        return [_stocked(row) for row in rows], vectors
+
+    def scan(self, vector_fields: Sequence[str] = (), batch: int = WRITE_BATCH) -> Iterator[tuple[
+            list[StockedProduct], dict[str, np.ndarray]]]:
+        """Every stored product, a batch at a time, with its `vector_fields` (for what is built from the whole
+        catalog: the spelling vocabulary, the intent prototypes)."""
+        name = self._target(read=True)
+        spec = self._spec(name)
+        with _translated(f"scan {name}"):
+            iterator = self._client.query_iterator(name, batch_size=batch, output_fields=[*PRODUCT_FIELDS,
+                                                                                          *vector_fields],
+                                                   timeout=self._timeout)
+        try:
+            while True:
+                with _translated(f"scan {name}"):
+                    rows = iterator.next()
+                if not rows:
+                    return
+                yield [_stocked(row) for row in rows], {
+                    field_name: np.asarray([row[field_name] for row in rows], dtype=np.float32).reshape(
+                        len(rows), spec.dense_dim if field_name == DENSE else spec.multilingual_dim)
+                    for field_name in vector_fields}
+        finally:
+            iterator.close()
+
     def vectors_of(self, field_name: str, ids: Sequence[str]) -> np.ndarray:
         """The `field_name` vectors of `ids`, one row each (zeros for a product that is not stored)."""
         if field_name not in VECTOR_FIELDS:
             raise InvalidRequest(f"unknown vector field {field_name!r}; known: {', '.join(VECTOR_FIELDS)}")
-        name = self._target()
+        name = self._target(read=True)
         spec = self._spec(name)
         dim = spec.dense_dim if field_name == DENSE else spec.multilingual_dim
         found = {row[PRODUCT_ID]: row[field_name] for row in self._query(name, ids, [PRODUCT_ID, field_name])}
@@ -612,7 +667,7 @@ def _row(record: CatalogRecord, spec: CollectionSpec) -> dict[str, Any]:
         STOCK: _stock(record.stock, identifier),
         IMAGE_URL: product.image_url,
         ATTRIBUTES: dict(product.attributes),
-        TEXT: product.search_text(),
+        TEXT: _text(product.search_text(), spec),
         DENSE: _vector(record.dense, spec.dense_dim, DENSE, identifier),
         MULTILINGUAL: _vector(record.multilingual, spec.multilingual_dim, MULTILINGUAL, identifier),
     }
@@ -620,6 +675,11 @@ def _row(record: CatalogRecord, spec: CollectionSpec) -> dict[str, Any]:
         row[key] = filter_key(row[name])
     _check_lengths(row, identifier)
     return row
+
+
+def _text(text: str, spec: CollectionSpec) -> str:
+    """Text as the collection's BM25 analyzer takes it: core.analysis's terms for ANALYZED, else as written."""
+    return " ".join(analyze(text)) if spec.analyzer == ANALYZED else text
 
 
 def _stocked(row: Mapping[str, Any]) -> StockedProduct:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from core.errors import ConfigError
-from orchestrator.milvus import CatalogUnavailable
+from core.errors import CatalogUnavailable
 from orchestrator.triton_process import free_port
 
 DB_FILE = "milvus.db"  # the binary's SQLite file; milvus-lite allows names of [A-Za-z0-9.-_], at most 36 long
@@ -65,7 +65,7 @@ class LocalMilvus:
 
     @property
     def url(self) -> str:
-        """What MilvusClient (and orchestrator.milvus) connects to."""
+        """What MilvusClient (and orchestrator.catalog.milvus) connects to."""
         return f"http://127.0.0.1:{self.port}"
 
     @property

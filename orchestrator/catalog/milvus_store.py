@@ -1,0 +1,138 @@
+"""The catalog in Milvus, shared by every replica: the search path's CatalogStore over MilvusCatalog, and the full
+rebuild that fills a shop's next generation and switches its alias to it.
+
+    store = await MilvusStore.open("milvus://127.0.0.1:19530", "demo")
+    await rebuild(url, shop, catalog_file, products, triton_client, encoders)   # `shoprank index --catalog-store`
+
+A search reads Milvus on every call, so a change acknowledged by Milvus is in the next search of every replica.
+What is built from the whole catalog (the spelling vocabulary, the intent prototypes) is read once when a service
+opens the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.catalog import Product, catalog_digest
+from core.language import CJK, script_of
+from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER
+from core.tokenization import SentencePieceEncoder, TextEncoder
+
+from ..filters import Filter
+from ..index import embed_products
+from ..intent import IntentModel
+from ..triton import TritonClient
+from .milvus import CatalogRecord, CollectionSpec, MilvusCatalog, filter_expression
+from .store import Entries, Hits
+
+log = logging.getLogger(__name__)
+
+# A read may use the shop's alias as read this long ago: a rebuild's switch reaches every replica within it.
+ALIAS_TTL_S = 1.0
+# Stock of a product whose catalog file says none: available.
+DEFAULT_STOCK = 1
+
+
+class MilvusStore:
+    """CatalogStore over one shop's catalog in Milvus."""
+
+    def __init__(self, catalog: MilvusCatalog, spec: CollectionSpec, generation: int, products: list[Product],
+                 intent: IntentModel | None) -> None:
+        self.catalog = catalog
+        self.shop = catalog.shop
+        self.version = f"{spec.source[:12]}/g{generation}"
+        self.encoder_versions = {BI_ENCODER.name: spec.dense_version, MULTILINGUAL_ENCODER.name: spec.multilingual_version}
+        self.intent = intent
+        self._products = products
+
+    @classmethod
+    async def open(cls, url: str, shop: str, timeout_s: float = 10.0) -> "MilvusStore":
+        """The shop's live catalog; CatalogStoreError when Milvus does not hold one. Reads every product once
+        (the spelling vocabulary, the intent prototypes)."""
+        catalog = MilvusCatalog(url, shop, timeout_s, alias_ttl_s=ALIAS_TTL_S)
+        return await asyncio.to_thread(cls._load, catalog)
+
+    @classmethod
+    def _load(cls, catalog: MilvusCatalog) -> "MilvusStore":
+        generation = catalog.live_generation()
+        spec = catalog.spec
+        products: list[Product] = []
+        vectors: list[np.ndarray] = []
+        for batch, fields in catalog.scan(("multilingual",)):
+            products += [item.product for item in batch]
+            vectors.append(fields["multilingual"])
+        embeddings = np.concatenate(vectors) if vectors else np.zeros((0, spec.multilingual_dim), np.float32)
+        intent = IntentModel.fit(embeddings, [product.category for product in products])
+        log.info("catalog of shop %r: %d products in Milvus generation %s", catalog.shop, len(products), generation)
+        return cls(catalog, spec, generation, products, intent)
+
+    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = ()) -> Hits:
+        hits = await asyncio.to_thread(self.catalog.lexical, text, k, filter_expression(filters))
+        return Hits(hits.ids, hits.scores.astype(np.float64))
+
+    async def lexical_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
+        return (await asyncio.to_thread(self.catalog.lexical_scores_of, text, list(ids))).astype(np.float64)
+
+    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = ()) -> Hits:
+        hits = await asyncio.to_thread(self.catalog.dense, field, vector, k, filter_expression(filters))
+        return Hits(hits.ids, hits.scores.astype(np.float64))
+
+    async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
+        stocked, vectors = await asyncio.to_thread(self.catalog.fetch, list(ids), list(vector_fields))
+        products = [item.product for item in stocked]
+        cjk = np.array([script_of(product.search_text()) == CJK for product in products], dtype=bool)
+        # Milvus keeps no order of its own: ties rank by product id.
+        order = np.argsort(np.argsort(np.array([product.product_id for product in products], dtype=object),
+                                      kind="stable"), kind="stable")
+        return Entries(products, cjk, vectors, order.astype(np.int64))
+
+    def all_products(self) -> list[Product]:
+        return self._products
+
+    def close(self) -> None:
+        self.catalog.close()
+
+
+def is_current(url: str, shop: str, catalog_file: Path, timeout_s: float = 10.0) -> bool:
+    """Whether the shop's live generation in Milvus was built from this catalog file's content."""
+    catalog = MilvusCatalog(url, shop, timeout_s)
+    try:
+        return catalog.live_generation() is not None and catalog.spec.source == catalog_digest(catalog_file)
+    finally:
+        catalog.close()
+
+
+async def rebuild(url: str, shop: str, catalog_file: Path, products: list[Product], client: TritonClient,
+                  encoders: tuple[TextEncoder, SentencePieceEncoder], show_progress: bool = True) -> int:
+    """Embed the products through Triton, fill the shop's next generation with them, and switch the shop's alias
+    to it (the previous generation stays, to switch back); the new generation's number."""
+    vectors = await embed_products(products, client, *encoders, show_progress=show_progress)
+    catalog = MilvusCatalog(url, shop, timeout_s=60.0)
+    try:
+        spec = CollectionSpec(dense_version=vectors.versions[BI_ENCODER.name],
+                              multilingual_version=vectors.versions[MULTILINGUAL_ENCODER.name],
+                              source=catalog_digest(catalog_file))
+        number = await asyncio.to_thread(catalog.create_generation, spec)
+        generation = catalog.generation(number)
+        records = [CatalogRecord(product, stock_of(product), dense, multilingual)
+                   for product, dense, multilingual in zip(products, vectors.dense, vectors.multilingual)]
+        await asyncio.to_thread(generation.upsert, records)
+        await asyncio.to_thread(catalog.switch_alias, number)
+        return number
+    finally:
+        catalog.close()
+
+
+def stock_of(product: Product) -> int:
+    """The stock a catalog file gives (a `stock` column, kept in attributes), else DEFAULT_STOCK."""
+    value = product.attributes.get("stock", "")
+    try:
+        return max(int(float(value)), 0) if value.strip() else DEFAULT_STOCK
+    except ValueError:
+        return DEFAULT_STOCK
+
