@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from .digest import files_digest
 from .errors import DataError
@@ -194,26 +194,34 @@ def cell_text(value: Any) -> str:
 
 
 def _product(row: dict[str, Any], path: Path, line_number: int) -> Product:
+    try:
+        return product_from_row(row)
+    except DataError as error:
+        raise DataError(f"catalog {path} line {line_number}: {error}") from None
+
+
+def product_from_row(row: Mapping[str, Any]) -> Product:
+    """One catalog record (a CSV row's cells, a JSON object, a record sent to the catalog API) as a Product, validated
+    as `load_catalog` validates a row: DataError says what is wrong (an empty id or title, a price that is not a
+    non-negative number), without a place; the caller names the row."""
     def text(name: str) -> str:
         return cell_text(row.get(name))
 
     product_id = text("product_id")
     title = text("title")
     if not product_id:
-        raise DataError(f"catalog {path} line {line_number}: empty product_id")
+        raise DataError("empty product_id")
     if not title:
-        raise DataError(f"catalog {path} line {line_number}: product {product_id!r} has an empty title")
+        raise DataError(f"product {product_id!r} has an empty title")
     price = None
     raw_price = text("price")
     if raw_price:
         try:
             price = float(raw_price)
         except ValueError:
-            raise DataError(
-                f"catalog {path} line {line_number}: price {raw_price!r} of product {product_id!r} is not a number"
-            ) from None
+            raise DataError(f"price {raw_price!r} of product {product_id!r} is not a number") from None
         if not math.isfinite(price) or price < 0:
-            raise DataError(f"catalog {path} line {line_number}: price {raw_price!r} of product {product_id!r} is invalid")
+            raise DataError(f"price {raw_price!r} of product {product_id!r} is invalid")
     attributes = {key: text(key) for key in row if key not in KNOWN_COLUMNS and text(key)}
     return Product(
         product_id=product_id,

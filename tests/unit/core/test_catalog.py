@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.catalog import Product, catalog_digest, load_catalog
+from core.catalog import Product, catalog_digest, load_catalog, product_from_row
 from core.errors import DataError
 
 
@@ -317,6 +317,34 @@ def test_zero_price_allowed(tmp_path):
 def test_jsonl_string_price_not_a_number(tmp_path):
     with pytest.raises(DataError, match=r"line 1: price 'abc'"):
         load_catalog(write_jsonl(tmp_path, [{"product_id": "p1", "title": "A", "price": "abc"}]))
+
+
+# --- One record, without a file (the catalog API) -----------------------------------------------------------------------
+
+
+def test_a_record_is_read_as_a_row_is():
+    product = product_from_row({"product_id": 104.0, "title": " Drill ", "price": 9.5, "colour": "red", "size": ""})
+    assert product == Product("104", "Drill", price=9.5, attributes={"colour": "red"})
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ({"product_id": " ", "title": "Drill"}, "empty product_id"),
+    ({"product_id": "p1", "title": ""}, "product 'p1' has an empty title"),
+    ({"product_id": "p1", "title": "Drill", "price": "cheap"}, "price 'cheap' of product 'p1' is not a number"),
+    ({"product_id": "p1", "title": "Drill", "price": float("nan")}, "price 'nan' of product 'p1' is invalid"),
+    ({"product_id": "p1", "title": "Drill", "price": -1}, "price '-1' of product 'p1' is invalid"),
+])
+def test_a_bad_record_says_what_is_wrong_without_a_place(row, message):
+    with pytest.raises(DataError) as error:
+        product_from_row(row)
+    assert str(error.value) == message
+
+
+def test_the_loader_names_the_file_and_line_before_the_record_message(tmp_path):
+    path = write_csv(tmp_path, "product_id,title,price\np1,Drill,9\np2,Saw,cheap\n")
+    with pytest.raises(DataError) as error:
+        load_catalog(path)
+    assert str(error.value) == f"catalog {path} line 3: price 'cheap' of product 'p2' is not a number"
 
 
 # --- Product helpers --------------------------------------------------------------------------------------------------
