@@ -20,7 +20,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", type=Path, default=HD / "catalog.csv")
     shop_option(parser)
     parser.add_argument("--judgments", type=Path, default=HD / "judgments.csv")
-    parser.add_argument("--split", choices=("train", "dev", "test"), default="dev")
+    parser.add_argument("--split", choices=("train", "dev", "test", "all"), default="dev")
     parser.add_argument("--max-queries", type=int, help="only the first N queries of the split")
     parser.add_argument("--model-repository", type=Path, default=ROOT / "model_repository" / "cpu")
 
@@ -44,7 +44,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def load(args: argparse.Namespace) -> tuple[dict[str, dict[str, float]], set[str]]:
     """(the split's judged queries, at most --max-queries of them; the catalog's product ids)."""
-    judgments = select(load_judgments(args.judgments), args.split)
+    judgments = select(load_judgments(args.judgments), None if args.split == "all" else args.split)
     if args.max_queries:
         judgments = dict(list(judgments.items())[: args.max_queries])
     return judgments, {product.product_id for product in load_catalog(args.catalog)}

@@ -17,6 +17,8 @@ from .errors import DataError
 
 log = logging.getLogger(__name__)
 
+# The stock of a product whose catalog file gives none: available.
+DEFAULT_STOCK = 1
 SHOP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 REQUIRED_COLUMNS = ("product_id", "title")
 KNOWN_COLUMNS = ("product_id", "title", "description", "brand", "category", "department", "price", "image_url")
@@ -105,6 +107,15 @@ def load_catalog(path: str | Path, skip_untitled: bool = False) -> list[Product]
 def catalog_digest(path: str | Path) -> str:
     """SHA-256 of the catalog file's bytes: identifies which content an index was built from (never which shop)."""
     return files_digest(Path(path))
+
+
+def stock_of(product: Product) -> int:
+    """A product's stock: a catalog file's `stock` column (kept in attributes), else DEFAULT_STOCK (available)."""
+    value = product.attributes.get("stock", "")
+    try:
+        return max(int(float(value)), 0) if value.strip() else DEFAULT_STOCK
+    except ValueError:
+        return DEFAULT_STOCK
 
 
 def check_shop(name: str) -> str:

@@ -49,6 +49,7 @@ def to_query(request: ranking_pb2.SearchRequest) -> SearchQuery:
         blend_weights={field.name: value for field, value in request.blend_weights.ListFields()}
         if request.HasField("blend_weights") else None,
         combination_weights=dict(request.combination_weights) if request.combination_weights else None,
+        include_out_of_stock=request.include_out_of_stock,
     )
 
 

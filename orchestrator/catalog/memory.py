@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.catalog import Product
+from core.catalog import Product, stock_of
 
 from ..filters import Filter
 from ..index import CatalogIndex
@@ -34,6 +34,7 @@ class MemoryCatalog:
         self.encoder_versions = index.encoder_versions
         self.intent = index.intent
         self._vectors: dict[str, DenseIndex] = {"dense": index.dense, "multilingual": index.multilingual}
+        self._stock = np.array([stock_of(product) for product in index.products], dtype=np.int64)
         self._lexical: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def _bm25(self, text: str) -> np.ndarray:
@@ -45,18 +46,20 @@ class MemoryCatalog:
                 self._lexical.popitem(last=False)
         return scores
 
-    def _allowed(self, filters: Sequence[Filter]) -> np.ndarray | None:
+    def _allowed(self, filters: Sequence[Filter], in_stock: bool) -> np.ndarray | None:
         mask = self.index.filter_columns.mask(list(filters))
+        if in_stock and not self._stock.all():
+            mask = self._stock > 0 if mask is None else mask & (self._stock > 0)
         return None if mask is None else np.flatnonzero(mask)
 
     def _ids(self, rows: np.ndarray) -> list[str]:
         products = self.index.products
         return [products[row].product_id for row in rows.tolist()]
 
-    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = ()) -> Hits:
+    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = (), in_stock: bool = False) -> Hits:
         scores = await self._bm25(text)
         matched = np.flatnonzero(scores > 0)
-        allowed = self._allowed(filters)
+        allowed = self._allowed(filters, in_stock)
         if allowed is not None:
             matched = np.intersect1d(matched, allowed)
         rows, best = top_rows(matched, scores[matched], k)
@@ -66,9 +69,10 @@ class MemoryCatalog:
         scores = await self._bm25(text)
         return scores[self.rows(ids)].astype(np.float64)
 
-    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = ()) -> Hits:
+    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = (),
+                      in_stock: bool = False) -> Hits:
         index = self._vectors[field]
-        allowed = self._allowed(filters)
+        allowed = self._allowed(filters, in_stock)
         if allowed is None:
             rows, scores = index.search(vector, k)
         else:  # exactly, over the products that pass
@@ -78,7 +82,8 @@ class MemoryCatalog:
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
         rows = self.rows(ids)
         return Entries([self.index.products[row] for row in rows.tolist()], self.index.cjk[rows],
-                       {field: self._vectors[field].embeddings[rows] for field in vector_fields}, rows)
+                       {field: self._vectors[field].embeddings[rows] for field in vector_fields}, rows,
+                       self._stock[rows])
 
     def rows(self, ids: Sequence[str]) -> np.ndarray:
         """Catalog rows of the ids this catalog holds, in their order."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.catalog import Product, catalog_digest
+from core.catalog import Product, catalog_digest, stock_of
 from core.language import CJK, script_of
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER
 from core.tokenization import SentencePieceEncoder, TextEncoder
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 # A read may use the shop's alias as read this long ago: a rebuild's switch reaches every replica within it.
 ALIAS_TTL_S = 1.0
-# Stock of a product whose catalog file says none: available.
-DEFAULT_STOCK = 1
 
 
 class MilvusStore:
@@ -71,15 +69,16 @@ class MilvusStore:
         log.info("catalog of shop %r: %d products in Milvus generation %s", catalog.shop, len(products), generation)
         return cls(catalog, spec, generation, products, intent)
 
-    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = ()) -> Hits:
-        hits = await asyncio.to_thread(self.catalog.lexical, text, k, filter_expression(filters))
+    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = (), in_stock: bool = False) -> Hits:
+        hits = await asyncio.to_thread(self.catalog.lexical, text, k, filter_expression(filters, in_stock))
         return Hits(hits.ids, hits.scores.astype(np.float64))
 
     async def lexical_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
         return (await asyncio.to_thread(self.catalog.lexical_scores_of, text, list(ids))).astype(np.float64)
 
-    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = ()) -> Hits:
-        hits = await asyncio.to_thread(self.catalog.dense, field, vector, k, filter_expression(filters))
+    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = (),
+                      in_stock: bool = False) -> Hits:
+        hits = await asyncio.to_thread(self.catalog.dense, field, vector, k, filter_expression(filters, in_stock))
         return Hits(hits.ids, hits.scores.astype(np.float64))
 
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
@@ -89,7 +88,8 @@ class MilvusStore:
         # Milvus keeps no order of its own: ties rank by product id.
         order = np.argsort(np.argsort(np.array([product.product_id for product in products], dtype=object),
                                       kind="stable"), kind="stable")
-        return Entries(products, cjk, vectors, order.astype(np.int64))
+        stock = np.array([item.stock for item in stocked], dtype=np.int64)
+        return Entries(products, cjk, vectors, order.astype(np.int64), stock)
 
     def all_products(self) -> list[Product]:
         return self._products
@@ -126,13 +126,3 @@ async def rebuild(url: str, shop: str, catalog_file: Path, products: list[Produc
         return number
     finally:
         catalog.close()
-
-
-def stock_of(product: Product) -> int:
-    """The stock a catalog file gives (a `stock` column, kept in attributes), else DEFAULT_STOCK."""
-    value = product.attributes.get("stock", "")
-    try:
-        return max(int(float(value)), 0) if value.strip() else DEFAULT_STOCK
-    except ValueError:
-        return DEFAULT_STOCK
-

@@ -45,6 +45,7 @@ class Entries:
     # A stable order of the catalog's products (the index row; a write sequence in Milvus): candidates are kept in
     # it, so that ties rank the same whichever retriever found a product first.
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    stock: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # units available, per product
 
     @property
     def ids(self) -> list[str]:
@@ -59,14 +60,17 @@ class CatalogStore(Protocol):
     encoder_versions: dict[str, str]  # encoder model -> the version that embedded the products
     intent: IntentModel | None  # the catalog's categories as prototypes of their products (None: no categories)
 
-    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = ()) -> Hits:
-        """The k products with the highest BM25 score for `text` (only products that match a word)."""
+    async def lexical(self, text: str, k: int, filters: Sequence[Filter] = (), in_stock: bool = False) -> Hits:
+        """The k products with the highest BM25 score for `text` (only products that match a word; with
+        `in_stock`, only products with stock)."""
 
     async def lexical_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
         """BM25 scores of exactly those products for `text`, in their order (0 where none of its words match)."""
 
-    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = ()) -> Hits:
-        """The k products whose `field` vector has the highest inner product with `vector`."""
+    async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = (),
+                      in_stock: bool = False) -> Hits:
+        """The k products whose `field` vector has the highest inner product with `vector` (with `in_stock`, only
+        products with stock)."""
 
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
         """The products with those ids (unknown ones left out), with the vector fields asked for."""

@@ -54,6 +54,7 @@ class SearchQuery:
     personalize: bool = True
     blend_weights: dict[str, float] | None = None  # group weights overriding the learned blend's (experiments)
     combination_weights: dict[str, float] | None = None  # overriding the served combination's (experiments)
+    include_out_of_stock: bool = False  # out-of-stock products too, ranked after those in stock
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
-"""Order: the answer's top k products, each with its score's components when asked to explain."""
+"""Order: the answer's top k products, each with its score's components when asked to explain; products out of
+stock (there only when the request asked for them) after every product in stock."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..fusion import Component
 from .context import ScoredItem, SearchContext
@@ -13,7 +16,8 @@ class Order:
 
     async def run(self, context: SearchContext) -> None:
         ranking, explain = context.ranking, context.request.explain
-        for position in range(min(context.top_k, len(ranking.rows))):
+        positions = np.argsort(context.candidates.stock[ranking.rows] <= 0, kind="stable")  # in stock first
+        for position in positions[:context.top_k].tolist():
             product = context.candidates.products[int(ranking.rows[position])]
             components = tuple(_explain(component, position) for component in ranking.components) if explain else ()
             context.items.append(ScoredItem(product.product_id, product.title, float(ranking.scores[position]),

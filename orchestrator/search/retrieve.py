@@ -38,7 +38,8 @@ class Retrieve:
         depth = max(self.settings.retrieve_depth, context.top_k)
         context.narrowed = bool(request.candidate_ids or request.filters)
         # BM25 runs even in dense mode: it is cheap, overlaps the Triton calls, and is the fallback if Triton fails.
-        lexical = None if request.candidate_ids else await catalog.lexical(query, depth, request.filters)
+        in_stock = not request.include_out_of_stock
+        lexical = None if request.candidate_ids else await catalog.lexical(query, depth, request.filters, in_stock)
         profile = await context.user_profile()
         query_embedding, multilingual_embedding, dense_failed = await self._embeddings(context)
         context.multilingual_embedding = multilingual_embedding
@@ -48,7 +49,7 @@ class Retrieve:
             ids = list(dict.fromkeys(request.candidate_ids))
         else:
             pools = [lexical.ids] if use_lexical else []
-            nearest = [catalog.nearest(field, embedding, depth, request.filters) for field, embedding in
+            nearest = [catalog.nearest(field, embedding, depth, request.filters, in_stock) for field, embedding in
                        (("dense", query_embedding), ("multilingual", multilingual_embedding)) if embedding is not None]
             pools += [hits.ids for hits in await asyncio.gather(*nearest)]
             if profile is not None and not request.filters:  # the user's own products that match the query
@@ -59,9 +60,9 @@ class Retrieve:
         fields = [name for name, needed in (("dense", query_embedding is not None or profile is not None),
                                             ("multilingual", multilingual_embedding is not None)) if needed]
         found, scores = await asyncio.gather(catalog.fetch(ids, fields), catalog.lexical_scores(query, ids))
-        candidates = context.candidates = _in_catalog_order(found)
-        if request.candidate_ids and len(candidates.products) < len(ids):
-            _unknown(ids, candidates)
+        if request.candidate_ids and len(found.products) < len(ids):
+            _unknown(ids, found)
+        candidates = context.candidates = _in_catalog_order(found, in_stock)
         score_of = dict(zip(ids, scores.tolist()))
         lexical_scores = context.lexical_scores = np.array([score_of[pid] for pid in candidates.ids], dtype=np.float64)
 
@@ -100,11 +101,15 @@ class Retrieve:
         return embedding, multilingual, False
 
 
-def _in_catalog_order(entries: Entries) -> Entries:
-    """The entries in the catalog's own order, so that ties rank alike whichever retriever found a product."""
+def _in_catalog_order(entries: Entries, in_stock: bool) -> Entries:
+    """The entries in the catalog's own order, so that ties rank alike whichever retriever found a product; with
+    `in_stock`, only those with stock (a named candidate or the user's own product may have none)."""
     order = np.argsort(entries.order, kind="stable")
+    if in_stock:
+        order = order[entries.stock[order] > 0]
     return Entries([entries.products[i] for i in order.tolist()], entries.cjk[order],
-                   {name: vectors[order] for name, vectors in entries.vectors.items()}, entries.order[order])
+                   {name: vectors[order] for name, vectors in entries.vectors.items()}, entries.order[order],
+                   entries.stock[order])
 
 
 def _cosines(candidates: Entries, field: str, embedding: np.ndarray) -> np.ndarray:

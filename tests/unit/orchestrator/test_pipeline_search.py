@@ -204,3 +204,17 @@ def test_the_answer_says_whether_the_shops_own_weights_ranked_it(cascade, make_i
     assert not asked.shop_weights  # the request's weights ranked it
     assert not asyncio.run(own.search(SearchQuery("drill", skip_rerank=True))).shop_weights
     assert not asyncio.run(pipeline().search(SearchQuery("drill"))).shop_weights  # the default weights
+
+
+def test_out_of_stock_products_are_left_out_unless_asked_for_then_ranked_after_those_in_stock(make_index):
+    sold_out = Product("t9", "Drill Press Deluxe", attributes={"stock": "0"})
+    index = make_index([*TOOLS, sold_out])
+    pipeline = Pipeline(Settings(), MemoryCatalog(index), Encoder(index.dense.embeddings[-1]), {})  # type: ignore[arg-type]
+    default = asyncio.run(pipeline.search(SearchQuery("drill press deluxe", top_k=10, skip_rerank=True)))
+    assert "t9" not in [item.product_id for item in default.items] and len(default.items) == len(TOOLS)
+    named = asyncio.run(pipeline.search(SearchQuery("drill", candidate_ids=("t9", "t1"), skip_rerank=True)))
+    assert [item.product_id for item in named.items] == ["t1"]
+    asked = asyncio.run(pipeline.search(SearchQuery("drill press deluxe", top_k=10, skip_rerank=True,
+                                                    include_out_of_stock=True)))
+    ids = [item.product_id for item in asked.items]
+    assert ids[-1] == "t9" and len(ids) == len(TOOLS) + 1  # the best match by its words and vector, yet last

@@ -47,7 +47,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., any_of: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank", "skip_spelling_correction", "skip_personalization", "blend_weights", "combination_weights")
+    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank", "skip_spelling_correction", "skip_personalization", "blend_weights", "combination_weights", "include_out_of_stock")
     class CombinationWeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class SearchRequest(_message.Message):
     SKIP_PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
     BLEND_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     COMBINATION_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_OUT_OF_STOCK_FIELD_NUMBER: _ClassVar[int]
     query: str
     user_id: str
     top_k: int
@@ -79,7 +80,8 @@ class SearchRequest(_message.Message):
     skip_personalization: bool
     blend_weights: BlendWeights
     combination_weights: _containers.ScalarMap[str, float]
-    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ..., skip_spelling_correction: _Optional[bool] = ..., skip_personalization: _Optional[bool] = ..., blend_weights: _Optional[_Union[BlendWeights, _Mapping]] = ..., combination_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    include_out_of_stock: bool
+    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ..., skip_spelling_correction: _Optional[bool] = ..., skip_personalization: _Optional[bool] = ..., blend_weights: _Optional[_Union[BlendWeights, _Mapping]] = ..., combination_weights: _Optional[_Mapping[str, float]] = ..., include_out_of_stock: _Optional[bool] = ...) -> None: ...
 
 class BlendWeights(_message.Message):
     __slots__ = ("relevance", "preference", "popularity")
