@@ -17,7 +17,6 @@ from core.errors import ShoprankError
 from orchestrator.harness import (
     build_and_save,
     fresh_profile_store,
-    index_is_current,
     settings_from,
     triton_options,
     with_service,
@@ -26,6 +25,7 @@ from orchestrator.harness import (
 from .options import catalog_options
 
 DEMO_CATALOG = Path("data/demo/catalog.csv")
+DEMO_MILVUS = Path(".shoprank/demo-milvus")  # the Milvus Lite server's data when the demo starts its own
 DEMO_QUERIES = [
     ("cordless drill", []),
     ("bluetooth headphnes", []),
@@ -132,16 +132,19 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from core.catalog import shop_of  # noqa: PLC0415
+    from orchestrator.catalog.milvus_process import milvus_endpoint  # noqa: PLC0415
+    from orchestrator.catalog.milvus_store import is_current  # noqa: PLC0415
     from orchestrator.triton_process import triton_endpoint  # noqa: PLC0415
 
     settings = settings_from(args)
-    index_dir = Path(".shoprank/demo-index")
+    shop = shop_of(DEMO_CATALOG, settings.shop)
     started = time.perf_counter()
-    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
-        print(f"Triton ready at {url} ({time.perf_counter() - started:.1f}s)", flush=True)
-        settings = dataclasses.replace(settings, triton_url=url, index_dir=index_dir)
-        if not index_is_current(index_dir, DEMO_CATALOG, shop_of(DEMO_CATALOG, settings.shop)):
-            asyncio.run(build_and_save(settings, DEMO_CATALOG, index_dir, url))
+    with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url, \
+            milvus_endpoint(settings.catalog_store, DEMO_MILVUS) as milvus:
+        print(f"Triton ready at {url}, Milvus at {milvus} ({time.perf_counter() - started:.1f}s)", flush=True)
+        settings = dataclasses.replace(settings, triton_url=url, catalog_store=milvus, shop=shop)
+        if not is_current(milvus, shop, DEMO_CATALOG):  # the demo shop's catalog in Milvus
+            asyncio.run(build_and_save(settings, DEMO_CATALOG, Path("."), url))
 
         async def work(stub):
             for query, filters in DEMO_QUERIES:
@@ -153,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
         with fresh_profile_store("demo") as store:  # each demo starts with no profiles
             asyncio.run(with_service(dataclasses.replace(settings, profile_store=store), work))
-    print("\ndemo finished: orchestrator and Triton stopped cleanly")
+    print("\ndemo finished: orchestrator, Triton and Milvus stopped cleanly")
 
 
 async def _demo_personalization(stub) -> None:
