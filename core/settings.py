@@ -31,6 +31,9 @@ class Settings:
     # Where the catalog is searched: empty, the index at `index_dir` loaded into this process; "milvus://HOST:PORT",
     # the shop's catalog in a Milvus that every replica shares and that catalog changes reach at once.
     catalog_store: str = ""
+    # What is built from the whole catalog in Milvus (the spelling vocabulary, the intent prototypes) is read again
+    # this often, and rebuilt when the catalog's text changed; searches themselves see every change at once. 0: never.
+    catalog_refresh_s: float = 60.0
     model_repository: Path = Path("model_repository/cpu")
     # Empty: start the tritonserver shipped in the nvidia-pytriton wheel on `model_repository`.
     triton_url: str = ""

@@ -95,6 +95,7 @@ class Service:
         self.rollout: RolloutController | None = None  # with it: each request's reranker version
         self.pipeline: Pipeline | None = None
         self._catalog: MilvusStore | None = None  # a connection to close at stop
+        self._refresher: asyncio.Task[None] | None = None  # follows the catalog's vocabulary and intent
         self._thread_limits: threadpool_limits | None = None
 
     async def start(self) -> "Service":
@@ -157,9 +158,25 @@ class Service:
             raise
         await self._set_health(True)
         self._monitor = asyncio.create_task(self._watch_triton())
+        if self._catalog is not None and settings.catalog_refresh_s > 0:
+            self._refresher = asyncio.create_task(self._follow_catalog(self._catalog, tokenizer))
         log.info("serving %d products of shop %r on %s:%d (Triton %s)", len(catalog.all_products()), catalog.shop,
                  settings.host, self.port, self.triton_url)
         return self
+
+    async def _follow_catalog(self, catalog: MilvusStore, tokenizer: TextEncoder) -> None:
+        """Every catalog_refresh_s, read the catalog in Milvus again; when its text changed, rebuild the spelling
+        corrector from it (the intent prototypes follow inside the store)."""
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.catalog_refresh_s)
+            try:
+                if await catalog.refresh() and settings.max_spelling_edits:
+                    speller = await asyncio.to_thread(SpellingCorrector.for_catalog, catalog.all_products(),
+                                                      tokenizer.words(), settings.max_spelling_edits)
+                    self.pipeline.use_speller(speller)
+            except ShoprankError as error:
+                log.warning("the catalog's vocabulary and intent were not refreshed: %s", error)
 
     async def _open_catalog(self) -> CatalogStore:
         """The shop's catalog in Milvus (settings.catalog_store), else the index at settings.index_dir."""
@@ -271,9 +288,10 @@ class Service:
 
     async def stop(self) -> None:
         """Stop serving (in-flight calls get the grace period), then stop Triton if this service started it."""
-        if self._monitor is not None:
-            self._monitor.cancel()
-            self._monitor = None
+        for task in (self._monitor, self._refresher):
+            if task is not None:
+                task.cancel()
+        self._monitor = self._refresher = None
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self._admin is not None:

@@ -12,6 +12,7 @@ opens the store.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ class MilvusStore:
         self.encoder_versions = {BI_ENCODER.name: spec.dense_version, MULTILINGUAL_ENCODER.name: spec.multilingual_version}
         self.intent = intent
         self._products = products
+        self._text_digest = _text_digest(products)
 
     @classmethod
     async def open(cls, url: str, shop: str, timeout_s: float = 10.0) -> "MilvusStore":
@@ -59,15 +61,21 @@ class MilvusStore:
     def _load(cls, catalog: MilvusCatalog) -> "MilvusStore":
         generation = catalog.live_generation()
         spec = catalog.spec
-        products: list[Product] = []
-        vectors: list[np.ndarray] = []
-        for batch, fields in catalog.scan(("multilingual",)):
-            products += [item.product for item in batch]
-            vectors.append(fields["multilingual"])
-        embeddings = np.concatenate(vectors) if vectors else np.zeros((0, spec.multilingual_dim), np.float32)
-        intent = IntentModel.fit(embeddings, [product.category for product in products])
+        products, intent = _whole_catalog(catalog, spec)
         log.info("catalog of shop %r: %d products in Milvus generation %s", catalog.shop, len(products), generation)
         return cls(catalog, spec, generation, products, intent)
+
+    async def refresh(self) -> bool:
+        """Read the whole catalog again; when its text changed (products added, removed, renamed, moved to
+        another category), take its products and intent prototypes from now on and return True."""
+        products, intent = await asyncio.to_thread(_whole_catalog, self.catalog, self.catalog.spec)
+        digest = _text_digest(products)
+        if digest == self._text_digest:
+            return False
+        self._products, self.intent, self._text_digest = products, intent, digest
+        log.info("catalog of shop %r changed: %d products; spelling vocabulary and intent follow", self.shop,
+                 len(products))
+        return True
 
     async def lexical(self, text: str, k: int, filters: Sequence[Filter] = (), in_stock: bool = False) -> Hits:
         hits = await asyncio.to_thread(self.catalog.lexical, text, k, filter_expression(filters, in_stock))
@@ -96,6 +104,25 @@ class MilvusStore:
 
     def close(self) -> None:
         self.catalog.close()
+
+
+def _whole_catalog(catalog: MilvusCatalog, spec: CollectionSpec) -> tuple[list[Product], IntentModel | None]:
+    """Every product, and the intent prototypes of their categories (from their multilingual vectors)."""
+    products: list[Product] = []
+    vectors: list[np.ndarray] = []
+    for batch, fields in catalog.scan(("multilingual",)):
+        products += [item.product for item in batch]
+        vectors.append(fields["multilingual"])
+    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, spec.multilingual_dim), np.float32)
+    return products, IntentModel.fit(embeddings, [product.category for product in products])
+
+
+def _text_digest(products: list[Product]) -> str:
+    """What the spelling vocabulary and the intent prototypes are built from, as one digest."""
+    digest = hashlib.sha256()
+    for product in sorted(products, key=lambda item: item.product_id):
+        digest.update(f"{product.product_id}\0{product.search_text()}\0{product.category}\n".encode())
+    return digest.hexdigest()
 
 
 def is_current(url: str, shop: str, catalog_file: Path, timeout_s: float = 10.0) -> bool:

@@ -55,14 +55,19 @@ class Pipeline:
         if personalizer is not None and personalizer.model is not None:
             self.model_versions["blend"] = str(personalizer.model.version)
         combination = combination if combination is not None else {LATIN: dict(DEFAULT_WEIGHTS)}
+        self._understand = Understand(catalog, encoder, speller)
         self.stages: tuple[Stage, ...] = (
             FetchProfile(personalizer),
-            Understand(catalog, encoder, speller),
+            self._understand,
             Retrieve(settings, catalog, personalizer),
             Rerank(settings, catalog, cross_encoder, combination, rollout, shop_weights),
             Personalize(personalizer),
             Order(),
         )
+
+    def use_speller(self, speller: SpellingCorrector | None) -> None:
+        """Correct spelling with this corrector from the next search on (the catalog's vocabulary changed)."""
+        self._understand.speller = speller
 
     def validate(self, request: SearchQuery) -> int:
         """Raise InvalidRequest for anything malformed; return the effective top_k."""
