@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -163,13 +163,17 @@ class ProductVectors:
 
 
 async def embed_products(products: list[Product], client: TritonClient, encoder: TextEncoder,
-                         multilingual_encoder: SentencePieceEncoder, show_progress: bool = True) -> ProductVectors:
+                         multilingual_encoder: SentencePieceEncoder, show_progress: bool = True,
+                         versions: Mapping[str, str] | None = None) -> ProductVectors:
     """Embed products through Triton with both encoders: MiniLM their search text, the multilingual encoder their
-    meaning text. Each encoder's version is fixed before the first product is embedded (the newest that Triton
-    serves) and named in every request."""
+    meaning text. Each encoder's version is fixed before the first product is embedded (`versions`, encoder model ->
+    version, as a catalog that already holds products was embedded; else the newest that Triton serves) and named
+    in every request."""
     started = time.perf_counter()
-    version = await client.model_version(BI_ENCODER)
-    multilingual_version = await client.model_version(MULTILINGUAL_ENCODER)
+    versions = versions or {}
+    version = versions.get(BI_ENCODER.name) or await client.model_version(BI_ENCODER)
+    multilingual_version = (versions.get(MULTILINGUAL_ENCODER.name)
+                            or await client.model_version(MULTILINGUAL_ENCODER))
     with tqdm(total=2 * len(products), unit="product", desc="embedding", disable=not show_progress) as bar:
         dense = await embed_texts(client, encoder, [product.search_text() for product in products],
                                   progress=bar.update, version=version)

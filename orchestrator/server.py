@@ -25,15 +25,16 @@ from core.spelling import SpellingCorrector
 from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import has_shop_weights, read_combination
 
+from .admin import create_admin_server
+from .catalog.ingest import CatalogWriter
 from .catalog.memory import MemoryCatalog
 from .catalog.milvus_store import MilvusStore
 from .catalog.store import CatalogStore
-from .index import CatalogIndex
+from .index import CatalogIndex, product_encoders
 from .metrics import Metrics, MetricsServer
 from .personalization.blend import BlendModel
 from .personalization.personalizer import Personalizer
 from .personalization.store import ProfileStore, open_store
-from .rollout.admin import create_admin_server
 from .rollout.controller import RolloutController, starting_rollout
 from .rollout.state import StateFile
 from .rollout.versions import VersionLoader, combination_file, repository_versions
@@ -146,13 +147,17 @@ class Service:
             if self._local_triton is not None:
                 await asyncio.to_thread(self._local_triton.start)
             await self._load_models(catalog)
-            if self.rollout is not None and settings.admin_token:
-                self._admin, self.admin_port = create_admin_server(self.rollout, settings.host, settings.admin_port,
-                                                                   settings.admin_token)
+            writer = (CatalogWriter(self._catalog.catalog, self._client, product_encoders(settings))
+                      if self._catalog is not None else None)
+            if (self.rollout is not None or writer is not None) and settings.admin_token:
+                self._admin, self.admin_port = create_admin_server(settings.host, settings.admin_port,
+                                                                   settings.admin_token, self.rollout, writer)
                 await self._admin.start()
-                log.info("admin service (rollouts) on %s:%d", settings.host, self.admin_port)
+                served = [name for name, part in (("rollouts", self.rollout), ("catalog", writer)) if part is not None]
+                log.info("admin service (%s) on %s:%d", " and ".join(served), settings.host, self.admin_port)
             elif settings.admin_token:
-                log.warning("admin service off: no reranker is served, so there is nothing to roll out")
+                log.warning("admin service off: no reranker is served and the catalog is an index file, so there is "
+                            "nothing to roll out or change")
         except BaseException:
             await self.stop()
             raise

@@ -677,6 +677,14 @@ def _row(record: CatalogRecord, spec: CollectionSpec) -> dict[str, Any]:
     return row
 
 
+def check_storable(product: Product, stock: int, spec: CollectionSpec) -> None:
+    """InvalidRequest, naming the product, when it cannot be stored in a collection built by `spec` as it is (a field
+    longer than the schema holds, a stock that is not a whole number of at least 0): checked before anything of a
+    batch is written or embedded."""
+    _row(CatalogRecord(product, stock, np.zeros(spec.dense_dim, np.float32),
+                       np.zeros(spec.multilingual_dim, np.float32)), spec)
+
+
 def _text(text: str, spec: CollectionSpec) -> str:
     """Text as the collection's BM25 analyzer takes it: core.analysis's terms for ANALYZED, else as written."""
     return " ".join(analyze(text)) if spec.analyzer == ANALYZED else text

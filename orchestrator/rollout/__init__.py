@@ -6,7 +6,8 @@ version answering every search.
     state.py       the rollout state (stable and candidate version, canary share, history), persisted as JSON
     guards.py      sliding windows of each version's outcomes and latencies, and the shadow agreement (RBO)
     controller.py  start (canary or shadow), shift, promote, rollback; sticky routing; automatic rollback
-    admin.py       the admin gRPC service (its own port, bearer token) over the controller
+
+The admin gRPC service (its own port, bearer token) calls the controller: orchestrator/admin.py.
 
 A version's path: export writes it -> `rollout start` loads and warms it (it serves nothing until ready) ->
 canary (a sticky share of users) or shadow (scored beside the stable one, never served) -> `shift` -> `promote`

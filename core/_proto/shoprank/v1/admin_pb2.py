@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoprank/v1/admin.proto\x12\x0bshoprank.v1\"V\n\x13StartRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07percent\x18\x03 \x01(\x05\x12\x0e\n\x06shadow\x18\x04 \x01(\x08\"5\n\x13ShiftRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x05\"-\n\x0cModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\rVersionWindow\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\"M\n\x0cRolloutEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xc6\x03\n\rRolloutStatus\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0estable_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0f\n\x07percent\x18\x05 \x01(\x05\x12\x17\n\x0floaded_versions\x18\x06 \x03(\t\x12+\n\x07windows\x18\x07 \x03(\x0b\x32\x1a.shoprank.v1.VersionWindow\x12\x18\n\x10shadow_agreement\x18\x08 \x01(\x01\x12\x17\n\x0fshadow_compared\x18\t \x01(\x03\x12\x16\n\x0eshadow_skipped\x18\n \x01(\x03\x12*\n\x07history\x18\x0b \x03(\x0b\x32\x19.shoprank.v1.RolloutEvent\x12\x0e\n\x06pinned\x18\x0c \x01(\x08\x12M\n\x12\x63\x61ndidate_manifest\x18\r \x03(\x0b\x32\x31.shoprank.v1.RolloutStatus.CandidateManifestEntry\x1a\x38\n\x16\x43\x61ndidateManifestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x11RolloutStatusList\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.shoprank.v1.RolloutStatus2\x85\x03\n\x05\x41\x64min\x12L\n\x0cStartRollout\x12 .shoprank.v1.StartRolloutRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12L\n\x0cShiftRollout\x12 .shoprank.v1.ShiftRolloutRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12G\n\x0ePromoteRollout\x12\x19.shoprank.v1.ModelRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12H\n\x0fRollbackRollout\x12\x19.shoprank.v1.ModelRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12M\n\x10GetRolloutStatus\x12\x19.shoprank.v1.ModelRequest\x1a\x1e.shoprank.v1.RolloutStatusListb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoprank/v1/admin.proto\x12\x0bshoprank.v1\"V\n\x13StartRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07percent\x18\x03 \x01(\x05\x12\x0e\n\x06shadow\x18\x04 \x01(\x08\"5\n\x13ShiftRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x05\"-\n\x0cModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\rVersionWindow\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x03 \x01(\x03\x12\x0e\n\x06p99_ms\x18\x04 \x01(\x01\"M\n\x0cRolloutEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"\xc6\x03\n\rRolloutStatus\x12\r\n\x05model\x18\x01 \x01(\t\x12\x16\n\x0estable_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\x12\x0f\n\x07percent\x18\x05 \x01(\x05\x12\x17\n\x0floaded_versions\x18\x06 \x03(\t\x12+\n\x07windows\x18\x07 \x03(\x0b\x32\x1a.shoprank.v1.VersionWindow\x12\x18\n\x10shadow_agreement\x18\x08 \x01(\x01\x12\x17\n\x0fshadow_compared\x18\t \x01(\x03\x12\x16\n\x0eshadow_skipped\x18\n \x01(\x03\x12*\n\x07history\x18\x0b \x03(\x0b\x32\x19.shoprank.v1.RolloutEvent\x12\x0e\n\x06pinned\x18\x0c \x01(\x08\x12M\n\x12\x63\x61ndidate_manifest\x18\r \x03(\x0b\x32\x31.shoprank.v1.RolloutStatus.CandidateManifestEntry\x1a\x38\n\x16\x43\x61ndidateManifestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"?\n\x11RolloutStatusList\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.shoprank.v1.RolloutStatus\"\xbe\x02\n\rProductRecord\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x12\n\ndepartment\x18\x06 \x01(\t\x12\x12\n\x05price\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05stock\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12\x11\n\timage_url\x18\t \x01(\t\x12>\n\nattributes\x18\n \x03(\x0b\x32*.shoprank.v1.ProductRecord.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_priceB\x08\n\x06_stock\"A\n\x0bRecordError\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xb4\x01\n\x16UpsertProductsResponse\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x0e\n\x06stored\x18\x02 \x01(\x03\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x12\n\nreembedded\x18\x04 \x01(\x03\x12\x16\n\x0e\x66ields_updated\x18\x05 \x01(\x03\x12\x11\n\tunchanged\x18\x06 \x01(\x03\x12(\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x18.shoprank.v1.RecordError\",\n\x15\x44\x65leteProductsRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\"<\n\x16\x44\x65leteProductsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x12\x11\n\tnot_found\x18\x02 \x03(\t\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t2\xff\x04\n\x05\x41\x64min\x12L\n\x0cStartRollout\x12 .shoprank.v1.StartRolloutRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12L\n\x0cShiftRollout\x12 .shoprank.v1.ShiftRolloutRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12G\n\x0ePromoteRollout\x12\x19.shoprank.v1.ModelRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12H\n\x0fRollbackRollout\x12\x19.shoprank.v1.ModelRequest\x1a\x1a.shoprank.v1.RolloutStatus\x12M\n\x10GetRolloutStatus\x12\x19.shoprank.v1.ModelRequest\x1a\x1e.shoprank.v1.RolloutStatusList\x12S\n\x0eUpsertProducts\x12\x1a.shoprank.v1.ProductRecord\x1a#.shoprank.v1.UpsertProductsResponse(\x01\x12Y\n\x0e\x44\x65leteProducts\x12\".shoprank.v1.DeleteProductsRequest\x1a#.shoprank.v1.DeleteProductsResponse\x12H\n\nGetProduct\x12\x1e.shoprank.v1.GetProductRequest\x1a\x1a.shoprank.v1.ProductRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROLLOUTSTATUS_CANDIDATEMANIFESTENTRY']._loaded_options = None
   _globals['_ROLLOUTSTATUS_CANDIDATEMANIFESTENTRY']._serialized_options = b'8\001'
+  _globals['_PRODUCTRECORD_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_PRODUCTRECORD_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_STARTROLLOUTREQUEST']._serialized_start=40
   _globals['_STARTROLLOUTREQUEST']._serialized_end=126
   _globals['_SHIFTROLLOUTREQUEST']._serialized_start=128
@@ -49,6 +51,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROLLOUTSTATUS_CANDIDATEMANIFESTENTRY']._serialized_end=848
   _globals['_ROLLOUTSTATUSLIST']._serialized_start=850
   _globals['_ROLLOUTSTATUSLIST']._serialized_end=913
-  _globals['_ADMIN']._serialized_start=916
-  _globals['_ADMIN']._serialized_end=1305
+  _globals['_PRODUCTRECORD']._serialized_start=916
+  _globals['_PRODUCTRECORD']._serialized_end=1234
+  _globals['_PRODUCTRECORD_ATTRIBUTESENTRY']._serialized_start=1165
+  _globals['_PRODUCTRECORD_ATTRIBUTESENTRY']._serialized_end=1214
+  _globals['_RECORDERROR']._serialized_start=1236
+  _globals['_RECORDERROR']._serialized_end=1301
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=1304
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=1484
+  _globals['_DELETEPRODUCTSREQUEST']._serialized_start=1486
+  _globals['_DELETEPRODUCTSREQUEST']._serialized_end=1530
+  _globals['_DELETEPRODUCTSRESPONSE']._serialized_start=1532
+  _globals['_DELETEPRODUCTSRESPONSE']._serialized_end=1592
+  _globals['_GETPRODUCTREQUEST']._serialized_start=1594
+  _globals['_GETPRODUCTREQUEST']._serialized_end=1633
+  _globals['_ADMIN']._serialized_start=1636
+  _globals['_ADMIN']._serialized_end=2275
 # @@protoc_insertion_point(module_scope)

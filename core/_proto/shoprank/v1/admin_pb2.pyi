@@ -100,3 +100,82 @@ class RolloutStatusList(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[RolloutStatus]
     def __init__(self, models: _Optional[_Iterable[_Union[RolloutStatus, _Mapping]]] = ...) -> None: ...
+
+class ProductRecord(_message.Message):
+    __slots__ = ("product_id", "title", "description", "brand", "category", "department", "price", "stock", "image_url", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    BRAND_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_URL_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    title: str
+    description: str
+    brand: str
+    category: str
+    department: str
+    price: float
+    stock: int
+    image_url: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., brand: _Optional[str] = ..., category: _Optional[str] = ..., department: _Optional[str] = ..., price: _Optional[float] = ..., stock: _Optional[int] = ..., image_url: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RecordError(_message.Message):
+    __slots__ = ("index", "product_id", "message")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    product_id: str
+    message: str
+    def __init__(self, index: _Optional[int] = ..., product_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class UpsertProductsResponse(_message.Message):
+    __slots__ = ("received", "stored", "created", "reembedded", "fields_updated", "unchanged", "errors")
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    REEMBEDDED_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    received: int
+    stored: int
+    created: int
+    reembedded: int
+    fields_updated: int
+    unchanged: int
+    errors: _containers.RepeatedCompositeFieldContainer[RecordError]
+    def __init__(self, received: _Optional[int] = ..., stored: _Optional[int] = ..., created: _Optional[int] = ..., reembedded: _Optional[int] = ..., fields_updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[RecordError, _Mapping]]] = ...) -> None: ...
+
+class DeleteProductsRequest(_message.Message):
+    __slots__ = ("product_ids",)
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteProductsResponse(_message.Message):
+    __slots__ = ("deleted", "not_found")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deleted: _Optional[int] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetProductRequest(_message.Message):
+    __slots__ = ("product_id",)
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    def __init__(self, product_id: _Optional[str] = ...) -> None: ...

@@ -59,6 +59,21 @@ class AdminStub:
                 request_serializer=shoprank_dot_v1_dot_admin__pb2.ModelRequest.SerializeToString,
                 response_deserializer=shoprank_dot_v1_dot_admin__pb2.RolloutStatusList.FromString,
                 _registered_method=True)
+        self.UpsertProducts = channel.stream_unary(
+                '/shoprank.v1.Admin/UpsertProducts',
+                request_serializer=shoprank_dot_v1_dot_admin__pb2.ProductRecord.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_admin__pb2.UpsertProductsResponse.FromString,
+                _registered_method=True)
+        self.DeleteProducts = channel.unary_unary(
+                '/shoprank.v1.Admin/DeleteProducts',
+                request_serializer=shoprank_dot_v1_dot_admin__pb2.DeleteProductsRequest.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_admin__pb2.DeleteProductsResponse.FromString,
+                _registered_method=True)
+        self.GetProduct = channel.unary_unary(
+                '/shoprank.v1.Admin/GetProduct',
+                request_serializer=shoprank_dot_v1_dot_admin__pb2.GetProductRequest.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_admin__pb2.ProductRecord.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -100,6 +115,33 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertProducts(self, request_iterator, context):
+        """The service's shop's catalog in Milvus; a change is in the next search of every replica once answered.
+        Insert or replace whole products. Each record is validated as the catalog loader validates a row; a bad one is
+        reported by its index in the stream and the rest are kept. New products and those whose text changed are
+        embedded through Triton (with the encoder versions the catalog was built with); a change of price, stock,
+        department, image_url or attributes alone embeds nothing. The answer comes once every kept record is stored
+        (durable: Milvus acknowledged it). UNAVAILABLE when Milvus or Triton fails midway: the message says from which
+        index on the records may not be stored (those before it are); sending them again is safe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProducts(self, request, context):
+        """Remove products by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProduct(self, request, context):
+        """A stored product with its stock; NOT_FOUND when the catalog does not hold it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +169,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetRolloutStatus,
                     request_deserializer=shoprank_dot_v1_dot_admin__pb2.ModelRequest.FromString,
                     response_serializer=shoprank_dot_v1_dot_admin__pb2.RolloutStatusList.SerializeToString,
+            ),
+            'UpsertProducts': grpc.stream_unary_rpc_method_handler(
+                    servicer.UpsertProducts,
+                    request_deserializer=shoprank_dot_v1_dot_admin__pb2.ProductRecord.FromString,
+                    response_serializer=shoprank_dot_v1_dot_admin__pb2.UpsertProductsResponse.SerializeToString,
+            ),
+            'DeleteProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProducts,
+                    request_deserializer=shoprank_dot_v1_dot_admin__pb2.DeleteProductsRequest.FromString,
+                    response_serializer=shoprank_dot_v1_dot_admin__pb2.DeleteProductsResponse.SerializeToString,
+            ),
+            'GetProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProduct,
+                    request_deserializer=shoprank_dot_v1_dot_admin__pb2.GetProductRequest.FromString,
+                    response_serializer=shoprank_dot_v1_dot_admin__pb2.ProductRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +321,87 @@ class Admin:
             '/shoprank.v1.Admin/GetRolloutStatus',
             shoprank_dot_v1_dot_admin__pb2.ModelRequest.SerializeToString,
             shoprank_dot_v1_dot_admin__pb2.RolloutStatusList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertProducts(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoprank.v1.Admin/UpsertProducts',
+            shoprank_dot_v1_dot_admin__pb2.ProductRecord.SerializeToString,
+            shoprank_dot_v1_dot_admin__pb2.UpsertProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Admin/DeleteProducts',
+            shoprank_dot_v1_dot_admin__pb2.DeleteProductsRequest.SerializeToString,
+            shoprank_dot_v1_dot_admin__pb2.DeleteProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Admin/GetProduct',
+            shoprank_dot_v1_dot_admin__pb2.GetProductRequest.SerializeToString,
+            shoprank_dot_v1_dot_admin__pb2.ProductRecord.FromString,
             options,
             channel_credentials,
             insecure,
