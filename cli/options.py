@@ -1,12 +1,18 @@
-"""What several commands share: the catalog's options, and the service harness run with a command's options."""
+"""What several commands share: the catalog's options, the service harness run with a command's options, and the
+way to a running service's admin API."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import grpc
+
+from core._proto.shoprank.v1 import admin_pb2_grpc
+from core.errors import ConfigError
 from orchestrator.harness import Adjust, run_on_catalog, settings_from
 
 T = TypeVar("T")
@@ -31,3 +37,33 @@ def catalog_options(sub: argparse.ArgumentParser) -> None:
                                     "else the catalog's folder name, e.g. demo for data/demo/catalog.csv)")
     sub.add_argument("--skip-untitled", action="store_true",
                      help="leave out products with an empty title (with a warning) instead of rejecting the catalog")
+
+
+def admin_options(sub: argparse.ArgumentParser, timeout_s: float = 300.0) -> None:
+    """The options of every command that calls a running service's admin API."""
+    sub.add_argument("--admin", help="host:port of the service's admin API (default: host and admin_port of the "
+                                     "settings, 127.0.0.1:50052)")
+    sub.add_argument("--timeout", type=float, default=timeout_s,
+                     help=f"seconds to wait for each answer (default {timeout_s:g})")
+
+
+def admin_access(args: argparse.Namespace) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The admin API's address (--admin, else the settings' host and admin_port) and the call metadata that carries
+    the service's token (SHOPRANK_ADMIN_TOKEN)."""
+    settings = settings_from(args)
+    if not settings.admin_token:
+        raise ConfigError("set SHOPRANK_ADMIN_TOKEN to the service's admin token")
+    address = args.admin or f"{settings.host}:{settings.admin_port}"
+    return address, (("authorization", f"Bearer {settings.admin_token}"),)
+
+
+def admin_call(args: argparse.Namespace, method: str, request):
+    """The answer of one unary call of the admin API (shoprank.v1.Admin), within --timeout."""
+    address, metadata = admin_access(args)
+
+    async def call():
+        async with grpc.aio.insecure_channel(address) as channel:
+            return await getattr(admin_pb2_grpc.AdminStub(channel), method)(request, timeout=args.timeout,
+                                                                             metadata=metadata)
+
+    return asyncio.run(call())

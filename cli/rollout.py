@@ -13,34 +13,17 @@ The token is SHOPRANK_ADMIN_TOKEN, the service's own; the address is the service
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import time
 
-import grpc
 from google.protobuf import json_format
 
-from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
-from core.errors import ConfigError
-from orchestrator.harness import settings_from
+from core._proto.shoprank.v1 import admin_pb2
+
+from .options import admin_call, admin_options
 
 DEFAULT_CANARY = 10
-
-
-def _call(args: argparse.Namespace, method: str, request):
-    settings = settings_from(args)
-    if not settings.admin_token:
-        raise ConfigError("set SHOPRANK_ADMIN_TOKEN to the service's admin token")
-    address = args.admin or f"{settings.host}:{settings.admin_port}"
-
-    async def call():
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = admin_pb2_grpc.AdminStub(channel)
-            return await getattr(stub, method)(request, timeout=args.timeout,
-                                               metadata=(("authorization", f"Bearer {settings.admin_token}"),))
-
-    return asyncio.run(call())
 
 
 def format_status(status: admin_pb2.RolloutStatus, history: int = 8) -> str:
@@ -77,24 +60,25 @@ def _print(status: admin_pb2.RolloutStatus, args: argparse.Namespace) -> None:
 def cmd_start(args: argparse.Namespace) -> None:
     shadow = args.shadow is not None
     percent = args.shadow if shadow else (DEFAULT_CANARY if args.canary is None else args.canary)
-    _print(_call(args, "StartRollout", admin_pb2.StartRolloutRequest(model=args.model, version=args.version,
-                                                                      percent=percent, shadow=shadow)), args)
+    _print(admin_call(args, "StartRollout", admin_pb2.StartRolloutRequest(model=args.model, version=args.version,
+                                                                           percent=percent, shadow=shadow)), args)
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
-    _print(_call(args, "ShiftRollout", admin_pb2.ShiftRolloutRequest(model=args.model, percent=args.percent)), args)
+    _print(admin_call(args, "ShiftRollout", admin_pb2.ShiftRolloutRequest(model=args.model, percent=args.percent)),
+           args)
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    _print(_call(args, "PromoteRollout", admin_pb2.ModelRequest(model=args.model)), args)
+    _print(admin_call(args, "PromoteRollout", admin_pb2.ModelRequest(model=args.model)), args)
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    _print(_call(args, "RollbackRollout", admin_pb2.ModelRequest(model=args.model, reason=args.reason)), args)
+    _print(admin_call(args, "RollbackRollout", admin_pb2.ModelRequest(model=args.model, reason=args.reason)), args)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    result = _call(args, "GetRolloutStatus", admin_pb2.ModelRequest(model=args.model or ""))
+    result = admin_call(args, "GetRolloutStatus", admin_pb2.ModelRequest(model=args.model or ""))
     if args.json:
         print(json.dumps([json.loads(json_format.MessageToJson(status, preserving_proto_field_name=True))
                           for status in result.models], indent=2))
@@ -109,9 +93,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=help_text)
-        sub.add_argument("--admin", help="host:port of the service's admin API (default: host and admin_port of "
-                                         "the settings, 127.0.0.1:50052)")
-        sub.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the answer (default 300)")
+        admin_options(sub)
         sub.add_argument("--json", action="store_true", help="print the status as JSON")
         sub.set_defaults(func=func)
         return sub

@@ -125,21 +125,26 @@ def milvus(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="session")
-def demo_in_milvus(triton, settings, milvus) -> str:
-    """The demo catalog as the shop `demo` in the Milvus server, embedded through the test Triton; its URL."""
+def demo_catalog_in_milvus(url: str, shop: str, triton: LocalTriton, settings: Settings) -> str:
+    """The demo catalog as `shop` in the Milvus server at `url`, embedded through the test Triton; the URL."""
     from orchestrator.catalog.milvus_store import rebuild
 
     async def build():
         client = TritonClient(triton.url, timeout_s=60.0)
         try:
-            await rebuild(milvus.url, "demo", DEMO_CATALOG, load_catalog(DEMO_CATALOG), client,
-                          product_encoders(settings), show_progress=False)
+            await rebuild(url, shop, DEMO_CATALOG, load_catalog(DEMO_CATALOG), client, product_encoders(settings),
+                          show_progress=False)
         finally:
             await client.close()
 
     asyncio.run(build())
-    return milvus.url
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_in_milvus(triton, settings, milvus) -> str:
+    """The demo catalog as the shop `demo` in the Milvus server, embedded through the test Triton; its URL."""
+    return demo_catalog_in_milvus(milvus.url, "demo", triton, settings)
 
 
 @pytest.fixture(scope="session")
