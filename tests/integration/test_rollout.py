@@ -275,7 +275,7 @@ def test_queries_are_encoded_by_the_version_that_built_the_index(rollout_setting
     (other / "manifest.json").write_text(json.dumps({**manifest, "encoder_version": "7"}))
     broken = ServiceThread(dataclasses.replace(rollout_settings, index_dir=other))
     try:
-        with pytest.raises(ConfigError, match="built with bi_encoder version 7.*rebuild the index"):
+        with pytest.raises(ConfigError, match="embedded with bi_encoder version 7.*rebuild it"):
             broken.start()
     finally:
         broken.stop()
