@@ -66,8 +66,7 @@ class MemoryCatalog:
         return Hits(self._ids(rows), best)
 
     async def lexical_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
-        scores = await self._bm25(text)
-        return scores[self.rows(ids)].astype(np.float64)
+        return self._aligned(await self._bm25(text), ids)
 
     async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = (),
                       in_stock: bool = False) -> Hits:
@@ -78,6 +77,19 @@ class MemoryCatalog:
         else:  # exactly, over the products that pass
             rows, scores = top_rows(allowed, index.scores(vector, allowed), k)
         return Hits(self._ids(rows), np.asarray(scores, dtype=np.float64))
+
+    async def similarities(self, field: str, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        index, row_of = self._vectors[field], self.index.row_of
+        rows = np.array([row_of.get(pid, -1) for pid in ids], dtype=np.int64)
+        scores = np.zeros(len(ids), dtype=np.float64)
+        scores[rows >= 0] = index.scores(vector, rows[rows >= 0])
+        return scores
+
+    def _aligned(self, values: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """The catalog-wide `values` of those ids, in their order (0 for an id the catalog does not hold)."""
+        row_of = self.index.row_of
+        rows = np.array([row_of.get(pid, -1) for pid in ids], dtype=np.int64)
+        return np.where(rows >= 0, values[np.maximum(rows, 0)], 0.0).astype(np.float64) if len(rows) else np.zeros(0)
 
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
         rows = self.rows(ids)

@@ -607,6 +607,20 @@ class MilvusCatalog:
         finally:
             iterator.close()
 
+    def similarities(self, field_name: str, vector: Sequence[float] | np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """The inner product of each of `ids`' `field_name` vector with `vector` (0 for a product not stored), by a
+        search restricted to them: the vectors stay in Milvus."""
+        scores = np.zeros(len(ids), dtype=np.float32)
+        unique = list(dict.fromkeys(ids))
+        found: dict[str, float] = {}
+        for start in range(0, len(unique), WRITE_BATCH):
+            part = unique[start:start + WRITE_BATCH]
+            hits = self.dense(field_name, vector, len(part), in_list(PRODUCT_ID, part))
+            found.update(zip(hits.ids, hits.scores.tolist()))
+        for position, product_id in enumerate(ids):
+            scores[position] = found.get(product_id, 0.0)
+        return scores
+
     def vectors_of(self, field_name: str, ids: Sequence[str]) -> np.ndarray:
         """The `field_name` vectors of `ids`, one row each (zeros for a product that is not stored)."""
         if field_name not in VECTOR_FIELDS:

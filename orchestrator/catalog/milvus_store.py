@@ -89,6 +89,9 @@ class MilvusStore:
         hits = await asyncio.to_thread(self.catalog.dense, field, vector, k, filter_expression(filters, in_stock))
         return Hits(hits.ids, hits.scores.astype(np.float64))
 
+    async def similarities(self, field: str, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        return (await asyncio.to_thread(self.catalog.similarities, field, vector, list(ids))).astype(np.float64)
+
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
         stocked, vectors = await asyncio.to_thread(self.catalog.fetch, list(ids), list(vector_fields))
         products = [item.product for item in stocked]

@@ -2,13 +2,14 @@
 
     hits = await catalog.lexical("cordless drill", k=200, filters=filters)       # BM25 top k (matching only)
     hits = await catalog.nearest("dense", query_vector, k=200, filters=filters)  # ANN top k by inner product
-    entries = await catalog.fetch(ids, ("dense", "multilingual"))               # the products, their vectors
+    entries = await catalog.fetch(ids)                                          # the products (and vectors asked for)
     bm25 = await catalog.lexical_scores("cordless drill", ids)                   # BM25 of exactly those (0: none)
+    cosines = await catalog.similarities("dense", query_vector, ids)            # inner products of exactly those
 
 Two engines implement it: `MemoryCatalog` (memory.py: an index built by `shoprank index`, loaded in each
 process) and the Milvus store (shared by every replica, changed live). A search asks each retriever for its top k,
-then fetches the union with its vectors and scores every candidate exactly with every retriever, so fusion sees
-complete scores whatever the engine.
+then fetches the union and scores every candidate exactly with every retriever, so fusion sees complete scores
+whatever the engine.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class CatalogStore(Protocol):
                       in_stock: bool = False) -> Hits:
         """The k products whose `field` vector has the highest inner product with `vector` (with `in_stock`, only
         products with stock)."""
+
+    async def similarities(self, field: str, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """The inner product of each of those products' `field` vector with `vector`, in their order (the engine
+        computes them: no vector leaves it)."""
 
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
         """The products with those ids (unknown ones left out), with the vector fields asked for."""

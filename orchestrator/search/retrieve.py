@@ -57,14 +57,20 @@ class Retrieve:
                 pools.append([pid for pid, score in zip(touched, await catalog.lexical_scores(query, touched))
                               if score > 0])
             ids = list(dict.fromkeys(pid for pool in pools for pid in pool))
-        fields = [name for name, needed in (("dense", query_embedding is not None or profile is not None),
-                                            ("multilingual", multilingual_embedding is not None)) if needed]
-        found, scores = await asyncio.gather(catalog.fetch(ids, fields), catalog.lexical_scores(query, ids))
+        # Every candidate scored by every retriever, in the engine; the products' own vectors only for the blend.
+        embeddings = {"dense": query_embedding, "multilingual": multilingual_embedding}
+        fields = [field for field, embedding in embeddings.items() if embedding is not None]
+        found, bm25, *cosines = await asyncio.gather(
+            catalog.fetch(ids, ("dense",) if profile is not None else ()), catalog.lexical_scores(query, ids),
+            *(catalog.similarities(field, embeddings[field], ids) for field in fields))
         if request.candidate_ids and len(found.products) < len(ids):
             _unknown(ids, found)
         candidates = context.candidates = _in_catalog_order(found, in_stock)
-        score_of = dict(zip(ids, scores.tolist()))
-        lexical_scores = context.lexical_scores = np.array([score_of[pid] for pid in candidates.ids], dtype=np.float64)
+        position = {pid: i for i, pid in enumerate(ids)}
+        kept = np.array([position[pid] for pid in candidates.ids], dtype=np.int64)
+        lexical_scores = context.lexical_scores = bm25[kept].astype(np.float64) if len(kept) else np.zeros(0)
+        cosine = {field: values[kept].astype(np.float64) if len(kept) else np.zeros(0)
+                  for field, values in zip(fields, cosines)}
 
         # What each component can read: BM25 and word overlap a product in the query's script, MiniLM and the
         # cross-encoder a product not written in CJK characters (they never see a CJK query).
@@ -73,11 +79,11 @@ class Retrieve:
         raw: dict[str, np.ndarray] = {}
         proxy = None  # the multilingual cosine reads every candidate: it stands in for the others where they can't
         if multilingual_embedding is not None:
-            proxy = _cosines(candidates, "multilingual", multilingual_embedding)
+            proxy = cosine["multilingual"]
         if use_lexical:
             raw["bm25"] = impute(lexical_scores.astype(np.float64), same_script, proxy)
         if query_embedding is not None:
-            raw["dense"] = impute(_cosines(candidates, "dense", query_embedding), ~cjk, proxy)
+            raw["dense"] = impute(cosine["dense"], ~cjk, proxy)
         if proxy is not None:
             raw["multilingual"] = proxy
         settings = self.settings
@@ -110,11 +116,6 @@ def _in_catalog_order(entries: Entries, in_stock: bool) -> Entries:
     return Entries([entries.products[i] for i in order.tolist()], entries.cjk[order],
                    {name: vectors[order] for name, vectors in entries.vectors.items()}, entries.order[order],
                    entries.stock[order])
-
-
-def _cosines(candidates: Entries, field: str, embedding: np.ndarray) -> np.ndarray:
-    """Exact cosines of the candidates' unit vectors of `field` with the query's."""
-    return (candidates.vectors[field] @ embedding.astype(np.float32)).astype(np.float64)
 
 
 def _unknown(asked: list[str], found: Entries) -> None:

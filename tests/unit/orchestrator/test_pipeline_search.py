@@ -218,3 +218,12 @@ def test_out_of_stock_products_are_left_out_unless_asked_for_then_ranked_after_t
                                                     include_out_of_stock=True)))
     ids = [item.product_id for item in asked.items]
     assert ids[-1] == "t9" and len(ids) == len(TOOLS) + 1  # the best match by its words and vector, yet last
+
+
+def test_the_in_process_catalog_scores_exactly_the_ids_asked_in_their_order(make_index):
+    catalog = MemoryCatalog(make_index(TOOLS))
+    ids = ["t2", "nowhere", "t0"]
+    bm25 = asyncio.run(catalog.lexical_scores("drill driver", ids))
+    cosines = asyncio.run(catalog.similarities("dense", catalog.index.dense.embeddings[0], ids))
+    assert len(bm25) == len(cosines) == 3 and bm25[1] == cosines[1] == 0.0  # an unknown id scores nothing
+    assert bm25[0] > bm25[2] > 0 and cosines[2] == pytest.approx(1.0, abs=1e-5)
