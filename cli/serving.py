@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -53,6 +54,25 @@ def cmd_index(args: argparse.Namespace) -> None:
     load_catalog(args.catalog, skip_untitled=args.skip_untitled)  # fail on a bad catalog before starting anything
     with triton_endpoint(settings.triton_url, settings.model_repository, settings.triton_start_timeout_s) as url:
         asyncio.run(build_and_save(settings, Path(args.catalog), Path(args.out or "."), url, args.skip_untitled))
+
+
+def cmd_milvus(args: argparse.Namespace) -> None:
+    """Run a Milvus Lite server (Milvus's C++ engine, one process) until interrupted."""
+    from orchestrator.catalog.milvus_process import LocalMilvus  # noqa: PLC0415
+
+    def stop(signum, frame) -> None:  # SIGTERM stops it as Ctrl-C does: the server process with it
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    with LocalMilvus(Path(args.data), port=args.port) as server:
+        print(f"Milvus Lite serving {server.db_file} at {server.url} (pid {server.pid}); Ctrl-C stops it", flush=True)
+        try:
+            while server.running:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        if server.exit_code not in (None, 0):
+            raise ShoprankError(f"Milvus Lite exited with {server.exit_code}:\n{server.log_tail(10)}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -192,6 +212,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     catalog_options(sub)
     triton_options(sub)
     sub.set_defaults(func=cmd_index)
+
+    sub = commands.add_parser("milvus", help="run a Milvus Lite server (one process) for catalogs in Milvus")
+    sub.add_argument("--data", default=".shoprank/milvus", help="its data directory (default .shoprank/milvus)")
+    sub.add_argument("--port", type=int, default=19530, help="its port on 127.0.0.1 (default 19530)")
+    sub.set_defaults(func=cmd_milvus)
 
     sub = commands.add_parser("serve", help="run the gRPC ranking service")
     sub.add_argument("--index", help="index directory (default: .shoprank/index)")
