@@ -64,6 +64,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     judged_set.add_options(parser)
     parser.add_argument("--tasks", default="rerank,search", help="comma-separated: rerank (judged products), search")
+    parser.add_argument("--fused", action="store_true",
+                        help="the fused order only (no combination, no cross-encoder): retrieval and fusion alone")
     parser.add_argument("--analyzer", default="shoprank",
                         help="the Milvus collection's BM25 analyzer: shoprank (the in-process index's terms) or a "
                              "Milvus built-in (english, standard, chinese)")
@@ -84,17 +86,18 @@ def main() -> None:
                 for label, settings in stores.items():
                     async def work(stub, task=task):
                         await evaluate(stub, dict(list(judgments.items())[:5]), catalog_ids, task,
-                                       show_progress=False)  # warm-up
+                                       show_progress=False, rerank=not args.fused)  # warm-up
                         scores: dict[str, float] = {}
                         latencies: list[float] = []
                         summary = await evaluate(stub, judgments, catalog_ids, task, per_query=scores,
-                                                 latencies=latencies)
+                                                 latencies=latencies, rerank=not args.fused)
                         return summary, scores, latencies
 
                     results[(task, label)] = run_on_catalog(settings, args.catalog, work,
                                                             index_dir=settings.index_dir)
     subject = "in-process index"
-    print(f"\n{args.split} split of {args.judgments} ({len(judgments)} queries), shop {shop!r}, one client")
+    print(f"\n{args.split} split of {args.judgments} ({len(judgments)} queries), shop {shop!r}, one client"
+          + (", fused order only" if args.fused else ""))
     print(f"{'task':<7} {'store':<26} {'nDCG@10':>8} {'recall@100':>10} {'p50 ms':>7} {'p99 ms':>7} {'degraded':>8}  "
           f"minus the in-process index (paired 95%)")
     for (task, label), (summary, scores, latencies) in results.items():
