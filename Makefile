@@ -48,6 +48,16 @@ load: export
 rollout-check: export
 	$(BIN)/python -m loadtest.rollout_check
 
+## catalog-check: a live catalog under load (a few minutes): Triton, a Milvus Lite server, Redis and two replicas
+## sharing them, one Locust user per replica, catalog changes through both admin APIs for CATALOG_CHECK_SECONDS
+## (default 90), and midway kill -9 of one replica and of Milvus, then both restarted; every acknowledged change is
+## read back at the end. Prints last `failed=N lost=L updates=U freshness_p50_ms=X freshness_p99_ms=Y`; fails on a
+## failed search or a lost change. Reports go to benchmarks/results/catalog-<date-time>/.
+CATALOG_CHECK_SECONDS ?= 90
+.PHONY: catalog-check
+catalog-check: export
+	$(BIN)/python -m loadtest.catalog_check --seconds $(CATALOG_CHECK_SECONDS)
+
 ## proto: regenerate core/_proto from proto/
 proto: setup
 	PYTHON=$(BIN)/python scripts/gen_proto.sh
