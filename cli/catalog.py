@@ -24,7 +24,8 @@ import grpc
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
 from core.catalog import REQUIRED_COLUMNS, Product, product_from_row, read_table, stock_of
-from core.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError, ShoprankError
+from orchestrator.harness import settings_from
 
 from .options import admin_access, admin_call, admin_options
 
@@ -127,9 +128,46 @@ def cmd_get(args: argparse.Namespace) -> None:
     print(json.dumps(record_json(record), ensure_ascii=False, indent=2))
 
 
+def cmd_generations(args: argparse.Namespace) -> None:
+    """The shop's generations in Milvus, the live one marked."""
+    from orchestrator.catalog.milvus import MilvusCatalog  # noqa: PLC0415
+
+    catalog = _milvus(args, MilvusCatalog)
+    try:
+        for item in catalog.generations():
+            spec = item.spec
+            print(f"{'*' if item.live else ' '} generation {item.number}: catalog {spec.source[:12] or '?'}, "
+                  f"bi_encoder {spec.dense_version or '?'}, multilingual_encoder {spec.multilingual_version or '?'}, "
+                  f"analyzer {spec.analyzer}")
+    finally:
+        catalog.close()
+
+
+def cmd_switch(args: argparse.Namespace) -> None:
+    """Point the shop's alias at another generation: every replica reads it within a second."""
+    from orchestrator.catalog.milvus import MilvusCatalog  # noqa: PLC0415
+
+    catalog = _milvus(args, MilvusCatalog)
+    try:
+        before = catalog.live_generation()
+        catalog.switch_alias(args.generation)
+        print(f"shop {catalog.shop!r}: generation {before} -> {args.generation}")
+    finally:
+        catalog.close()
+
+
+def _milvus(args: argparse.Namespace, kind):
+    settings = settings_from(args)
+    if not settings.catalog_store or not settings.shop:
+        raise ShoprankError("name the Milvus and the shop: --catalog-store milvus://HOST:PORT --shop NAME "
+                            "(or SHOPRANK_CATALOG_STORE, SHOPRANK_SHOP)")
+    return kind(settings.catalog_store, settings.shop)
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's commands."""
-    catalog = commands.add_parser("catalog", help="change a shop's live catalog on a running service (admin API)")
+    catalog = commands.add_parser("catalog", help="change a shop's live catalog on a running service (admin API), "
+                                                 "list and switch its generations in Milvus")
     actions = catalog.add_subparsers(dest="action", required=True)
     sub = actions.add_parser("upsert", help="insert or replace the products of a catalog file (CSV or JSON Lines)")
     sub.add_argument("file", help="a catalog file as data/FORMATS.md describes, with an optional stock column")
@@ -145,3 +183,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("id")
     admin_options(sub, timeout_s=60.0)
     sub.set_defaults(func=cmd_get)
+    for name, func, text in (("generations", cmd_generations, "list the shop's generations in Milvus (* live)"),
+                             ("switch", cmd_switch, "point the shop at another generation (a rebuild's, or back)")):
+        sub = actions.add_parser(name, help=text)
+        if name == "switch":
+            sub.add_argument("generation", type=int)
+        sub.add_argument("--catalog-store", required=False, help="milvus://HOST:PORT (default SHOPRANK_CATALOG_STORE)")
+        sub.add_argument("--shop", help="the shop (default SHOPRANK_SHOP)")
+        sub.set_defaults(func=func)

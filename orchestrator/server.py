@@ -52,6 +52,8 @@ RESTART_BACKOFF_S = 1.0
 MAX_RESTART_BACKOFF_S = 30.0
 # A Triton that answers but lacks a served version for this many polls gets the served versions loaded again.
 RELOAD_AFTER_POLLS = 3
+# How often a service with a catalog in Milvus checks which encoder versions embedded the generation it reads.
+ENCODER_CHECK_S = 1.0
 # Sent through a newly loaded reranker version before it gets traffic (its first requests build the runtime's
 # caches): one query's pairs of several lengths, as the pipeline sends them.
 WARMUP_QUERY = "cordless drill with battery"
@@ -163,25 +165,36 @@ class Service:
             raise
         await self._set_health(True)
         self._monitor = asyncio.create_task(self._watch_triton())
-        if self._catalog is not None and settings.catalog_refresh_s > 0:
+        if self._catalog is not None:
             self._refresher = asyncio.create_task(self._follow_catalog(self._catalog, tokenizer))
         log.info("serving %d products of shop %r on %s:%d (Triton %s)", len(catalog.all_products()), catalog.shop,
                  settings.host, self.port, self.triton_url)
         return self
 
     async def _follow_catalog(self, catalog: MilvusStore, tokenizer: TextEncoder) -> None:
-        """Every catalog_refresh_s, read the catalog in Milvus again; when its text changed, rebuild the spelling
-        corrector from it (the intent prototypes follow inside the store)."""
+        """Follow the catalog in Milvus: every second, load the encoder versions of the generation searches read
+        when a switch changed them; every catalog_refresh_s, read the catalog again and, when its text changed,
+        rebuild the spelling corrector from it (the intent prototypes follow inside the store)."""
         settings = self.settings
+        last_refresh = asyncio.get_running_loop().time()
         while True:
-            await asyncio.sleep(settings.catalog_refresh_s)
+            await asyncio.sleep(ENCODER_CHECK_S)
             try:
+                for model, version in catalog.encoder_versions.items():
+                    if self.loader.wanted.get(model) != [version]:
+                        log.warning("shop %r now reads a generation embedded by %s version %s: loading it",
+                                    catalog.shop, model, version)
+                        await self.loader.serve(model, [version])
+                if (settings.catalog_refresh_s <= 0
+                        or asyncio.get_running_loop().time() - last_refresh < settings.catalog_refresh_s):
+                    continue
+                last_refresh = asyncio.get_running_loop().time()
                 if await catalog.refresh() and settings.max_spelling_edits:
                     speller = await asyncio.to_thread(SpellingCorrector.for_catalog, catalog.all_products(),
                                                       tokenizer.words(), settings.max_spelling_edits)
                     self.pipeline.use_speller(speller)
             except ShoprankError as error:
-                log.warning("the catalog's vocabulary and intent were not refreshed: %s", error)
+                log.warning("the catalog's encoder versions, vocabulary or intent were not followed: %s", error)
 
     async def _open_catalog(self) -> CatalogStore:
         """The shop's catalog in Milvus (settings.catalog_store), else the index at settings.index_dir."""

@@ -418,6 +418,11 @@ class MilvusCatalog:
         self._live = (live, now)
         return live
 
+    def reading(self) -> tuple[int, CollectionSpec]:
+        """The generation reads go to now (the alias's, as read up to alias_ttl_s ago) and how it was built."""
+        name = self._target(read=True)
+        return int(name.rsplit("__g", 1)[1]), self._spec(name)
+
     @property
     def spec(self) -> CollectionSpec:
         """How the collection this catalog reads was built (for the alias: the live generation's)."""

@@ -40,12 +40,9 @@ ALIAS_TTL_S = 1.0
 class MilvusStore:
     """CatalogStore over one shop's catalog in Milvus."""
 
-    def __init__(self, catalog: MilvusCatalog, spec: CollectionSpec, generation: int, products: list[Product],
-                 intent: IntentModel | None) -> None:
+    def __init__(self, catalog: MilvusCatalog, products: list[Product], intent: IntentModel | None) -> None:
         self.catalog = catalog
         self.shop = catalog.shop
-        self.version = f"{spec.source[:12]}/g{generation}"
-        self.encoder_versions = {BI_ENCODER.name: spec.dense_version, MULTILINGUAL_ENCODER.name: spec.multilingual_version}
         self.intent = intent
         self._products = products
         self._text_digest = _text_digest(products)
@@ -59,11 +56,23 @@ class MilvusStore:
 
     @classmethod
     def _load(cls, catalog: MilvusCatalog) -> "MilvusStore":
-        generation = catalog.live_generation()
-        spec = catalog.spec
+        generation, spec = catalog.reading()
         products, intent = _whole_catalog(catalog, spec)
         log.info("catalog of shop %r: %d products in Milvus generation %s", catalog.shop, len(products), generation)
-        return cls(catalog, spec, generation, products, intent)
+        return cls(catalog, products, intent)
+
+    @property
+    def version(self) -> str:
+        """The generation searches read, and the catalog file it was built from."""
+        generation, spec = self.catalog.reading()
+        return f"{spec.source[:12]}/g{generation}"
+
+    @property
+    def encoder_versions(self) -> dict[str, str]:
+        """The encoder versions that embedded the generation searches read (a switch to a generation embedded by
+        other versions changes them: queries follow, and the service loads them)."""
+        spec = self.catalog.reading()[1]
+        return {BI_ENCODER.name: spec.dense_version, MULTILINGUAL_ENCODER.name: spec.multilingual_version}
 
     async def refresh(self) -> bool:
         """Read the whole catalog again; when its text changed (products added, removed, renamed, moved to

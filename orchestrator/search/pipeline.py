@@ -84,7 +84,8 @@ class Pipeline:
         took_ms = trace.finish()
         if self.metrics is not None:
             self.metrics.observe(trace.timings_ms, trace.degraded_reason)
-        model_versions = dict(self.model_versions)
+        # The catalog's, as read now: a Milvus catalog may have switched to a generation embedded by other versions.
+        model_versions = {**self.model_versions, **self.catalog.encoder_versions, "index": self.catalog.version}
         if context.route.version:
             model_versions[RERANKER.name] = context.route.version
         return SearchResult(

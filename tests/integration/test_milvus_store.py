@@ -84,3 +84,26 @@ def test_a_change_is_read_by_the_next_call_and_the_whole_catalog_follows_on_refr
     found, before, changed, after = asyncio.run(scenario())
     assert found.ids == ["kettle1"]
     assert "kettle1" not in before and changed and "kettle1" in after
+
+
+def test_a_switch_to_another_generation_is_read_within_a_second_with_its_encoder_versions(milvus, shop):
+    async def scenario():
+        store = await MilvusStore.open(milvus.url, "store-test")
+        try:
+            first = (store.version, store.encoder_versions)
+            number = shop.create_generation(CollectionSpec(dense_version="2", multilingual_version="1",
+                                                           source="rebuilt"))
+            shop.generation(number).upsert([record("new1", "Brand new kettle", "Kettles", TEA)])
+            shop.switch_alias(number)
+            await asyncio.sleep(1.2)  # reads take the alias as read up to a second ago
+            second = (store.version, store.encoder_versions, (await store.lexical("kettle", 5)).ids)
+            shop.switch_alias(number - 1)  # and back
+            await asyncio.sleep(1.2)
+            return first, second, store.encoder_versions
+        finally:
+            store.close()
+
+    first, second, back = asyncio.run(scenario())
+    assert first[1] == back == {"bi_encoder": "1", "multilingual_encoder": "1"}
+    assert second[1] == {"bi_encoder": "2", "multilingual_encoder": "1"} and second[2] == ["new1"]
+    assert first[0].endswith("/g1") and second[0].endswith("/g2")
