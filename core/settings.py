@@ -34,6 +34,9 @@ class Settings:
     # What is built from the whole catalog in Milvus (the spelling vocabulary, the intent prototypes) is read again
     # this often, and rebuilt when the catalog's text changed; searches themselves see every change at once. 0: never.
     catalog_refresh_s: float = 60.0
+    # A search's calls to Milvus give up after this long (whole seconds; pymilvus retries within it), and the call
+    # answers UNAVAILABLE: a search never waits long on a catalog that is down.
+    catalog_timeout_s: float = 2.0
     model_repository: Path = Path("model_repository/cpu")
     # Empty: start the tritonserver shipped in the nvidia-pytriton wheel on `model_repository`.
     triton_url: str = ""

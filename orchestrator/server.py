@@ -202,7 +202,7 @@ class Service:
         if settings.catalog_store:
             if not settings.shop:
                 raise ConfigError("a catalog in Milvus is a shop's: name it (--shop, SHOPRANK_SHOP)")
-            self._catalog = await MilvusStore.open(settings.catalog_store, settings.shop)
+            self._catalog = await MilvusStore.open(settings.catalog_store, settings.shop, settings.catalog_timeout_s)
             return self._catalog
         index = await asyncio.to_thread(CatalogIndex.load, settings.index_dir)
         if settings.shop and settings.shop != index.shop:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from core.errors import InvalidEvent, InvalidRequest, ShoprankError, StoreError, TritonError
+from core.errors import CatalogUnavailable, InvalidEvent, InvalidRequest, ShoprankError, StoreError, TritonError
 
 from .filters import Filter
 from .personalization.events import Event
@@ -116,7 +116,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
             result = await self.pipeline.search(to_query(request))
         except InvalidRequest as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except TritonError as error:
+        except (TritonError, CatalogUnavailable) as error:  # a server the search needs is down: ask again later
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         except ShoprankError as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))

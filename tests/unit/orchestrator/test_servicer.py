@@ -1,13 +1,17 @@
-"""orchestrator.servicer: protobuf <-> domain conversion (no server)."""
+"""orchestrator.servicer: protobuf <-> domain conversion, and domain errors -> status codes (no server)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
 import pytest
 
 from core._proto.shoprank.v1 import ranking_pb2 as pb
+from core.errors import CatalogStoreError, CatalogUnavailable, InvalidRequest, TritonError
 from orchestrator.filters import Filter
 from orchestrator.search import ScoredItem, SearchQuery, SearchResult
-from orchestrator.servicer import to_event, to_query, to_response
+from orchestrator.servicer import RankingServicer, to_event, to_query, to_response
 
 
 def test_minimal_request_defaults():
@@ -155,3 +159,28 @@ def test_feedback_event_without_type_or_time_converts_to_what_validation_rejects
 def test_personalization_fields_reach_the_response():
     response = to_response(SearchResult(items=[], model_versions={}, personalized=True, personalization="personalized from 3 events"))
     assert response.personalized and response.personalization == "personalized from 3 events"
+
+
+@pytest.mark.parametrize("error, code", [
+    (CatalogUnavailable("Milvus at milvus://db:19530 does not answer"), grpc.StatusCode.UNAVAILABLE),
+    (TritonError("Triton does not answer"), grpc.StatusCode.UNAVAILABLE),
+    (InvalidRequest("query is empty"), grpc.StatusCode.INVALID_ARGUMENT),
+    (CatalogStoreError("a collection was not made by shoprank"), grpc.StatusCode.FAILED_PRECONDITION),
+])
+def test_a_search_error_becomes_its_status_code(error, code):
+    class Failing:
+        async def search(self, query):
+            raise error
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        async def abort(self, status, details):
+            self.status, self.details = status, details
+            raise Aborted
+
+    context = Context()
+    with pytest.raises(Aborted):
+        asyncio.run(RankingServicer(Failing()).Search(pb.SearchRequest(query="drill"), context))  # type: ignore[arg-type]
+    assert context.status == code and context.details == str(error)
