@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.milvus_retrieval import timed  # noqa: E402
+from benchmarks.milvus_retrieval import timed, title_queries  # noqa: E402
 from core.catalog import Product, load_catalog  # noqa: E402
 from core.metrics import percentile  # noqa: E402
 from orchestrator.catalog.milvus import (DENSE, MULTILINGUAL, VECTOR_FIELDS, CatalogRecord,  # noqa: E402
@@ -142,13 +142,7 @@ class Run:
         print(f"measuring at {stored:,} products: ingest {stored / self.ingest_s:,.0f} products/s in upserts "
               f"({self.ingest_s:.0f} s; {self.wall_s:.0f} s wall with making the records and vectors); "
               f"count {catalog.count():,}", flush=True)
-        titles = [product.title.split() for product in self.real[:stored]]
-        queries = []
-        for _ in range(args.queries):
-            words = titles[rng.integers(len(titles))]
-            size = int(rng.integers(1, 4))
-            at = int(rng.integers(0, max(1, len(words) - size + 1)))
-            queries.append(" ".join(words[at:at + size]))
+        queries = title_queries(self.real[:stored], args.queries, rng)
         vectors = {name: unit_rows(rng, args.queries, spec.dense_dim if name == DENSE else spec.multilingual_dim)
                    for name in VECTOR_FIELDS}
 

@@ -30,10 +30,22 @@ import numpy as np  # noqa: E402
 from core.catalog import Product, load_catalog  # noqa: E402
 from orchestrator.filters import Filter  # noqa: E402
 from orchestrator.catalog.milvus import (DENSE, CatalogRecord, CollectionSpec, MilvusCatalog,  # noqa: E402
-                                 filter_expression)
+                                         filter_expression)
 from orchestrator.catalog.milvus_process import LocalMilvus  # noqa: E402
 
 DEFAULT_CATALOG = ROOT.parent / "shared" / "data" / "home-depot-product-search-relevance" / "catalog.csv"
+
+
+def title_queries(products: list, count: int, rng: np.random.Generator) -> list[str]:
+    """`count` queries of one to three consecutive words of random products' titles."""
+    titles = [product.title.split() for product in products]
+    queries = []
+    for _ in range(count):
+        words = titles[rng.integers(len(titles))]
+        size = int(rng.integers(1, 4))
+        at = int(rng.integers(0, max(1, len(words) - size + 1)))
+        queries.append(" ".join(words[at:at + size]))
+    return queries
 
 
 def unit_rows(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
@@ -86,13 +98,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         print(f"insert: {len(records) / seconds:,.0f} products/s ({seconds:.1f} s; count {catalog.count()})")
 
-        titles = [product.title.split() for product in products]
-        queries = []
-        for _ in range(args.queries):
-            words = titles[rng.integers(len(titles))]
-            size = int(rng.integers(1, 4))
-            at = int(rng.integers(0, max(1, len(words) - size + 1)))
-            queries.append(" ".join(words[at:at + size]))
+        queries = title_queries(products, args.queries, rng)
         vectors = unit_rows(rng, args.queries, 384)
         for query in queries[:10]:  # warm up: the first searches load the collection's segments
             catalog.lexical(query, 100)
