@@ -15,7 +15,7 @@ from core.catalog import Product
 from core.errors import ConfigError
 from orchestrator.filters import Filter
 from orchestrator.catalog.milvus import (DENSE, MULTILINGUAL, CatalogRecord, CatalogStoreError, CatalogUnavailable,
-                                 CollectionSpec, MilvusCatalog, filter_expression)
+                                         CollectionSpec, MilvusCatalog, filter_expression)
 from orchestrator.catalog.milvus_process import LocalMilvus, milvus_endpoint
 
 pytestmark = pytest.mark.integration
