@@ -79,28 +79,27 @@ class MemoryCatalog:
         return Hits(self._ids(rows), np.asarray(scores, dtype=np.float64))
 
     async def similarities(self, field: str, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
-        index, row_of = self._vectors[field], self.index.row_of
-        rows = np.array([row_of.get(pid, -1) for pid in ids], dtype=np.int64)
+        rows = self._rows_of(ids)
         scores = np.zeros(len(ids), dtype=np.float64)
-        scores[rows >= 0] = index.scores(vector, rows[rows >= 0])
+        scores[rows >= 0] = self._vectors[field].scores(vector, rows[rows >= 0])
         return scores
 
     def _aligned(self, values: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """The catalog-wide `values` of those ids, in their order (0 for an id the catalog does not hold)."""
-        row_of = self.index.row_of
-        rows = np.array([row_of.get(pid, -1) for pid in ids], dtype=np.int64)
-        return np.where(rows >= 0, values[np.maximum(rows, 0)], 0.0).astype(np.float64) if len(rows) else np.zeros(0)
+        rows = self._rows_of(ids)
+        return np.where(rows >= 0, values[np.maximum(rows, 0)], 0.0).astype(np.float64)
 
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
-        rows = self.rows(ids)
+        rows = self._rows_of(ids)
+        rows = rows[rows >= 0]  # the ids this catalog holds, in their order
         return Entries([self.index.products[row] for row in rows.tolist()], self.index.cjk[rows],
                        {field: self._vectors[field].embeddings[rows] for field in vector_fields}, rows,
                        self._stock[rows])
 
-    def rows(self, ids: Sequence[str]) -> np.ndarray:
-        """Catalog rows of the ids this catalog holds, in their order."""
+    def _rows_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The catalog row of each id, in their order; -1 for an id the catalog does not hold."""
         row_of = self.index.row_of
-        return np.array([row_of[pid] for pid in ids if pid in row_of], dtype=np.int64)
+        return np.array([row_of.get(pid, -1) for pid in ids], dtype=np.int64)
 
     def all_products(self) -> list[Product]:
         return self.index.products

@@ -45,6 +45,7 @@ class Retrieve:
         context.multilingual_embedding = multilingual_embedding
         use_lexical = request.mode in ("hybrid", "lexical") or dense_failed
 
+        touched: list[str] = []  # the user's own products no retriever found: candidates if they match the query
         if request.candidate_ids:
             ids = list(dict.fromkeys(request.candidate_ids))
         else:
@@ -52,11 +53,11 @@ class Retrieve:
             nearest = [catalog.nearest(field, embedding, depth, request.filters, in_stock) for field, embedding in
                        (("dense", query_embedding), ("multilingual", multilingual_embedding)) if embedding is not None]
             pools += [hits.ids for hits in await asyncio.gather(*nearest)]
-            if profile is not None and not request.filters:  # the user's own products that match the query
-                touched = self.personalizer.touched_ids(profile)
-                pools.append([pid for pid, score in zip(touched, await catalog.lexical_scores(query, touched))
-                              if score > 0])
             ids = list(dict.fromkeys(pid for pool in pools for pid in pool))
+            if profile is not None and not request.filters:
+                found_already = set(ids)
+                touched = [pid for pid in self.personalizer.touched_ids(profile) if pid not in found_already]
+                ids += touched
         # Every candidate scored by every retriever, in the engine; the products' own vectors only for the blend.
         embeddings = {"dense": query_embedding, "multilingual": multilingual_embedding}
         fields = [field for field, embedding in embeddings.items() if embedding is not None]
@@ -65,12 +66,12 @@ class Retrieve:
             *(catalog.similarities(field, embeddings[field], ids) for field in fields))
         if request.candidate_ids and len(found.products) < len(ids):
             _unknown(ids, found)
-        candidates = context.candidates = _in_catalog_order(found, in_stock)
         position = {pid: i for i, pid in enumerate(ids)}
+        unmatched = {pid for pid in touched if bm25[position[pid]] <= 0}
+        candidates = context.candidates = _in_catalog_order(found, in_stock, unmatched)
         kept = np.array([position[pid] for pid in candidates.ids], dtype=np.int64)
-        lexical_scores = context.lexical_scores = bm25[kept].astype(np.float64) if len(kept) else np.zeros(0)
-        cosine = {field: values[kept].astype(np.float64) if len(kept) else np.zeros(0)
-                  for field, values in zip(fields, cosines)}
+        lexical_scores = context.lexical_scores = bm25[kept].astype(np.float64)
+        cosine = {field: values[kept].astype(np.float64) for field, values in zip(fields, cosines)}
 
         # What each component can read: BM25 and word overlap a product in the query's script, MiniLM and the
         # cross-encoder a product not written in CJK characters (they never see a CJK query).
@@ -81,7 +82,7 @@ class Retrieve:
         if multilingual_embedding is not None:
             proxy = cosine["multilingual"]
         if use_lexical:
-            raw["bm25"] = impute(lexical_scores.astype(np.float64), same_script, proxy)
+            raw["bm25"] = impute(lexical_scores, same_script, proxy)
         if query_embedding is not None:
             raw["dense"] = impute(cosine["dense"], ~cjk, proxy)
         if proxy is not None:
@@ -107,12 +108,15 @@ class Retrieve:
         return embedding, multilingual, False
 
 
-def _in_catalog_order(entries: Entries, in_stock: bool) -> Entries:
-    """The entries in the catalog's own order, so that ties rank alike whichever retriever found a product; with
-    `in_stock`, only those with stock (a named candidate or the user's own product may have none)."""
+def _in_catalog_order(entries: Entries, in_stock: bool, left_out: set[str]) -> Entries:
+    """The entries in the catalog's own order, so that ties rank alike whichever retriever found a product, without
+    those `left_out`; with `in_stock`, only those with stock (a named candidate or the user's own product may have
+    none)."""
     order = np.argsort(entries.order, kind="stable")
     if in_stock:
         order = order[entries.stock[order] > 0]
+    if left_out:
+        order = np.array([i for i in order.tolist() if entries.products[i].product_id not in left_out], dtype=np.int64)
     return Entries([entries.products[i] for i in order.tolist()], entries.cjk[order],
                    {name: vectors[order] for name, vectors in entries.vectors.items()}, entries.order[order],
                    entries.stock[order])

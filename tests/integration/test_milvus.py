@@ -41,6 +41,7 @@ CATALOG = [
 
 @pytest.fixture(scope="module")
 def milvus(tmp_path_factory):
+    """A server of this module's own, not conftest's shared one: a test here kills it with SIGKILL."""
     server = LocalMilvus(tmp_path_factory.mktemp("milvus"))
     try:
         server.start()
