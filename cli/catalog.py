@@ -144,7 +144,8 @@ def cmd_generations(args: argparse.Namespace) -> None:
 
 
 def cmd_switch(args: argparse.Namespace) -> None:
-    """Point the shop's alias at another generation: every replica reads it within a second."""
+    """Point the shop's alias at another generation: every replica reads it, and encodes queries with its encoder
+    versions, within a second or two."""
     from orchestrator.catalog.milvus import MilvusCatalog  # noqa: PLC0415
 
     catalog = _milvus(args, MilvusCatalog)

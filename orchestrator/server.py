@@ -172,14 +172,15 @@ class Service:
         return self
 
     async def _follow_catalog(self, catalog: MilvusStore, tokenizer: TextEncoder) -> None:
-        """Follow the catalog in Milvus: every second, load the encoder versions of the generation searches read
-        when a switch changed them; every catalog_refresh_s, read the catalog again and, when its text changed,
+        """Follow the catalog in Milvus: every second, take the generation its alias names (MilvusStore.follow: a
+        search reads it without a call of its own) and load its encoder versions when a switch changed them; every catalog_refresh_s, read the catalog again and, when its text changed,
         rebuild the spelling corrector from it (the intent prototypes follow inside the store)."""
         settings = self.settings
         last_refresh = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(ENCODER_CHECK_S)
             try:
+                await catalog.follow()
                 for model, version in catalog.encoder_versions.items():
                     if self.loader.wanted.get(model) != [version]:
                         log.warning("shop %r now reads a generation embedded by %s version %s: loading it",

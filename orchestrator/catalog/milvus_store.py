@@ -40,8 +40,10 @@ ALIAS_TTL_S = 1.0
 class MilvusStore:
     """CatalogStore over one shop's catalog in Milvus."""
 
-    def __init__(self, catalog: MilvusCatalog, products: list[Product], intent: IntentModel | None) -> None:
+    def __init__(self, catalog: MilvusCatalog, products: list[Product], intent: IntentModel | None,
+                 reading: tuple[int, CollectionSpec]) -> None:
         self.catalog = catalog
+        self._reading = reading  # the generation the alias named at the last `follow`, and its spec
         self.shop = catalog.shop
         self.intent = intent
         self._products = products
@@ -59,19 +61,24 @@ class MilvusStore:
         generation, spec = catalog.reading()
         products, intent = _whole_catalog(catalog, spec)
         log.info("catalog of shop %r: %d products in Milvus generation %s", catalog.shop, len(products), generation)
-        return cls(catalog, products, intent)
+        return cls(catalog, products, intent, (generation, spec))
+
+    async def follow(self) -> None:
+        """Take the generation the shop's alias names now, and its encoder versions (a service calls it every
+        second, off the searches' path: they read `version` and `encoder_versions` without a call to Milvus)."""
+        self._reading = await asyncio.to_thread(self.catalog.reading)
 
     @property
     def version(self) -> str:
-        """The generation searches read, and the catalog file it was built from."""
-        generation, spec = self.catalog.reading()
+        """The generation searches read, and the catalog file it was built from, as of the last `follow`."""
+        generation, spec = self._reading
         return f"{spec.source[:12]}/g{generation}"
 
     @property
     def encoder_versions(self) -> dict[str, str]:
-        """The encoder versions that embedded the generation searches read (a switch to a generation embedded by
-        other versions changes them: queries follow, and the service loads them)."""
-        spec = self.catalog.reading()[1]
+        """The encoder versions that embedded the generation searches read, as of the last `follow` (a switch to
+        a generation embedded by other versions changes them: queries follow, and the service loads them)."""
+        spec = self._reading[1]
         return {BI_ENCODER.name: spec.dense_version, MULTILINGUAL_ENCODER.name: spec.multilingual_version}
 
     async def refresh(self) -> bool:
