@@ -1,0 +1,1 @@
+"""Online experiments: which ranking shoppers prefer, judged by their clicks."""
