@@ -1,0 +1,214 @@
+"""benchmarks/interleaving_sim.py without a service: the click model, each query's exact outcomes, the simulated
+experiments (decided exactly where the service's tests decide) and the JSON object, on tiny synthetic rankings."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from benchmarks import interleaving_sim as sim
+from orchestrator.experiments.arms import parse_arm
+from orchestrator.experiments.interleave import credit, team_draft
+from orchestrator.experiments.stats import ALPHA, InterleavingTally, Moments, ab_decision, interleaving_log_ratio
+
+MODEL = sim.ClickModel(eta=1.0, epsilon=0.1, max_gain=2.0)
+
+
+def query(control, treatment, judged, name="q") -> sim.Replayed:
+    return sim.Replayed(name, tuple(control), tuple(treatment), judged)
+
+
+def synthetic(count: int = 30, seed: int = 0) -> list[sim.Replayed]:
+    """Queries whose treatment sorts its products by gain (with noise) and whose control shuffles them."""
+    rng = random.Random(seed)
+    replayed = []
+    for number in range(count):
+        products = [f"q{number}-p{index}" for index in range(15)]
+        judged = {product: float(rng.choice((0, 0, 1, 2))) for product in products}
+        control = rng.sample(products, 10)
+        treatment = sorted(products, key=lambda p: -judged[p] + rng.random() * 1.5)[:10]
+        replayed.append(query(control, treatment, judged, f"q{number}"))
+    return replayed
+
+
+def test_click_model_examines_by_rank_and_is_drawn_to_gain():
+    probabilities = MODEL.click_probabilities([2.0, 0.0, 1.0, 5.0])
+    assert probabilities == pytest.approx([1.0, 0.5 * 0.1, (0.1 + 0.9 * 1 / 3) / 3, 1 / 4])  # gains clip at the top
+    steep = sim.ClickModel(eta=2.0, epsilon=0.0, max_gain=3.0)
+    assert steep.click_probabilities([3.0, 3.0]) == pytest.approx([1, 1 / 4])
+
+
+def test_click_count_distribution_is_the_sum_of_independent_clicks():
+    probabilities = [0.9, 0.3, 0.5]
+    expected = np.zeros(sim.DEPTH + 1)
+    for clicks in itertools.product((0, 1), repeat=3):
+        expected[sum(clicks)] += math.prod(p if c else 1 - p for p, c in zip(probabilities, clicks))
+    assert sim.click_count_distribution(probabilities) == pytest.approx(expected)
+
+
+def test_drafts_are_every_team_draft_equally_likely():
+    control, treatment = list("abcdefghij"), list("jihgfedcba")
+    shown = sim.drafts(control, treatment)
+    assert len(shown) == 32
+    rng = random.Random(3)
+    for _ in range(50):
+        assert team_draft(control, treatment, sim.DEPTH, rng) in shown
+
+
+def test_interleaving_chances_agree_with_team_draft_and_credit_drawn_at_random():
+    replayed = query(["a", "b", "c", "d", "e", "f"], ["d", "a", "g", "h", "b", "i"],
+                     {"a": 1.0, "b": 0.0, "c": 2.0, "d": 2.0, "g": 1.0, "h": 0.0})
+    win, loss = sim.interleaving_chances(replayed, MODEL)
+    rng, draws, outcomes = random.Random(7), 20_000, []
+    for _ in range(draws):
+        shown = team_draft(replayed.control, replayed.treatment, sim.DEPTH, rng)
+        probabilities = MODEL.click_probabilities(replayed.gains([product for product, _ in shown]))
+        clicked = [position for position, p in enumerate(probabilities, 1) if rng.random() < p]
+        outcomes.append(credit([team for _, team in shown], clicked))
+    spread = 4 * math.sqrt(0.25 / draws)
+    assert outcomes.count(1) / draws == pytest.approx(win, abs=spread)
+    assert outcomes.count(-1) / draws == pytest.approx(loss, abs=spread)
+
+
+def test_a_treatment_ranking_the_relevant_product_first_wins_more_often():
+    products = [f"p{index}" for index in range(10)]
+    judged = {"p9": 2.0}
+    last, first = products, ["p9", *products[:9]]
+    win, loss = sim.interleaving_chances(query(last, first, judged), MODEL)
+    assert win > loss + 0.2
+    win, loss = sim.interleaving_chances(query(first, last, judged), MODEL)
+    assert loss > win + 0.2
+    result = sim.outcomes([query(last, first, judged)], MODEL)
+    assert result.aa_win == pytest.approx(result.aa_loss)  # the control against itself: a fair coin
+    ks = np.arange(sim.DEPTH + 1)
+    assert result.clicks_treatment @ ks > result.clicks_control @ ks
+
+
+def test_the_interleaving_boundary_is_where_the_services_test_decides():
+    margins = sim.InterleavingBoundary().upto(120)
+    for decisive in range(121):
+        deciding = [m for m in range(1, decisive + 1) if (decisive - m) % 2 == 0
+                    and interleaving_log_ratio((decisive + m) // 2, (decisive - m) // 2) >= math.log(1 / ALPHA)]
+        assert margins[decisive] == (min(deciding) if deciding else sim.NEVER)
+
+
+def test_simulated_interleaving_decides_exactly_where_the_services_tally_does():
+    experiments, cap, win, loss = 6, sim.BLOCK + 500, 0.33, 0.27
+    decisions = sim.simulate_interleaving(win, loss, experiments, cap, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    draws = np.concatenate([rng.random((experiments, sim.BLOCK)) for _ in range(2)], axis=1)[:, :cap]
+    for row in range(experiments):
+        tally, at, sign = InterleavingTally(), np.inf, 0
+        for position, u in enumerate(draws[row], 1):
+            if u < win + loss:
+                tally.add(1 if u < win else -1)
+            decision = tally.decision()
+            if decision.decided:
+                at, sign = position, 1 if decision.outcome == "treatment better" else -1
+                break
+        assert (decisions.at[row], decisions.sign[row]) == (at, sign)
+    assert np.isfinite(decisions.at).sum() >= 3  # the check compared decisions, not only their absence
+
+
+def test_simulated_ab_decides_exactly_where_the_services_test_does():
+    clicks_control = np.array([0.5, 0.3, 0.2] + [0.0] * 8)
+    clicks_treatment = np.array([0.4, 0.35, 0.25] + [0.0] * 8)
+    experiments, cap = 4, sim.BLOCK + 1000
+    decisions = sim.simulate_ab(clicks_control, clicks_treatment, experiments, cap, np.random.default_rng(2))
+    rng = np.random.default_rng(2)
+    arms, draws = [], []
+    for _ in range(2):
+        arms.append(rng.random((experiments, sim.BLOCK)) < 0.5)
+        draws.append(rng.random((experiments, sim.BLOCK)))
+    arms, draws = np.concatenate(arms, axis=1)[:, :cap], np.concatenate(draws, axis=1)[:, :cap]
+    cdfs = np.cumsum([clicks_control, clicks_treatment], axis=1)
+    for row in range(experiments):
+        tallies, at, sign = (Moments(), Moments()), np.inf, 0
+        for position, (arm, u) in enumerate(zip(arms[row], draws[row]), 1):
+            tallies[int(arm)].add(float(min(np.searchsorted(cdfs[int(arm)], u, side="right"), 10)))
+            decision = ab_decision(*tallies)
+            if decision.decided:
+                at, sign = position, 1 if decision.outcome == "treatment better" else -1
+                break
+        assert (decisions.at[row], decisions.sign[row]) == (at, sign)
+    assert np.isfinite(decisions.at).sum() >= 2
+
+
+def test_ab_log_ratio_is_the_services():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        arms = []
+        for _ in range(2):
+            values = rng.integers(0, 4, size=int(rng.integers(100, 400))).astype(float)
+            arms.append(Moments(len(values), values.sum(), (values * values).sum()))
+        log_ratio, _ = sim.ab_log_ratio(*(np.array([getattr(arm, field)], dtype=float)
+                                          for arm in arms for field in ("n", "total", "squares")))
+        assert log_ratio[0] == pytest.approx(ab_decision(*arms).log_ratio, rel=1e-12)
+
+
+def test_aa_experiments_rarely_decide_and_differing_arms_decide_right():
+    result = sim.outcomes(synthetic(), MODEL)
+    figures = sim.simulate(result, experiments=200, cap=3000, seed=1)
+    assert figures["aa"]["interleaving"]["rate"] <= 0.1
+    assert figures["aa"]["ab"]["rate"] <= 0.1
+    assert figures["aa_false_rate"] == max(figures["aa"]["interleaving"]["rate"], figures["aa"]["ab"]["rate"])
+    assert figures["interleaving"]["decided_right"] >= 0.8 and not figures["queries_to_decide_interleaving_at_least"]
+    assert figures["queries_to_decide_interleaving"] < figures["queries_to_decide_ab"]
+    assert figures == sim.simulate(result, experiments=200, cap=3000, seed=1)  # deterministic for a seed
+
+
+def test_queries_to_decide_is_a_lower_bound_when_too_few_decide_right():
+    decisions = sim.Decisions(np.array([10.0, 20.0, np.inf, 30.0, 40.0]), np.array([1, 1, 0, -1, 1], dtype=np.int8))
+    figure = sim.queries_to_decide(decisions, truth=1, cap=100)
+    assert (figure["queries"], figure["at_least"]) == (100, True)  # 3 of 5 right: not 80% by the cap
+    assert figure["decided_right"] == 0.6 and figure["decided_wrong"] == 0.2
+    decisions = sim.Decisions(np.array([10.0, 20.0, 50.0, 30.0, 40.0]), np.ones(5, dtype=np.int8))
+    assert sim.queries_to_decide(decisions, truth=1, cap=100)["queries"] == 40
+
+
+def test_fixed_horizon_follows_the_power_formulas():
+    clicks = np.zeros(sim.DEPTH + 1)
+    result = sim.Outcomes(0.3, 0.2, 0.25, 0.25, np.array([0.5, 0.5, *clicks[2:]]), np.array([0.4, 0.6, *clicks[2:]]))
+    planned = sim.fixed_horizon(result)
+    decisive = ((1.959964 * 0.5 + 0.841621 * math.sqrt(0.24)) / 0.1) ** 2
+    assert planned["interleaving"] == math.ceil(decisive / 0.5)
+    assert planned["ab"] == math.ceil(2 * (1.959964 + 0.841621) ** 2 * (0.25 + 0.24) / 0.01)
+    assert sim.fixed_horizon(sim.Outcomes(0.2, 0.2, 0.2, 0.2, clicks + 1 / 11, clicks + 1 / 11))["ratio"] is None
+
+
+def test_search_request_asks_for_the_arm_as_an_anonymous_shopper():
+    request = sim.search_request(parse_arm("no-cross-encoder,no-personalization"), "drill")
+    assert (request.query, request.top_k, request.user_id) == ("drill", 10, "")
+    assert request.skip_cross_encoder and request.skip_personalization and not request.skip_rerank
+    assert sim.search_request(parse_arm("fused"), "drill").skip_rerank
+    assert dict(sim.search_request(parse_arm("weights=bm25:1+dense:0.5"), "drill").combination_weights) == {
+        "bm25": 1.0, "dense": 0.5}
+
+
+def test_a_reranker_version_arm_is_refused_with_what_to_do_instead(capsys):
+    with pytest.raises(SystemExit):
+        sim.parse_args(["--target", "localhost:1", "--treatment", "reranker=3"])
+    assert "--reranker-version 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sim.parse_args(["--target", "localhost:1", "--control", "bogus"])
+    assert "unknown part" in capsys.readouterr().err
+
+
+def test_the_json_object_has_the_issues_keys():
+    _, args = sim.parse_args(["--target", "localhost:1", "--json"])
+    replayed = synthetic(12)
+    figures = sim.simulate(sim.outcomes(replayed, MODEL), experiments=200, cap=1000, seed=0)
+    result = sim.report(args, replayed, {"skipped_queries": 0}, MODEL, figures, {"replay": 0.0, "simulation": 0.0})
+    assert list(result)[:4] == ["queries_to_decide_interleaving", "queries_to_decide_ab", "ratio", "aa_false_rate"]
+    for key in ("control", "treatment", "queries", "ndcg@10", "click_model", "experiments", "seed", "fixed_horizon",
+                "queries_to_decide_ab_at_least", "aa"):
+        assert key in result
+    assert (result["control"], result["treatment"], result["queries"]) == ("fused", "default", 12)
+    assert set(result["ndcg@10"]) == {"control", "treatment", "difference", "difference_95"}
+    json.loads(json.dumps(result, allow_nan=False))  # plain JSON: no NaN or Infinity
+    sim.print_table(result)
