@@ -55,6 +55,12 @@ class Metrics:
                                       "stable version's over the window", ["model", "version"], registry=self.registry)
         self.rollbacks = Gauge("shoprank_rollbacks", "Rollbacks in the rollout history (automatic ones have a "
                                "'guard:' reason)", ["model", "automatic"], registry=self.registry)
+        # The impression log (orchestrator/experiments/impressions.py): its writer thread adds to the counter.
+        self.impression_log_records = Counter("shoprank_impression_log_records", "Impressions and interactions "
+                                              "given to the impression log, by outcome (written, dropped_full, "
+                                              "dropped_error, dropped_closed)", ["outcome"], registry=self.registry)
+        self.impression_log_queued = Gauge("shoprank_impression_log_queued", "Records waiting for the impression "
+                                           "log's writer", registry=self.registry)
 
     def observe(self, timings_ms: dict[str, float], degraded_reason: str) -> None:
         self.searches.inc()
