@@ -16,12 +16,15 @@ EVENT_TYPES = {"view": ranking_pb2.EVENT_TYPE_VIEW, "click": ranking_pb2.EVENT_T
 
 
 def feedback_event(user_id: str, product_id: str, kind: str, query: str = "", quantity: int | None = None,
-                   event_id: str | None = None, at: float | None = None) -> ranking_pb2.FeedbackEvent:
+                   event_id: str | None = None, at: float | None = None, request_id: str = "",
+                   position: int | None = None) -> ranking_pb2.FeedbackEvent:
     """One feedback message; a fresh event id and the current time unless given."""
     event = ranking_pb2.FeedbackEvent(event_id=event_id or uuid.uuid4().hex, user_id=user_id, product_id=product_id,
-                                      type=EVENT_TYPES[kind], query=query)
+                                      type=EVENT_TYPES[kind], query=query, request_id=request_id)
     if quantity is not None:
         event.quantity = quantity
+    if position is not None:
+        event.position = position
     event.time.FromNanoseconds(int((time.time() if at is None else at) * 1e9))
     return event
 
@@ -32,7 +35,8 @@ async def _call(address: str, method: str, request):
 
 
 def cmd_feedback(args: argparse.Namespace) -> None:
-    event = feedback_event(args.user_id, args.product_id, args.type, args.query or "", args.quantity, args.event_id)
+    event = feedback_event(args.user_id, args.product_id, args.type, args.query or "", args.quantity, args.event_id,
+                           request_id=args.request_id or "", position=args.position)
     ack = asyncio.run(_call(args.server, "Feedback", event))
     print(f"event {event.event_id}: " + ("already recorded, not counted again" if ack.duplicate else "recorded"))
 
@@ -51,6 +55,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--query", help="the query the event came from")
     sub.add_argument("--quantity", type=int)
     sub.add_argument("--event-id", help="default: a fresh random id (sending the same id twice counts once)")
+    sub.add_argument("--request-id", help="the request id of the answer that showed the product (`shoprank search` "
+                                          "prints it): joins the event to that answer and its experiment")
+    sub.add_argument("--position", type=int, help="the product's 1-based position in that answer")
     sub.add_argument("--server", default="127.0.0.1:50051")
     sub.set_defaults(func=cmd_feedback)
 

@@ -1,4 +1,4 @@
-"""The `shoprank` command: export, index, serve, search, catalog, rollout, eval, train, demo. One module per command
+"""The `shoprank` command: export, index, serve, search, catalog, rollout, experiment, eval, train, demo. One module per command
 group.
 
 Every user error ends as one line on stderr ("shoprank: error: ...") and exit status 2, never a traceback.
@@ -13,13 +13,13 @@ import grpc
 
 from core.errors import ShoprankError
 
-from . import catalog, evaluation, exporting, feedback, fitting, rollout, serving
+from . import catalog, evaluation, experiment, exporting, feedback, fitting, rollout, serving
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoprank", description="E-commerce search ranking served by NVIDIA Triton.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (exporting, serving, catalog, rollout, feedback, evaluation, fitting):
+    for group in (exporting, serving, catalog, rollout, experiment, feedback, evaluation, fitting):
         group.add_commands(commands)
     return parser
 

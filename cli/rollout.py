@@ -2,6 +2,8 @@
 
     shoprank rollout start reranker 2 --canary 10     load and warm version 2, then serve it to 10% of users
     shoprank rollout start reranker 2 --shadow 100    score every request with it too, serve the stable version
+    shoprank rollout start reranker 2 --interleave 20 answer 20% of requests with both versions' rankings
+                                                      interleaved; rolled back if shoppers prefer the stable one
     shoprank rollout shift reranker 50
     shoprank rollout promote reranker
     shoprank rollout rollback reranker --reason "..."
@@ -21,6 +23,7 @@ from google.protobuf import json_format
 
 from core._proto.shoprank.v1 import admin_pb2
 
+from .experiment import format_experiment
 from .options import admin_call, admin_options
 
 DEFAULT_CANARY = 10
@@ -42,6 +45,8 @@ def format_status(status: admin_pb2.RolloutStatus, history: int = 8) -> str:
         agreement = "-" if math.isnan(status.shadow_agreement) else f"{status.shadow_agreement:.3f}"
         lines.append(f"  shadow agreement (RBO of the top 10): {agreement} over {status.shadow_compared} rankings, "
                      f"{status.shadow_skipped} skipped (reranker busy)")
+    if status.HasField("quality"):
+        lines.append("  quality guard: " + format_experiment(status.quality).replace("\n", "\n  "))
     if status.candidate_manifest:
         lines.append("  candidate: " + ", ".join(f"{key} {value}" for key, value in status.candidate_manifest.items() if value))
     for event in list(status.history)[-history:]:
@@ -58,10 +63,12 @@ def _print(status: admin_pb2.RolloutStatus, args: argparse.Namespace) -> None:
 
 
 def cmd_start(args: argparse.Namespace) -> None:
-    shadow = args.shadow is not None
-    percent = args.shadow if shadow else (DEFAULT_CANARY if args.canary is None else args.canary)
-    _print(admin_call(args, "StartRollout", admin_pb2.StartRolloutRequest(model=args.model, version=args.version,
-                                                                           percent=percent, shadow=shadow)), args)
+    shadow, interleave = args.shadow is not None, args.interleave is not None
+    percent = (args.shadow if shadow else args.interleave if interleave
+               else DEFAULT_CANARY if args.canary is None else args.canary)
+    request = admin_pb2.StartRolloutRequest(model=args.model, version=args.version, percent=percent, shadow=shadow,
+                                            interleave=interleave)
+    _print(admin_call(args, "StartRollout", request), args)
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
@@ -107,6 +114,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="serve this share of users (sticky by user id) with the new version (default 10)")
     share.add_argument("--shadow", type=int, metavar="PERCENT",
                        help="score this share of requests with the new version too, but serve the stable one")
+    share.add_argument("--interleave", type=int, metavar="PERCENT",
+                       help="answer this share of requests with the stable and new versions' rankings interleaved; "
+                            "the quality guard rolls the new version back when shoppers' clicks prefer the stable one")
     sub = action("shift", "change the candidate's share", cmd_shift)
     sub.add_argument("model")
     sub.add_argument("percent", type=int)

@@ -113,8 +113,12 @@ def format_response(query: str, response: ranking_pb2.SearchResponse, explain: b
         lines.append(f"  personalization: {response.personalization}")
     if response.degraded:
         lines.append(f"  DEGRADED: {response.degraded_reason}")
+    if response.request_id:
+        lines.append(f"  request {response.request_id} (feedback on it: --request-id and --position)"
+                     + (f"; experiment {response.experiment!r}" if response.experiment else ""))
     for position, item in enumerate(response.items, start=1):
-        lines.append(f"  {position:2d}. {item.score:8.4f}  {item.product_id:<10} {item.title}")
+        arm = f" [{item.arm}]" if item.arm else ""
+        lines.append(f"  {position:2d}. {item.score:8.4f}  {item.product_id:<10} {item.title}{arm}")
         if explain:
             parts = [
                 f"{c.name}: raw {c.raw:.3f}, rank {c.rank or '-'}, +{c.contribution:.4f}" for c in item.components

@@ -12,6 +12,7 @@
     ├── CatalogStoreError     a call to the catalog store (Milvus) failed
     │   └── CatalogUnavailable    the catalog store does not answer, or not in time
     ├── RolloutError          a rollout action does not apply (unknown version, a rollout already active...)
+    ├── ExperimentError       an experiment action does not apply (one is running already, no such experiment...)
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
     ├── ExportError           an export cannot be produced as specified (export/errors.py)
     │   └── ParityError           an exported output differs from PyTorch beyond its tolerance
@@ -66,6 +67,10 @@ class CatalogUnavailable(CatalogStoreError):
 
 class RolloutError(ShoprankError):
     """A rollout action cannot be done in the current state, or its candidate was rolled back."""
+
+
+class ExperimentError(ShoprankError):
+    """An experiment action cannot be done in the current state."""
 
 
 class InvalidEvent(ShoprankError):

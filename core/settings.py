@@ -98,6 +98,20 @@ class Settings:
     rollout_max_error_rate: float = 0.05
     rollout_max_p99_ms: float = 1000.0
     rollout_min_agreement: float = 0.5
+    # Online experiments (orchestrator/experiments): their arms and figures survive restarts in `experiment_state`;
+    # feedback naming an answer joins it when it arrives within `experiment_join_window_s` at the replica that
+    # answered.
+    experiment_state: Path = Path(".shoprank/experiments.json")
+    experiment_join_window_s: float = 3600.0
+    # Every answer (request id, shop, hashed user, query, products shown and their arms, model versions) and the
+    # feedback that names one are appended to rotated JSON Lines files in `impression_log` (empty: off), off the
+    # search's path through a queue of `impression_queue` records; past it, or on a write error, records are
+    # dropped and counted (shoprank_impression_log_records). Files older than `impression_retention_days`, and the
+    # oldest past `impression_max_mb` in all, are deleted.
+    impression_log: Path | None = Path(".shoprank/impressions")
+    impression_queue: int = 10000
+    impression_retention_days: float = 7.0
+    impression_max_mb: int = 2048
     # Query words no product has are corrected into catalog terms up to this many edits away
     # (core/spelling.py); 0 turns correction off.
     max_spelling_edits: int = 2
@@ -132,7 +146,7 @@ class Settings:
             raise ConfigError("fusion_lexical_weight must lie in [0, 1]")
         for name in ("rrf_k", "retrieve_depth", "default_top_k", "max_top_k", "max_query_chars", "max_candidates",
                      "max_pair_tokens", "max_concurrent_reranks", "blend_depth", "max_profile_events", "popularity_scan",
-                     "max_user_id_bytes"):
+                     "max_user_id_bytes", "impression_queue", "impression_max_mb"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if self.max_spelling_edits not in (0, 1, 2):
@@ -155,6 +169,8 @@ class Settings:
             raise ConfigError(f"reranker_version must be a version number, not {self.reranker_version!r}")
         if self.rollout_window_s <= 0 or self.rollout_min_requests < 1:
             raise ConfigError("rollout_window_s must be positive and rollout_min_requests at least 1")
+        if self.experiment_join_window_s <= 0 or self.impression_retention_days <= 0:
+            raise ConfigError("experiment_join_window_s and impression_retention_days must be positive")
         if not 0.0 <= self.rollout_max_error_rate <= 1.0 or not 0.0 <= self.rollout_min_agreement <= 1.0:
             raise ConfigError("rollout_max_error_rate and rollout_min_agreement must lie in [0, 1]")
 
@@ -180,7 +196,8 @@ class Settings:
             if raw is not None:
                 values[item.name] = _parse(item.name, raw, item.type)
         values.update({key: value for key, value in overrides.items() if value is not None})
-        for key in ("index_dir", "model_repository", "tokenizer_path", "blend_model", "rollout_state"):
+        for key in ("index_dir", "model_repository", "tokenizer_path", "blend_model", "rollout_state",
+                    "experiment_state", "impression_log"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return cls(**values)

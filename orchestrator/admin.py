@@ -1,5 +1,5 @@
 """The admin gRPC service (shoprank.v1.Admin) on its own port: model version rollouts over the rollout controller,
-and the shop's live catalog over the catalog writer.
+the shop's live catalog over the catalog writer, and online experiments over the experiment controller.
 
 It exists only when an admin token is configured, and every call must carry "authorization: Bearer TOKEN": a missing
 or wrong token is UNAUTHENTICATED before any handler runs. Either half may be absent: rollouts when no reranker is
@@ -8,7 +8,7 @@ module is the admin's one boundary between domain errors and status codes, as or
 API's:
 
     InvalidRequest, DataError          INVALID_ARGUMENT   the record or request is malformed
-    RolloutError                       FAILED_PRECONDITION
+    RolloutError, ExperimentError      FAILED_PRECONDITION
     a product the catalog lacks        NOT_FOUND
     any other ShoprankError            UNAVAILABLE        Milvus or Triton failed (CatalogUnavailable, TritonError...)
 """
@@ -23,10 +23,11 @@ from typing import NoReturn
 import grpc
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
-from core.errors import DataError, InvalidRequest, RolloutError, ShoprankError
+from core.errors import DataError, ExperimentError, InvalidRequest, RolloutError, ShoprankError
 
 from .catalog.ingest import CatalogWriter, IncomingProduct, UpsertResult
 from .catalog.milvus import StockedProduct
+from .experiments.controller import ExperimentController
 from .rollout.controller import RolloutController
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def status_code(error: ShoprankError) -> grpc.StatusCode:
     """The status code that answers a domain error."""
     if isinstance(error, (InvalidRequest, DataError)):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, RolloutError):
+    if isinstance(error, (RolloutError, ExperimentError)):
         return grpc.StatusCode.FAILED_PRECONDITION
     return grpc.StatusCode.UNAVAILABLE
 
@@ -92,7 +93,37 @@ def to_status(status: dict) -> admin_pb2.RolloutStatus:
                                         detail=event["detail"]) for event in status["history"]],
         pinned=status["pinned"],
         candidate_manifest={key: str(value) for key, value in status["candidate_manifest"].items()},
+        quality=to_experiment(status["quality"]) if status.get("quality") else None,
     )
+
+
+# Experiments: domain <-> protobuf.
+
+def to_experiment(status: dict) -> admin_pb2.ExperimentStatus:
+    """Domain status (ExperimentController.status) -> protobuf."""
+    message = admin_pb2.ExperimentStatus(
+        name=status["name"], method=status["method"], control=status["control"], treatment=status["treatment"],
+        share=status["share"], running=status["running"], started=status["started"], stopped=status["stopped"],
+        decision=status["decision"], log_ratio=status["log_ratio"], threshold=status["threshold"],
+        shown=status["shown"], feedback_joined=status["feedback_joined"],
+        feedback_unjoined=status["feedback_unjoined"])
+    interleaving = status["interleaving"]
+    if interleaving is not None:
+        message.wins, message.losses, message.ties = interleaving["wins"], interleaving["losses"], interleaving["ties"]
+        message.treatment_share = interleaving["treatment_share"]
+        message.treatment_share_low, message.treatment_share_high = interleaving["treatment_share_95"]
+        message.delta = interleaving["delta"]
+        message.delta_low, message.delta_high = interleaving["delta_95"]
+    for arm, figures in (status["arms"] or {}).items():
+        message.arms.append(admin_pb2.ArmFigures(
+            arm=arm, spec=figures["spec"], searches=figures["searches"],
+            clicks_per_search=figures["clicks_per_search"],
+            clicks_per_search_low=figures["clicks_per_search_95"][0],
+            clicks_per_search_high=figures["clicks_per_search_95"][1],
+            purchases_per_search=figures["purchases_per_search"],
+            purchases_per_search_low=figures["purchases_per_search_95"][0],
+            purchases_per_search_high=figures["purchases_per_search_95"][1]))
+    return message
 
 
 # The catalog: domain <-> protobuf.
@@ -130,11 +161,14 @@ def to_upsert_response(result: UpsertResult) -> admin_pb2.UpsertProductsResponse
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    """shoprank.v1.Admin over a RolloutController and a CatalogWriter, either of which may be absent."""
+    """shoprank.v1.Admin over a RolloutController, a CatalogWriter and an ExperimentController, any of which may be
+    absent."""
 
-    def __init__(self, rollout: RolloutController | None = None, catalog: CatalogWriter | None = None) -> None:
+    def __init__(self, rollout: RolloutController | None = None, catalog: CatalogWriter | None = None,
+                 experiments: ExperimentController | None = None) -> None:
         self.rollout = rollout
         self.catalog = catalog
+        self.experiments = experiments
 
     async def _run(self, context: grpc.aio.ServicerContext, what: str, action: Awaitable):
         """`action`'s result; its domain error as the call's status."""
@@ -170,7 +204,9 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
     async def StartRollout(self, request, context):  # noqa: N802
         controller = await self._rollout(context)
-        mode = "shadow" if request.shadow else "canary"
+        if request.shadow and request.interleave:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a rollout is a shadow or interleaved, not both")
+        mode = "shadow" if request.shadow else "interleave" if request.interleave else "canary"
         log.warning("admin: start %s version %s, %s %d%%", request.model, request.version, mode, request.percent)
         return await self._rollout_answer(context, request.model,
                                           controller.start(request.model, request.version, request.percent, mode))
@@ -198,6 +234,45 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         except RolloutError as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         return admin_pb2.RolloutStatusList(models=[to_status(status) for status in statuses])
+
+    # Experiments.
+
+    async def _experiments(self, context: grpc.aio.ServicerContext) -> ExperimentController:
+        if self.experiments is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "experiments are off on this service")
+        return self.experiments
+
+    async def _experiment_answer(self, context, what: str, action) -> admin_pb2.ExperimentStatus:
+        async def act() -> dict:
+            return action().status()
+
+        return to_experiment(await self._run(context, what, act()))
+
+    async def StartExperiment(self, request, context):  # noqa: N802
+        controller = await self._experiments(context)
+        log.warning("admin: start experiment %s (%s: %s against %s, share %.3f)", request.name, request.method,
+                    request.treatment, request.control, request.share)
+        return await self._experiment_answer(context, "start an experiment", lambda: controller.start(
+            request.name, request.control, request.treatment, request.method, request.share))
+
+    async def StopExperiment(self, request, context):  # noqa: N802
+        controller = await self._experiments(context)
+        log.warning("admin: stop experiment %s", request.name)
+        running = controller.experiments.get(request.name)
+        if running is not None and running.guard and running.running:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"experiment {request.name!r} is a rollout's quality guard: promote or roll back the "
+                                "rollout instead")
+        return await self._experiment_answer(context, "stop an experiment", lambda: controller.stop(request.name))
+
+    async def GetExperimentStatus(self, request, context):  # noqa: N802
+        controller = await self._experiments(context)
+
+        async def statuses() -> list[dict]:
+            return controller.status(request.name)
+
+        return admin_pb2.ExperimentStatusList(
+            experiments=[to_experiment(status) for status in await self._run(context, "experiment status", statuses())])
 
     # The catalog.
 
@@ -230,13 +305,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
 
 def create_admin_server(host: str, port: int, token: str, rollout: RolloutController | None = None,
-                        catalog: CatalogWriter | None = None) -> tuple[grpc.aio.Server, int]:
-    """The admin gRPC server over whichever of rollouts and the catalog this service has, bound but not started;
-    returns (server, bound port)."""
+                        catalog: CatalogWriter | None = None,
+                        experiments: ExperimentController | None = None) -> tuple[grpc.aio.Server, int]:
+    """The admin gRPC server over whichever of rollouts, the catalog and experiments this service has, bound but
+    not started; returns (server, bound port)."""
     if not token:
         raise ValueError("the admin service needs a token")
     server = grpc.aio.server(interceptors=[TokenInterceptor(token)])
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(rollout, catalog), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(rollout, catalog, experiments), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} for the admin service")

@@ -123,10 +123,12 @@ def run_on_catalog(settings: Settings, catalog: Path, work: Callable[[ranking_pb
 
     The service starts from a fresh rollout state: it measures the repository's newest reranker version (or the
     settings' reranker_version), not the one a serving deployment's .shoprank/rollout.json keeps stable, and
-    leaves that file alone."""
+    leaves that file alone; its experiments and impression log are scratch ones too."""
     with tempfile.TemporaryDirectory(prefix="shoprank-rollout-") as scratch:
         def fresh_state(settings: Settings) -> Settings:
-            settings = dataclasses.replace(settings, rollout_state=Path(scratch) / "rollout.json")
+            settings = dataclasses.replace(settings, rollout_state=Path(scratch) / "rollout.json",
+                                           experiment_state=Path(scratch) / "experiments.json",
+                                           impression_log=Path(scratch) / "impressions")
             return adjust(settings) if adjust is not None else settings
 
         with catalog_stack(settings, catalog, index_dir, fresh_state, skip_untitled) as settings:

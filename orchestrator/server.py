@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from threadpoolctl import threadpool_limits
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from core.errors import ConfigError, ShoprankError
+from core.errors import ConfigError, ExperimentError, ShoprankError
 from core.settings import Settings
 from core.specs import RERANKER
 from core.spelling import SpellingCorrector
@@ -30,6 +30,9 @@ from .catalog.ingest import CatalogWriter
 from .catalog.memory import MemoryCatalog
 from .catalog.milvus_store import MilvusStore
 from .catalog.store import CatalogStore
+from .experiments.arms import Arm
+from .experiments.controller import ExperimentController
+from .experiments.impressions import ImpressionLog
 from .index import CatalogIndex, product_encoders
 from .metrics import Metrics, MetricsServer
 from .personalization.blend import BlendModel
@@ -63,11 +66,12 @@ WARMUP_ROUNDS = 3
 
 
 def create_server(pipeline: Pipeline, host: str, port: int,
-                  log_key: str = "") -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """A gRPC server for the pipeline, bound but not started; returns (server, bound port, health servicer)."""
+                  log_key: bytes = b"") -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A gRPC server for the pipeline, bound but not started; returns (server, bound port, health servicer).
+    `log_key`: the key of the hashes logs carry instead of user ids (empty: a random one)."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
-    key = log_key.encode("utf-8") if log_key else secrets.token_bytes(32)
-    ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline, key), server)
+    ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline, log_key or secrets.token_bytes(32)),
+                                                   server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -99,6 +103,8 @@ class Service:
         self.pipeline: Pipeline | None = None
         self._catalog: MilvusStore | None = None  # a connection to close at stop
         self._refresher: asyncio.Task[None] | None = None  # follows the catalog's vocabulary and intent
+        self.experiments: ExperimentController | None = None
+        self.impressions: ImpressionLog | None = None
         self._thread_limits: threadpool_limits | None = None
 
     async def start(self) -> "Service":
@@ -127,13 +133,22 @@ class Service:
             log.warning("no blend model in %s: searches stay non-personalized (`shoprank train blend`)", settings.blend_model)
         self._client = TritonClient(self.triton_url, settings.triton_timeout_s)
         self.loader = VersionLoader(self._client, settings.model_repository, settings.triton_start_timeout_s)
+        self.experiments = ExperimentController(settings.experiment_state, settings.experiment_join_window_s).open()
+        self.experiments.check_arm = self._check_arm
         combination, shop_weights = self._reranking(catalog)
         metrics = Metrics() if settings.metrics_port else None
+        if settings.impression_log is not None and str(settings.impression_log):
+            self.impressions = ImpressionLog(settings.impression_log, queue_size=settings.impression_queue,
+                                             retention_s=settings.impression_retention_days * 86400.0,
+                                             max_total_bytes=settings.impression_max_mb * 2**20,
+                                             metrics=metrics).start()
+        log_key = settings.log_key.encode("utf-8") if settings.log_key else secrets.token_bytes(32)
         self.pipeline = Pipeline(settings, catalog, QueryEncoder(self._client, tokenizer, multilingual_tokenizer), {},
                                  cross_encoder=self.cross_encoder, speller=speller,
                                  personalizer=Personalizer(self._store, catalog, blend, settings),
                                  combination=combination, rollout=self.rollout, metrics=metrics,
-                                 shop_weights=shop_weights)
+                                 shop_weights=shop_weights, experiments=self.experiments,
+                                 impressions=self.impressions, log_key=log_key)
         if settings.numeric_threads:  # process-wide, once every numeric library is loaded, until the service stops
             self._thread_limits = threadpool_limits(settings.numeric_threads)
         if metrics is not None:
@@ -142,7 +157,7 @@ class Service:
             self._metrics = MetricsServer(metrics, settings.host, settings.metrics_port, triton_metrics).start()
             log.info("metrics on http://%s:%d/metrics", settings.host, self._metrics.port)
         self._server, self.port, self._health = create_server(self.pipeline, settings.host, settings.port,
-                                                              log_key=settings.log_key)
+                                                              log_key=log_key)
         await self._set_health(False)
         await self._server.start()
         try:
@@ -151,15 +166,14 @@ class Service:
             await self._load_models(catalog)
             writer = (CatalogWriter(self._catalog.catalog, self._client, product_encoders(settings))
                       if self._catalog is not None else None)
-            if (self.rollout is not None or writer is not None) and settings.admin_token:
+            if settings.admin_token:
                 self._admin, self.admin_port = create_admin_server(settings.host, settings.admin_port,
-                                                                   settings.admin_token, self.rollout, writer)
+                                                                   settings.admin_token, self.rollout, writer,
+                                                                   self.experiments)
                 await self._admin.start()
-                served = [name for name, part in (("rollouts", self.rollout), ("catalog", writer)) if part is not None]
-                log.info("admin service (%s) on %s:%d", " and ".join(served), settings.host, self.admin_port)
-            elif settings.admin_token:
-                log.warning("admin service off: no reranker is served and the catalog is an index file, so there is "
-                            "nothing to roll out or change")
+                served = [name for name, part in (("rollouts", self.rollout), ("catalog", writer),
+                                                  ("experiments", self.experiments)) if part is not None]
+                log.info("admin service (%s) on %s:%d", ", ".join(served), settings.host, self.admin_port)
         except BaseException:
             await self.stop()
             raise
@@ -229,8 +243,23 @@ class Service:
             return read_combination(path, shop=catalog.shop), has_shop_weights(path, catalog.shop)
         self.cross_encoder = CrossEncoder(self._client, PairEncoder(settings.tokenizer_file, settings.max_pair_tokens),
                                           settings.rerank_timeout_s, settings.max_concurrent_reranks)
-        self.rollout = RolloutController(self.loader, settings, shop=catalog.shop, warm=self._warm)
+        self.rollout = RolloutController(self.loader, settings, shop=catalog.shop, warm=self._warm,
+                                         experiments=self.experiments)
         return {}, False
+
+    def _check_arm(self, arm: Arm) -> None:
+        """ExperimentError unless this service can rank as the experiment arm asks: a reranker version it names must
+        be loaded (the stable version, or a rollout's candidate)."""
+        if not arm.reranker_version:
+            return
+        if self.rollout is None:
+            raise ExperimentError(f"arm {arm.text!r} names a reranker version, but this service serves no reranker")
+        loaded = self.loader.wanted.get(RERANKER.name, [])
+        if arm.reranker_version not in loaded:
+            raise ExperimentError(f"arm {arm.text!r}: reranker version {arm.reranker_version} is not loaded here "
+                                  f"(loaded: {', '.join(loaded) or 'none'}); to judge a new version by shoppers' "
+                                  f"clicks, roll it out interleaved: `shoprank rollout start reranker "
+                                  f"{arm.reranker_version} --interleave PERCENT`")
 
     async def _load_models(self, catalog: CatalogStore) -> None:
         """Load the encoder versions the catalog was embedded with, and the reranker versions of the rollout state,
@@ -321,6 +350,12 @@ class Service:
             self._server = None
         if self.rollout is not None:
             await self.rollout.close()
+        if self.experiments is not None:
+            await self.experiments.close()
+            self.experiments = None
+        if self.impressions is not None:
+            await asyncio.to_thread(self.impressions.close)
+            self.impressions = None
         if self._client is not None:
             await self._client.close()
             self._client = None

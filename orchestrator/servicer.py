@@ -50,6 +50,7 @@ def to_query(request: ranking_pb2.SearchRequest) -> SearchQuery:
         if request.HasField("blend_weights") else None,
         combination_weights=dict(request.combination_weights) if request.combination_weights else None,
         include_out_of_stock=request.include_out_of_stock,
+        skip_cross_encoder=request.skip_cross_encoder,
     )
 
 
@@ -74,6 +75,8 @@ def to_event(message: ranking_pb2.FeedbackEvent) -> Event:
         time=message.time.seconds + message.time.nanos / 1e9 if message.HasField("time") else 0.0,
         query=message.query,
         quantity=message.quantity if message.HasField("quantity") else 1,
+        request_id=message.request_id,
+        position=message.position if message.HasField("position") else 0,
     )
 
 
@@ -89,6 +92,7 @@ def to_response(result: SearchResult) -> ranking_pb2.SearchResponse:
                     ranking_pb2.ScoreComponent(name=name, raw=raw, rank=rank, contribution=contribution)
                     for name, raw, rank, contribution in item.components
                 ],
+                arm=item.arm,
             )
             for item in result.items
         ],
@@ -101,6 +105,8 @@ def to_response(result: SearchResult) -> ranking_pb2.SearchResponse:
         corrected_query=result.corrected_query,
         personalized=result.personalized,
         personalization=result.personalization,
+        request_id=result.request_id,
+        experiment=result.experiment,
     )
 
 
@@ -132,7 +138,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
 
     async def Feedback(self, request: ranking_pb2.FeedbackEvent, context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackAck:  # noqa: N802
         try:
-            [added] = await self._personalizer().record([to_event(request)])
+            event = to_event(request)
+            [added] = await self._personalizer().record([event])
+            self.pipeline.feedback([event], [added])
         except InvalidEvent as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except StoreError as error:
@@ -152,6 +160,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         async def flush() -> None:
             nonlocal recorded
             added = await personalizer.record(batch, checked=True)
+            self.pipeline.feedback(batch, added)
             result.accepted += sum(added)
             result.duplicates += len(added) - sum(added)
             batch.clear()

@@ -11,6 +11,8 @@ EVENT_TYPES = ("view", "click", "cart", "purchase")
 MAX_ID_BYTES = 256
 MAX_QUANTITY = 10_000
 MAX_QUERY_CHARS = 1000
+MAX_REQUEST_ID_CHARS = 64
+MAX_POSITION = 1000  # an answer's largest top_k
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,13 @@ class Event:
     query: str = ""
     quantity: int = 1
     category: str = ""  # the product's catalog category, filled in by the service before storing
+    request_id: str = ""  # the answer that showed the product (SearchResponse.request_id), when the sender knows it
+    position: int = 0  # its 1-based position in that answer; 0: not given
+
+
+# What a profile store keeps of an event; request_id and position only join it to the answer it came from
+# (orchestrator/experiments), which the impression log records.
+STORED_FIELDS = ("event_id", "user_id", "product_id", "type", "time", "query", "quantity", "category")
 
 
 def validate(event: Event, known_product: Callable[[str], bool], now: float, max_future_s: float = 300.0) -> None:
@@ -55,3 +64,8 @@ def validate(event: Event, known_product: Callable[[str], bool], now: float, max
         raise InvalidEvent(f"{label}: quantity {event.quantity} is outside 1..{MAX_QUANTITY}")
     if len(event.query) > MAX_QUERY_CHARS:
         raise InvalidEvent(f"{label}: query is {len(event.query)} characters, over {MAX_QUERY_CHARS}")
+    if len(event.request_id) > MAX_REQUEST_ID_CHARS or not event.request_id.isprintable():
+        raise InvalidEvent(f"{label}: request_id must be at most {MAX_REQUEST_ID_CHARS} printable characters "
+                           "(the SearchResponse's request_id)")
+    if not 0 <= event.position <= MAX_POSITION:
+        raise InvalidEvent(f"{label}: position {event.position} is outside 1..{MAX_POSITION} (0 or unset: unknown)")

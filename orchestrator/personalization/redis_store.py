@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from core.errors import StoreError, StoreUnavailable
-from orchestrator.personalization.events import Event
+from orchestrator.personalization.events import STORED_FIELDS, Event
 from orchestrator.personalization.store_interface import ProductFigures
 
 # One call per batch: the batch is written atomically, and made durable by one AOF fsync rather than one per event.
@@ -115,7 +115,7 @@ class RedisStore:
                 self._key("user", event.user_id, "events"),
                 self._key("user", event.user_id, "bought"),
             ]
-            document = json.dumps(vars(event), ensure_ascii=False)
+            document = json.dumps({name: getattr(event, name) for name in STORED_FIELDS}, ensure_ascii=False)
             args += [event.user_id, event.product_id, event.type, repr(event.time), document]
         with self._errors():
             return [added == 1 for added in await self._append(keys, args)]

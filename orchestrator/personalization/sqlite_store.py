@@ -11,12 +11,11 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from pathlib import Path
 from typing import TypeVar
 
 from core.errors import StoreError, StoreUnavailable
-from orchestrator.personalization.events import Event
+from orchestrator.personalization.events import STORED_FIELDS, Event
 from orchestrator.personalization.store_interface import ProductFigures
 
 T = TypeVar("T")
@@ -26,7 +25,7 @@ def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
 
 
-EVENT_FIELDS = [field.name for field in fields(Event)]
+EVENT_FIELDS = list(STORED_FIELDS)
 COLUMNS = ", ".join(EVENT_FIELDS)
 
 SCHEMA = """

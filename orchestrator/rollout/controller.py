@@ -1,7 +1,9 @@
 """The rollout controller: which version serves each request, and the actions that change it.
 
     start     load and warm the candidate (it serves nothing before it is ready), then route a sticky share of
-              requests to it (canary) or score that share with it beside the stable version (shadow)
+              requests to it (canary), score that share with it beside the stable version (shadow), or answer that
+              share with the interleaving of both versions' rankings (interleave: an experiment judges the candidate
+              by shoppers' clicks)
     shift     change the share
     promote   the candidate becomes the stable version for every request; the old one is unloaded once drained
     rollback  the candidate serves nothing any more; it is unloaded once drained
@@ -10,7 +12,8 @@ Routing is sticky: a request goes to the candidate when the hash of its key (the
 is none) falls in the first `percent` of 100 buckets, so a user stays on one version and raising the share only
 adds users. Guards roll the candidate back on their own, with the reason in the history, when it fails to load or
 warm up, or when over the sliding window its error rate, its p99 or its shadow agreement passes the thresholds of
-the settings (rollout_*).
+the settings (rollout_*), or when its interleaving experiment decides that shoppers prefer the stable version (the
+quality guard: a sequential test, orchestrator/experiments/stats.py, so a loss within the noise rolls nothing back).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import math
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from core.errors import ConfigError, RolloutError, ShoprankError
+from core.errors import ConfigError, ExperimentError, InvalidRequest, RolloutError, ShoprankError
 from core.settings import Settings
 from core.specs import RERANKER
 from core.weights import has_shop_weights, read_combination
 
+from ..experiments.controller import ExperimentController
+from ..experiments.stats import WORSE
 from .guards import AgreementWindow, SlidingWindow, WindowStats
 from .state import MODES, ModelRollout, StateFile
 from .versions import VersionLoader, combination_file, manifest, repository_versions
@@ -56,8 +61,10 @@ class RolloutController:
     """Owns the rollout state of the rollable models and routes requests between their versions."""
 
     def __init__(self, loader: VersionLoader, settings: Settings, shop: str = "",
-                 warm: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+                 warm: Callable[[str, str], Awaitable[None]] | None = None,
+                 experiments: ExperimentController | None = None) -> None:
         self.loader = loader
+        self.experiments = experiments  # runs an interleaved canary's experiment
         self.settings = settings
         self.shop = shop  # the served shop's name: a shop with its own combination weights gets them
         self.warm = warm  # sends a few requests through a newly loaded version before it gets traffic
@@ -116,7 +123,7 @@ class RolloutController:
             return Route(rollout.candidate)
         if chosen and rollout.mode == "shadow":
             return Route(rollout.stable, shadow=rollout.candidate)
-        return Route(rollout.stable)
+        return Route(rollout.stable)  # "interleave": the experiment names each arm's version
 
     def combination(self, version: str) -> dict[str, dict[str, float]]:
         """The combination weights (script -> weights) exported with that reranker version (read once)."""
@@ -184,6 +191,10 @@ class RolloutController:
                                    f"{rollout.percent}%): promote it or roll it back first")
             if version == rollout.stable:
                 raise RolloutError(f"{model} version {version} is already the stable version")
+            if mode == "interleave":
+                self._check_experiments()
+                if percent < 1:
+                    raise RolloutError("an interleaved canary needs a share of at least 1%")
             try:
                 self.loader.check_exists(model, version)
             except ConfigError as error:
@@ -200,8 +211,17 @@ class RolloutController:
                 raise RolloutError(f"{model} version {version} was rolled back: {reason}") from None
             self._windows.pop((model, version), None)
             self._agreement.pop((model, version), None)
+            if mode == "interleave":
+                try:
+                    rollout.experiment = self._start_experiment(model, rollout.stable, version, percent)
+                except (ExperimentError, InvalidRequest) as error:  # one started meanwhile
+                    rollout.record("rollback", version, f"its experiment did not start: {error}")
+                    self._save()
+                    self._unload_later(model, version, record=False)
+                    raise RolloutError(f"{model} version {version} was rolled back: {error}") from None
             rollout.candidate, rollout.mode, rollout.percent = version, mode, percent
-            rollout.record("live", version, f"{mode} {percent}%")
+            rollout.record("live", version, f"{mode} {percent}%" + (f"; experiment {rollout.experiment}"
+                                                                    if rollout.experiment else ""))
             self._save()
             log.warning("rollout: %s version %s is live as a %s at %d%%", model, version, mode, percent)
             return rollout
@@ -218,7 +238,11 @@ class RolloutController:
         async with self._lock:
             rollout = self._active(model)
             _check_percent(percent)
+            if rollout.mode == "interleave" and percent < 1:
+                raise RolloutError("an interleaved canary needs a share of at least 1%: roll it back to end it")
             rollout.percent = percent
+            if rollout.experiment and self.experiments is not None:
+                self.experiments.set_share(rollout.experiment, percent / 100)
             rollout.record("shift", rollout.candidate, f"{rollout.mode} {percent}%")
             self._save()
             return rollout
@@ -250,7 +274,12 @@ class RolloutController:
         """Stop routing to the candidate at once, and record why."""
         rollout = self.models[model]
         version = rollout.candidate
-        rollout.candidate, rollout.mode, rollout.percent = "", "", 0
+        if rollout.experiment and self.experiments is not None:
+            try:
+                self.experiments.stop(rollout.experiment)
+            except ExperimentError:
+                pass  # stopped already (by hand, or it was lost with its state file)
+        rollout.candidate, rollout.mode, rollout.percent, rollout.experiment = "", "", 0, ""
         rollout.record(action, version, detail)
         self._save()
         log.warning("rollout: %s version %s: %s (%s)", model, version, action, detail)
@@ -293,7 +322,11 @@ class RolloutController:
         rollout = self.models[model]
         if not rollout.candidate:
             return ""
-        if rollout.mode == "canary":
+        if rollout.mode == "interleave":
+            quality = self._quality(rollout)
+            if quality:
+                return quality
+        if rollout.mode in ("canary", "interleave"):
             stats = self._window(model, rollout.candidate).stats()
             if stats.requests >= settings.rollout_min_requests:
                 if stats.error_rate > settings.rollout_max_error_rate:
@@ -308,6 +341,35 @@ class RolloutController:
                 return (f"shadow agreement (RBO) {agreement:.3f} over {compared} rankings < "
                         f"{settings.rollout_min_agreement:.3f}")
         return ""
+
+    def _check_experiments(self) -> None:
+        if self.experiments is None:
+            raise RolloutError("an interleaved rollout needs the experiment controller, which this service lacks")
+        running = self.experiments.running
+        if running is not None:
+            raise RolloutError(f"experiment {running.name!r} is running: an interleaved rollout is an experiment, and "
+                               "one runs at a time; stop it first")
+
+    def _start_experiment(self, model: str, stable: str, candidate: str, percent: int) -> str:
+        """Start the experiment that judges an interleaved candidate against the stable version; its name."""
+        self._check_experiments()
+        name = f"rollout-{model}-{candidate}-{int(self.experiments.clock())}"
+        self.experiments.start(name, f"reranker={stable}", f"reranker={candidate}", "interleave", percent / 100,
+                               guard=True)
+        return name
+
+    def _quality(self, rollout) -> str:
+        """The quality guard's reason to roll an interleaved candidate back, or ""."""
+        if self.experiments is None or rollout.experiment not in self.experiments.experiments:
+            return ""
+        experiment = self.experiments.get(rollout.experiment)
+        decision = experiment.decision()
+        if decision.outcome != WORSE:
+            return ""
+        tally = experiment.interleaving
+        return (f"quality: shoppers preferred the stable version in interleaving: the candidate won {tally.wins} and "
+                f"lost {tally.losses} of {tally.wins + tally.losses + tally.ties} clicked queries (log likelihood "
+                f"ratio {decision.log_ratio:.2f} >= {decision.threshold:.2f}, experiment {experiment.name})")
 
     def _agreement_of(self, model: str, version: str) -> tuple[float, int]:
         window = self._agreement.get((model, version))
@@ -358,6 +420,9 @@ class RolloutController:
                 "candidate_manifest": _summary(manifest(self.loader.model_repository, name, rollout.candidate))
                 if rollout.candidate else {},
                 "history": list(rollout.history),
+                "quality": (self.experiments.get(rollout.experiment).status()
+                            if rollout.experiment and self.experiments is not None
+                            and rollout.experiment in self.experiments.experiments else None),
             })
         return result
 

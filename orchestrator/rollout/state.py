@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 
-MODES = ("canary", "shadow")
+MODES = ("canary", "shadow", "interleave")
 MAX_HISTORY = 50
 
 
@@ -27,8 +27,10 @@ class ModelRollout:
 
     stable: str
     candidate: str = ""
-    mode: str = ""  # "canary": a sticky share of requests is served by the candidate; "shadow": none is
+    mode: str = ""  # "canary": a sticky share of requests is served by the candidate; "shadow": none is;
+    # "interleave": a share of requests is served the interleaving of both versions' rankings (a quality guard)
     percent: int = 0  # the canary's share of requests, 0..100
+    experiment: str = ""  # "interleave": the experiment (orchestrator/experiments) that judges the candidate
     history: list[dict] = field(default_factory=list)
 
     @property

@@ -55,6 +55,9 @@ class SearchQuery:
     blend_weights: dict[str, float] | None = None  # group weights overriding the learned blend's (experiments)
     combination_weights: dict[str, float] | None = None  # overriding the served combination's (experiments)
     include_out_of_stock: bool = False  # out-of-stock products too, ranked after those in stock
+    skip_cross_encoder: bool = False  # the served weights without the cross-encoder (experiments, evaluation)
+    reranker_version: str = ""  # this loaded reranker version instead of the routed one (an experiment's arm)
+    request_id: str = ""  # set by the pipeline when empty
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class ScoredItem:
     title: str
     score: float
     components: tuple[tuple[str, float, int, float], ...] = ()  # (name, raw, rank, contribution)
+    arm: str = ""  # in an experiment's answer, the arm that placed it ("control" or "treatment")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class SearchResult:
     personalization: str = ""  # why the order is, or is not, personalized
     shop: str = ""  # the shop served
     shop_weights: bool = False  # true when the shop's own combination weights ranked the answer
+    request_id: str = ""  # the answer's id, which feedback on it sends back
+    experiment: str = ""  # the experiment the answer took part in
 
     @property
     def degraded(self) -> bool:

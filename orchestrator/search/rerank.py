@@ -127,9 +127,18 @@ class Rerank:
         if self.rollout is not None:
             route = self.rollout.route(RERANKER.name, request.user_id or request.query)
             combination, own = self.rollout.combination(route.version), self.rollout.shop_weights(route.version)
+        if request.reranker_version and self.rollout is not None:  # an experiment's arm names its version
+            route = Route(request.reranker_version)
+            combination, own = (self.rollout.combination(route.version),
+                                self.rollout.shop_weights(route.version))
         if request.combination_weights is not None:
             return route, {name: request.combination_weights.get(name, 0.0) for name in DEFAULT_WEIGHTS}, False
-        return route, combination.get(_script_key(context)), own
+        weights = combination.get(_script_key(context))
+        if request.skip_cross_encoder and weights is not None:
+            weights = {**weights, "reranker": 0.0}
+            if not any(weights.values()):  # weights of the cross-encoder alone: nothing else ranks, keep the fused order
+                return route, None, own
+        return route, weights, own
 
     def _head(self, context: SearchContext, depth: int) -> Head:
         fused = context.ranking

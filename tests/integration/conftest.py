@@ -96,7 +96,8 @@ def settings(model_repository, tmp_path_factory) -> Settings:
     state = tmp_path_factory.mktemp("profiles")
     return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0, rerank_depth=100,
                     rerank_timeout_s=15.0, profile_store=f"sqlite:///{state / 'profiles.db'}", blend_model=BLEND_MODEL,
-                    rollout_state=state / "rollout.json")
+                    rollout_state=state / "rollout.json", experiment_state=state / "experiments.json",
+                    impression_log=state / "impressions")
 
 
 @pytest.fixture(scope="session")

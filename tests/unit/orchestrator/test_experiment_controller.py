@@ -105,9 +105,6 @@ def test_one_experiment_runs_at_a_time_and_a_name_is_never_reused():
         controller.status("third")
 
 
-@pytest.mark.xfail(strict=True, reason="ExperimentController.start compares the parsed arms with Arm.__eq__, which "
-                   "includes Arm.text as written: two texts naming the same ranking (weights in another order, a part "
-                   "written twice) pass the A/A check")
 def test_two_texts_of_the_same_arm_are_refused_as_an_a_a_experiment():
     controller = ExperimentController(None)
     with pytest.raises(InvalidRequest, match="the same arm"):
@@ -296,9 +293,6 @@ def test_an_answer_outside_a_running_experiment_is_not_kept():
     assert controller.get("exp").shown == 0
 
 
-@pytest.mark.xfail(strict=True, reason="ExperimentController.served counts the answer in Experiment.shown but never "
-                   "in its InterleavingTally.shown, so status()['interleaving']['shown'] stays 0 however many "
-                   "interleaved answers were shown")
 def test_the_interleaving_figures_count_the_answers_shown():
     controller = interleaving()
     for number in range(3):
@@ -472,9 +466,6 @@ def test_a_corrupt_state_file_is_a_config_error_naming_it(tmp_path, content):
     assert str(path) in str(raised.value)
 
 
-@pytest.mark.xfail(strict=True, reason="ExperimentController.open parses a running experiment's arms outside the try "
-                   "that turns a bad state file into ConfigError: an arm text the state holds but parse_arm refuses "
-                   "raises InvalidRequest, which names neither the file nor what to do")
 def test_a_state_file_naming_an_arm_that_does_not_parse_is_a_config_error_naming_it(tmp_path):
     path = tmp_path / "experiments.json"
     record = {"name": "exp", "method": "interleave", "control": "default", "treatment": "reranker=two",
@@ -599,10 +590,6 @@ def test_a_candidate_shoppers_prefer_is_not_rolled_back_and_promotion_stops_its_
     assert rollout.models["reranker"].stable == "2" and not experiments.get(name).running
 
 
-@pytest.mark.xfail(strict=True, reason="RolloutController.shift sets the guard experiment's share on the Experiment "
-                   "object without marking the experiment state dirty or saving it (the rollout state is saved at "
-                   "once): until another answer is served or the controller closes, the experiment state file keeps "
-                   "the old share, and a crash in between restarts the experiment at a share the rollout no longer has")
 def test_a_shifted_share_reaches_the_experiment_state_file(repository, tmp_path, monkeypatch):
     monkeypatch.setattr(controller_module, "SAVE_EVERY_S", 0.01)
 

@@ -10,6 +10,8 @@ from orchestrator import harness
 @dataclasses.dataclass(frozen=True)
 class FakeSettings:
     rollout_state: Path = Path(".shoprank/rollout.json")
+    experiment_state: Path = Path(".shoprank/experiments.json")
+    impression_log: Path = Path(".shoprank/impressions")
     rerank_depth: int = 100
 
 
@@ -32,4 +34,5 @@ def test_the_service_of_an_evaluation_starts_from_a_fresh_rollout_state(monkeypa
     settings = seen["settings"]
     assert result == "work" and settings.rerank_depth == 20  # the caller's adjustment still applies
     assert settings.rollout_state != FakeSettings.rollout_state and seen["existed_during"]
+    assert settings.experiment_state.parent == settings.impression_log.parent == settings.rollout_state.parent
     assert not settings.rollout_state.parent.exists()  # removed afterwards

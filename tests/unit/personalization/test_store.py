@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from core.errors import ConfigError, StoreError, StoreUnavailable
-from orchestrator.personalization.events import Event
+from orchestrator.personalization.events import STORED_FIELDS, Event
 from orchestrator.personalization.redis_store import RedisStore
 from orchestrator.personalization.sqlite_store import SQLiteStore
 from orchestrator.personalization.store import open_store
@@ -167,14 +167,14 @@ def write_old_layout(url: str) -> None:
         with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
             db.executescript(OLD_SQLITE)
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           [(seq, *vars(e).values()) for seq, e in enumerate(OLD_EVENTS, 1)])
+                           [(seq, *(getattr(e, name) for name in STORED_FIELDS)) for seq, e in enumerate(OLD_EVENTS, 1)])
             db.commit()
         return
     with redis.Redis.from_url(url, decode_responses=True) as client:
         for seq, e in enumerate(OLD_EVENTS, 1):
             client.set(f"shoprank:event:{e.event_id}", e.user_id)
             client.zadd(f"shoprank:user:{e.user_id}:events",
-                        {f"{seq:020d}" + json.dumps(vars(e), ensure_ascii=False): e.time})
+                        {f"{seq:020d}" + json.dumps({name: getattr(e, name) for name in STORED_FIELDS}, ensure_ascii=False): e.time})
         client.sadd("shoprank:user:u1:bought", "p1")
         client.sadd("shoprank:user:u2:bought", "p1")
         client.hset("shoprank:product:p1", mapping={"purchases": 3, "buyers": 2, "reorders": 1})

@@ -7,16 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("model", "version", "percent", "shadow")
+    __slots__ = ("model", "version", "percent", "shadow", "interleave")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     SHADOW_FIELD_NUMBER: _ClassVar[int]
+    INTERLEAVE_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     percent: int
     shadow: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., percent: _Optional[int] = ..., shadow: _Optional[bool] = ...) -> None: ...
+    interleave: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., percent: _Optional[int] = ..., shadow: _Optional[bool] = ..., interleave: _Optional[bool] = ...) -> None: ...
 
 class ShiftRolloutRequest(_message.Message):
     __slots__ = ("model", "percent")
@@ -59,7 +61,7 @@ class RolloutEvent(_message.Message):
     def __init__(self, time: _Optional[float] = ..., action: _Optional[str] = ..., version: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class RolloutStatus(_message.Message):
-    __slots__ = ("model", "stable_version", "candidate_version", "mode", "percent", "loaded_versions", "windows", "shadow_agreement", "shadow_compared", "shadow_skipped", "history", "pinned", "candidate_manifest")
+    __slots__ = ("model", "stable_version", "candidate_version", "mode", "percent", "loaded_versions", "windows", "shadow_agreement", "shadow_compared", "shadow_skipped", "history", "pinned", "candidate_manifest", "quality")
     class CandidateManifestEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,7 @@ class RolloutStatus(_message.Message):
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     PINNED_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     model: str
     stable_version: str
     candidate_version: str
@@ -93,7 +96,108 @@ class RolloutStatus(_message.Message):
     history: _containers.RepeatedCompositeFieldContainer[RolloutEvent]
     pinned: bool
     candidate_manifest: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., mode: _Optional[str] = ..., percent: _Optional[int] = ..., loaded_versions: _Optional[_Iterable[str]] = ..., windows: _Optional[_Iterable[_Union[VersionWindow, _Mapping]]] = ..., shadow_agreement: _Optional[float] = ..., shadow_compared: _Optional[int] = ..., shadow_skipped: _Optional[int] = ..., history: _Optional[_Iterable[_Union[RolloutEvent, _Mapping]]] = ..., pinned: _Optional[bool] = ..., candidate_manifest: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    quality: ExperimentStatus
+    def __init__(self, model: _Optional[str] = ..., stable_version: _Optional[str] = ..., candidate_version: _Optional[str] = ..., mode: _Optional[str] = ..., percent: _Optional[int] = ..., loaded_versions: _Optional[_Iterable[str]] = ..., windows: _Optional[_Iterable[_Union[VersionWindow, _Mapping]]] = ..., shadow_agreement: _Optional[float] = ..., shadow_compared: _Optional[int] = ..., shadow_skipped: _Optional[int] = ..., history: _Optional[_Iterable[_Union[RolloutEvent, _Mapping]]] = ..., pinned: _Optional[bool] = ..., candidate_manifest: _Optional[_Mapping[str, str]] = ..., quality: _Optional[_Union[ExperimentStatus, _Mapping]] = ...) -> None: ...
+
+class StartExperimentRequest(_message.Message):
+    __slots__ = ("name", "control", "treatment", "method", "share")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    TREATMENT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    control: str
+    treatment: str
+    method: str
+    share: float
+    def __init__(self, name: _Optional[str] = ..., control: _Optional[str] = ..., treatment: _Optional[str] = ..., method: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
+
+class ExperimentRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ArmFigures(_message.Message):
+    __slots__ = ("arm", "spec", "searches", "clicks_per_search", "clicks_per_search_low", "clicks_per_search_high", "purchases_per_search", "purchases_per_search_low", "purchases_per_search_high")
+    ARM_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SEARCHES_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_PER_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_PER_SEARCH_LOW_FIELD_NUMBER: _ClassVar[int]
+    CLICKS_PER_SEARCH_HIGH_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_PER_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_PER_SEARCH_LOW_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_PER_SEARCH_HIGH_FIELD_NUMBER: _ClassVar[int]
+    arm: str
+    spec: str
+    searches: int
+    clicks_per_search: float
+    clicks_per_search_low: float
+    clicks_per_search_high: float
+    purchases_per_search: float
+    purchases_per_search_low: float
+    purchases_per_search_high: float
+    def __init__(self, arm: _Optional[str] = ..., spec: _Optional[str] = ..., searches: _Optional[int] = ..., clicks_per_search: _Optional[float] = ..., clicks_per_search_low: _Optional[float] = ..., clicks_per_search_high: _Optional[float] = ..., purchases_per_search: _Optional[float] = ..., purchases_per_search_low: _Optional[float] = ..., purchases_per_search_high: _Optional[float] = ...) -> None: ...
+
+class ExperimentStatus(_message.Message):
+    __slots__ = ("name", "method", "control", "treatment", "share", "running", "started", "stopped", "decision", "log_ratio", "threshold", "shown", "wins", "losses", "ties", "treatment_share", "treatment_share_low", "treatment_share_high", "delta", "delta_low", "delta_high", "arms", "feedback_joined", "feedback_unjoined")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    TREATMENT_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    LOG_RATIO_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SHOWN_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    TREATMENT_SHARE_FIELD_NUMBER: _ClassVar[int]
+    TREATMENT_SHARE_LOW_FIELD_NUMBER: _ClassVar[int]
+    TREATMENT_SHARE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    DELTA_LOW_FIELD_NUMBER: _ClassVar[int]
+    DELTA_HIGH_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_JOINED_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_UNJOINED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    method: str
+    control: str
+    treatment: str
+    share: float
+    running: bool
+    started: float
+    stopped: float
+    decision: str
+    log_ratio: float
+    threshold: float
+    shown: int
+    wins: int
+    losses: int
+    ties: int
+    treatment_share: float
+    treatment_share_low: float
+    treatment_share_high: float
+    delta: float
+    delta_low: float
+    delta_high: float
+    arms: _containers.RepeatedCompositeFieldContainer[ArmFigures]
+    feedback_joined: int
+    feedback_unjoined: int
+    def __init__(self, name: _Optional[str] = ..., method: _Optional[str] = ..., control: _Optional[str] = ..., treatment: _Optional[str] = ..., share: _Optional[float] = ..., running: _Optional[bool] = ..., started: _Optional[float] = ..., stopped: _Optional[float] = ..., decision: _Optional[str] = ..., log_ratio: _Optional[float] = ..., threshold: _Optional[float] = ..., shown: _Optional[int] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., treatment_share: _Optional[float] = ..., treatment_share_low: _Optional[float] = ..., treatment_share_high: _Optional[float] = ..., delta: _Optional[float] = ..., delta_low: _Optional[float] = ..., delta_high: _Optional[float] = ..., arms: _Optional[_Iterable[_Union[ArmFigures, _Mapping]]] = ..., feedback_joined: _Optional[int] = ..., feedback_unjoined: _Optional[int] = ...) -> None: ...
+
+class ExperimentStatusList(_message.Message):
+    __slots__ = ("experiments",)
+    EXPERIMENTS_FIELD_NUMBER: _ClassVar[int]
+    experiments: _containers.RepeatedCompositeFieldContainer[ExperimentStatus]
+    def __init__(self, experiments: _Optional[_Iterable[_Union[ExperimentStatus, _Mapping]]] = ...) -> None: ...
 
 class RolloutStatusList(_message.Message):
     __slots__ = ("models",)

@@ -74,6 +74,21 @@ class AdminStub:
                 request_serializer=shoprank_dot_v1_dot_admin__pb2.GetProductRequest.SerializeToString,
                 response_deserializer=shoprank_dot_v1_dot_admin__pb2.ProductRecord.FromString,
                 _registered_method=True)
+        self.StartExperiment = channel.unary_unary(
+                '/shoprank.v1.Admin/StartExperiment',
+                request_serializer=shoprank_dot_v1_dot_admin__pb2.StartExperimentRequest.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_admin__pb2.ExperimentStatus.FromString,
+                _registered_method=True)
+        self.StopExperiment = channel.unary_unary(
+                '/shoprank.v1.Admin/StopExperiment',
+                request_serializer=shoprank_dot_v1_dot_admin__pb2.ExperimentRequest.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_admin__pb2.ExperimentStatus.FromString,
+                _registered_method=True)
+        self.GetExperimentStatus = channel.unary_unary(
+                '/shoprank.v1.Admin/GetExperimentStatus',
+                request_serializer=shoprank_dot_v1_dot_admin__pb2.ExperimentRequest.SerializeToString,
+                response_deserializer=shoprank_dot_v1_dot_admin__pb2.ExperimentStatusList.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -142,6 +157,29 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartExperiment(self, request, context):
+        """Online experiments: two arms (ways of ranking) served side by side to a share of searches, judged by shoppers'
+        clicks sent back with the answers' request ids. One experiment runs at a time (a rollout with interleave set is
+        one); FAILED_PRECONDITION when one is running, INVALID_ARGUMENT for a malformed arm.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopExperiment(self, request, context):
+        """Stop serving the experiment; its figures and decision are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperimentStatus(self, request, context):
+        """The running experiment and the stopped ones (or one, by name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +222,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetProduct,
                     request_deserializer=shoprank_dot_v1_dot_admin__pb2.GetProductRequest.FromString,
                     response_serializer=shoprank_dot_v1_dot_admin__pb2.ProductRecord.SerializeToString,
+            ),
+            'StartExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartExperiment,
+                    request_deserializer=shoprank_dot_v1_dot_admin__pb2.StartExperimentRequest.FromString,
+                    response_serializer=shoprank_dot_v1_dot_admin__pb2.ExperimentStatus.SerializeToString,
+            ),
+            'StopExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopExperiment,
+                    request_deserializer=shoprank_dot_v1_dot_admin__pb2.ExperimentRequest.FromString,
+                    response_serializer=shoprank_dot_v1_dot_admin__pb2.ExperimentStatus.SerializeToString,
+            ),
+            'GetExperimentStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperimentStatus,
+                    request_deserializer=shoprank_dot_v1_dot_admin__pb2.ExperimentRequest.FromString,
+                    response_serializer=shoprank_dot_v1_dot_admin__pb2.ExperimentStatusList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +455,87 @@ class Admin:
             '/shoprank.v1.Admin/GetProduct',
             shoprank_dot_v1_dot_admin__pb2.GetProductRequest.SerializeToString,
             shoprank_dot_v1_dot_admin__pb2.ProductRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Admin/StartExperiment',
+            shoprank_dot_v1_dot_admin__pb2.StartExperimentRequest.SerializeToString,
+            shoprank_dot_v1_dot_admin__pb2.ExperimentStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Admin/StopExperiment',
+            shoprank_dot_v1_dot_admin__pb2.ExperimentRequest.SerializeToString,
+            shoprank_dot_v1_dot_admin__pb2.ExperimentStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperimentStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Admin/GetExperimentStatus',
+            shoprank_dot_v1_dot_admin__pb2.ExperimentRequest.SerializeToString,
+            shoprank_dot_v1_dot_admin__pb2.ExperimentStatusList.FromString,
             options,
             channel_credentials,
             insecure,

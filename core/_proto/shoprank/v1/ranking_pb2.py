@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoprank/v1/ranking.proto\x12\x0bshoprank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06\x61ny_of\x18\x02 \x03(\t\x12\x10\n\x03min\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\"\x92\x04\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12$\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x13.shoprank.v1.Filter\x12\x15\n\rcandidate_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12-\n\tretrieval\x18\x07 \x01(\x0e\x32\x1a.shoprank.v1.RetrievalMode\x12\x13\n\x0bskip_rerank\x18\x08 \x01(\x08\x12 \n\x18skip_spelling_correction\x18\t \x01(\x08\x12\x1c\n\x14skip_personalization\x18\n \x01(\x08\x12\x35\n\rblend_weights\x18\x0b \x01(\x0b\x32\x19.shoprank.v1.BlendWeightsH\x01\x88\x01\x01\x12O\n\x13\x63ombination_weights\x18\x0c \x03(\x0b\x32\x32.shoprank.v1.SearchRequest.CombinationWeightsEntry\x12\x1c\n\x14include_out_of_stock\x18\r \x01(\x08\x1a\x39\n\x17\x43ombinationWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x08\n\x06_top_kB\x10\n\x0e_blend_weights\"\x84\x01\n\x0c\x42lendWeights\x12\x16\n\trelevance\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\npreference\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\npopularity\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_relevanceB\r\n\x0b_preferenceB\r\n\x0b_popularity\"O\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x01\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontribution\x18\x04 \x01(\x01\"i\n\x04Item\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12/\n\ncomponents\x18\x04 \x03(\x0b\x32\x1b.shoprank.v1.ScoreComponent\"\xd8\x02\n\x0eSearchResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.shoprank.v1.Item\x12\x46\n\x0emodel_versions\x18\x02 \x03(\x0b\x32..shoprank.v1.SearchResponse.ModelVersionsEntry\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x04 \x01(\t\x12\x0f\n\x07took_ms\x18\x05 \x01(\x01\x12\x17\n\x0f\x63orrected_query\x18\x06 \x01(\t\x12\x14\n\x0cpersonalized\x18\x07 \x01(\x08\x12\x17\n\x0fpersonalization\x18\x08 \x01(\t\x12\x0c\n\x04shop\x18\t \x01(\t\x12\x14\n\x0cshop_weights\x18\n \x01(\x08\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc9\x01\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.shoprank.v1.EventType\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05query\x18\x06 \x01(\t\x12\x15\n\x08quantity\x18\x07 \x01(\x05H\x00\x88\x01\x01\x42\x0b\n\t_quantity\" \n\x0b\x46\x65\x65\x64\x62\x61\x63kAck\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"=\n\nEventError\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x89\x01\n\x14\x46\x65\x65\x64\x62\x61\x63kStreamResult\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\'\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x17.shoprank.v1.EventError\x12\x10\n\x08rejected\x18\x05 \x01(\x03\"$\n\x11\x46orgetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\",\n\x12\x46orgetUserResponse\x12\x16\n\x0e\x65vents_deleted\x18\x01 \x01(\x03*\x80\x01\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x1a\n\x16RETRIEVAL_MODE_LEXICAL\x10\x02\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x03*\x80\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x13\n\x0f\x45VENT_TYPE_CART\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x32\xb0\x02\n\x07Ranking\x12\x41\n\x06Search\x12\x1a.shoprank.v1.SearchRequest\x1a\x1b.shoprank.v1.SearchResponse\x12@\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1a.shoprank.v1.FeedbackEvent\x1a\x18.shoprank.v1.FeedbackAck\x12Q\n\x0e\x46\x65\x65\x64\x62\x61\x63kStream\x12\x1a.shoprank.v1.FeedbackEvent\x1a!.shoprank.v1.FeedbackStreamResult(\x01\x12M\n\nForgetUser\x12\x1e.shoprank.v1.ForgetUserRequest\x1a\x1f.shoprank.v1.ForgetUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shoprank/v1/ranking.proto\x12\x0bshoprank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x06\x46ilter\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06\x61ny_of\x18\x02 \x03(\t\x12\x10\n\x03min\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x04 \x01(\x01H\x01\x88\x01\x01\x42\x06\n\x04_minB\x06\n\x04_max\"\xae\x04\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12$\n\x07\x66ilters\x18\x04 \x03(\x0b\x32\x13.shoprank.v1.Filter\x12\x15\n\rcandidate_ids\x18\x05 \x03(\t\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12-\n\tretrieval\x18\x07 \x01(\x0e\x32\x1a.shoprank.v1.RetrievalMode\x12\x13\n\x0bskip_rerank\x18\x08 \x01(\x08\x12 \n\x18skip_spelling_correction\x18\t \x01(\x08\x12\x1c\n\x14skip_personalization\x18\n \x01(\x08\x12\x35\n\rblend_weights\x18\x0b \x01(\x0b\x32\x19.shoprank.v1.BlendWeightsH\x01\x88\x01\x01\x12O\n\x13\x63ombination_weights\x18\x0c \x03(\x0b\x32\x32.shoprank.v1.SearchRequest.CombinationWeightsEntry\x12\x1c\n\x14include_out_of_stock\x18\r \x01(\x08\x12\x1a\n\x12skip_cross_encoder\x18\x0e \x01(\x08\x1a\x39\n\x17\x43ombinationWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x08\n\x06_top_kB\x10\n\x0e_blend_weights\"\x84\x01\n\x0c\x42lendWeights\x12\x16\n\trelevance\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\npreference\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\npopularity\x18\x03 \x01(\x01H\x02\x88\x01\x01\x42\x0c\n\n_relevanceB\r\n\x0b_preferenceB\r\n\x0b_popularity\"O\n\x0eScoreComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x01\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontribution\x18\x04 \x01(\x01\"v\n\x04Item\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12/\n\ncomponents\x18\x04 \x03(\x0b\x32\x1b.shoprank.v1.ScoreComponent\x12\x0b\n\x03\x61rm\x18\x05 \x01(\t\"\x80\x03\n\x0eSearchResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.shoprank.v1.Item\x12\x46\n\x0emodel_versions\x18\x02 \x03(\x0b\x32..shoprank.v1.SearchResponse.ModelVersionsEntry\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x04 \x01(\t\x12\x0f\n\x07took_ms\x18\x05 \x01(\x01\x12\x17\n\x0f\x63orrected_query\x18\x06 \x01(\t\x12\x14\n\x0cpersonalized\x18\x07 \x01(\x08\x12\x17\n\x0fpersonalization\x18\x08 \x01(\t\x12\x0c\n\x04shop\x18\t \x01(\t\x12\x14\n\x0cshop_weights\x18\n \x01(\x08\x12\x12\n\nrequest_id\x18\x0b \x01(\t\x12\x12\n\nexperiment\x18\x0c \x01(\t\x1a\x34\n\x12ModelVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x02\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.shoprank.v1.EventType\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05query\x18\x06 \x01(\t\x12\x15\n\x08quantity\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x15\n\x08position\x18\t \x01(\x05H\x01\x88\x01\x01\x42\x0b\n\t_quantityB\x0b\n\t_position\" \n\x0b\x46\x65\x65\x64\x62\x61\x63kAck\x12\x11\n\tduplicate\x18\x01 \x01(\x08\"=\n\nEventError\x12\r\n\x05index\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x89\x01\n\x14\x46\x65\x65\x64\x62\x61\x63kStreamResult\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x12\n\nduplicates\x18\x03 \x01(\x03\x12\'\n\x06\x65rrors\x18\x04 \x03(\x0b\x32\x17.shoprank.v1.EventError\x12\x10\n\x08rejected\x18\x05 \x01(\x03\"$\n\x11\x46orgetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\",\n\x12\x46orgetUserResponse\x12\x16\n\x0e\x65vents_deleted\x18\x01 \x01(\x03*\x80\x01\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x1a\n\x16RETRIEVAL_MODE_LEXICAL\x10\x02\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x03*\x80\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x13\n\x0f\x45VENT_TYPE_CART\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x32\xb0\x02\n\x07Ranking\x12\x41\n\x06Search\x12\x1a.shoprank.v1.SearchRequest\x1a\x1b.shoprank.v1.SearchResponse\x12@\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x1a.shoprank.v1.FeedbackEvent\x1a\x18.shoprank.v1.FeedbackAck\x12Q\n\x0e\x46\x65\x65\x64\x62\x61\x63kStream\x12\x1a.shoprank.v1.FeedbackEvent\x1a!.shoprank.v1.FeedbackStreamResult(\x01\x12M\n\nForgetUser\x12\x1e.shoprank.v1.ForgetUserRequest\x1a\x1f.shoprank.v1.ForgetUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHREQUEST_COMBINATIONWEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._loaded_options = None
   _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_RETRIEVALMODE']._serialized_start=1897
-  _globals['_RETRIEVALMODE']._serialized_end=2025
-  _globals['_EVENTTYPE']._serialized_start=2028
-  _globals['_EVENTTYPE']._serialized_end=2156
+  _globals['_RETRIEVALMODE']._serialized_start=2034
+  _globals['_RETRIEVALMODE']._serialized_end=2162
+  _globals['_EVENTTYPE']._serialized_start=2165
+  _globals['_EVENTTYPE']._serialized_end=2293
   _globals['_FILTER']._serialized_start=75
   _globals['_FILTER']._serialized_end=166
   _globals['_SEARCHREQUEST']._serialized_start=169
-  _globals['_SEARCHREQUEST']._serialized_end=699
-  _globals['_SEARCHREQUEST_COMBINATIONWEIGHTSENTRY']._serialized_start=614
-  _globals['_SEARCHREQUEST_COMBINATIONWEIGHTSENTRY']._serialized_end=671
-  _globals['_BLENDWEIGHTS']._serialized_start=702
-  _globals['_BLENDWEIGHTS']._serialized_end=834
-  _globals['_SCORECOMPONENT']._serialized_start=836
-  _globals['_SCORECOMPONENT']._serialized_end=915
-  _globals['_ITEM']._serialized_start=917
-  _globals['_ITEM']._serialized_end=1022
-  _globals['_SEARCHRESPONSE']._serialized_start=1025
-  _globals['_SEARCHRESPONSE']._serialized_end=1369
-  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_start=1317
-  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_end=1369
-  _globals['_FEEDBACKEVENT']._serialized_start=1372
-  _globals['_FEEDBACKEVENT']._serialized_end=1573
-  _globals['_FEEDBACKACK']._serialized_start=1575
-  _globals['_FEEDBACKACK']._serialized_end=1607
-  _globals['_EVENTERROR']._serialized_start=1609
-  _globals['_EVENTERROR']._serialized_end=1670
-  _globals['_FEEDBACKSTREAMRESULT']._serialized_start=1673
-  _globals['_FEEDBACKSTREAMRESULT']._serialized_end=1810
-  _globals['_FORGETUSERREQUEST']._serialized_start=1812
-  _globals['_FORGETUSERREQUEST']._serialized_end=1848
-  _globals['_FORGETUSERRESPONSE']._serialized_start=1850
-  _globals['_FORGETUSERRESPONSE']._serialized_end=1894
-  _globals['_RANKING']._serialized_start=2159
-  _globals['_RANKING']._serialized_end=2463
+  _globals['_SEARCHREQUEST']._serialized_end=727
+  _globals['_SEARCHREQUEST_COMBINATIONWEIGHTSENTRY']._serialized_start=642
+  _globals['_SEARCHREQUEST_COMBINATIONWEIGHTSENTRY']._serialized_end=699
+  _globals['_BLENDWEIGHTS']._serialized_start=730
+  _globals['_BLENDWEIGHTS']._serialized_end=862
+  _globals['_SCORECOMPONENT']._serialized_start=864
+  _globals['_SCORECOMPONENT']._serialized_end=943
+  _globals['_ITEM']._serialized_start=945
+  _globals['_ITEM']._serialized_end=1063
+  _globals['_SEARCHRESPONSE']._serialized_start=1066
+  _globals['_SEARCHRESPONSE']._serialized_end=1450
+  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_start=1398
+  _globals['_SEARCHRESPONSE_MODELVERSIONSENTRY']._serialized_end=1450
+  _globals['_FEEDBACKEVENT']._serialized_start=1453
+  _globals['_FEEDBACKEVENT']._serialized_end=1710
+  _globals['_FEEDBACKACK']._serialized_start=1712
+  _globals['_FEEDBACKACK']._serialized_end=1744
+  _globals['_EVENTERROR']._serialized_start=1746
+  _globals['_EVENTERROR']._serialized_end=1807
+  _globals['_FEEDBACKSTREAMRESULT']._serialized_start=1810
+  _globals['_FEEDBACKSTREAMRESULT']._serialized_end=1947
+  _globals['_FORGETUSERREQUEST']._serialized_start=1949
+  _globals['_FORGETUSERREQUEST']._serialized_end=1985
+  _globals['_FORGETUSERRESPONSE']._serialized_start=1987
+  _globals['_FORGETUSERRESPONSE']._serialized_end=2031
+  _globals['_RANKING']._serialized_start=2296
+  _globals['_RANKING']._serialized_end=2600
 # @@protoc_insertion_point(module_scope)

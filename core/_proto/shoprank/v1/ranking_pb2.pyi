@@ -47,7 +47,7 @@ class Filter(_message.Message):
     def __init__(self, field: _Optional[str] = ..., any_of: _Optional[_Iterable[str]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank", "skip_spelling_correction", "skip_personalization", "blend_weights", "combination_weights", "include_out_of_stock")
+    __slots__ = ("query", "user_id", "top_k", "filters", "candidate_ids", "explain", "retrieval", "skip_rerank", "skip_spelling_correction", "skip_personalization", "blend_weights", "combination_weights", "include_out_of_stock", "skip_cross_encoder")
     class CombinationWeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,7 @@ class SearchRequest(_message.Message):
     BLEND_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     COMBINATION_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_OUT_OF_STOCK_FIELD_NUMBER: _ClassVar[int]
+    SKIP_CROSS_ENCODER_FIELD_NUMBER: _ClassVar[int]
     query: str
     user_id: str
     top_k: int
@@ -81,7 +82,8 @@ class SearchRequest(_message.Message):
     blend_weights: BlendWeights
     combination_weights: _containers.ScalarMap[str, float]
     include_out_of_stock: bool
-    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ..., skip_spelling_correction: _Optional[bool] = ..., skip_personalization: _Optional[bool] = ..., blend_weights: _Optional[_Union[BlendWeights, _Mapping]] = ..., combination_weights: _Optional[_Mapping[str, float]] = ..., include_out_of_stock: _Optional[bool] = ...) -> None: ...
+    skip_cross_encoder: bool
+    def __init__(self, query: _Optional[str] = ..., user_id: _Optional[str] = ..., top_k: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[Filter, _Mapping]]] = ..., candidate_ids: _Optional[_Iterable[str]] = ..., explain: _Optional[bool] = ..., retrieval: _Optional[_Union[RetrievalMode, str]] = ..., skip_rerank: _Optional[bool] = ..., skip_spelling_correction: _Optional[bool] = ..., skip_personalization: _Optional[bool] = ..., blend_weights: _Optional[_Union[BlendWeights, _Mapping]] = ..., combination_weights: _Optional[_Mapping[str, float]] = ..., include_out_of_stock: _Optional[bool] = ..., skip_cross_encoder: _Optional[bool] = ...) -> None: ...
 
 class BlendWeights(_message.Message):
     __slots__ = ("relevance", "preference", "popularity")
@@ -106,19 +108,21 @@ class ScoreComponent(_message.Message):
     def __init__(self, name: _Optional[str] = ..., raw: _Optional[float] = ..., rank: _Optional[int] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class Item(_message.Message):
-    __slots__ = ("product_id", "title", "score", "components")
+    __slots__ = ("product_id", "title", "score", "components", "arm")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     title: str
     score: float
     components: _containers.RepeatedCompositeFieldContainer[ScoreComponent]
-    def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., components: _Optional[_Iterable[_Union[ScoreComponent, _Mapping]]] = ...) -> None: ...
+    arm: str
+    def __init__(self, product_id: _Optional[str] = ..., title: _Optional[str] = ..., score: _Optional[float] = ..., components: _Optional[_Iterable[_Union[ScoreComponent, _Mapping]]] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("items", "model_versions", "degraded", "degraded_reason", "took_ms", "corrected_query", "personalized", "personalization", "shop", "shop_weights")
+    __slots__ = ("items", "model_versions", "degraded", "degraded_reason", "took_ms", "corrected_query", "personalized", "personalization", "shop", "shop_weights", "request_id", "experiment")
     class ModelVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +140,8 @@ class SearchResponse(_message.Message):
     PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
     SHOP_FIELD_NUMBER: _ClassVar[int]
     SHOP_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     model_versions: _containers.ScalarMap[str, str]
     degraded: bool
@@ -146,10 +152,12 @@ class SearchResponse(_message.Message):
     personalization: str
     shop: str
     shop_weights: bool
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., took_ms: _Optional[float] = ..., corrected_query: _Optional[str] = ..., personalized: _Optional[bool] = ..., personalization: _Optional[str] = ..., shop: _Optional[str] = ..., shop_weights: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    experiment: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., model_versions: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., took_ms: _Optional[float] = ..., corrected_query: _Optional[str] = ..., personalized: _Optional[bool] = ..., personalization: _Optional[str] = ..., shop: _Optional[str] = ..., shop_weights: _Optional[bool] = ..., request_id: _Optional[str] = ..., experiment: _Optional[str] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
-    __slots__ = ("event_id", "user_id", "product_id", "type", "time", "query", "quantity")
+    __slots__ = ("event_id", "user_id", "product_id", "type", "time", "query", "quantity", "request_id", "position")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +165,8 @@ class FeedbackEvent(_message.Message):
     TIME_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     user_id: str
     product_id: str
@@ -164,7 +174,9 @@ class FeedbackEvent(_message.Message):
     time: _timestamp_pb2.Timestamp
     query: str
     quantity: int
-    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., query: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+    request_id: str
+    position: int
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., query: _Optional[str] = ..., quantity: _Optional[int] = ..., request_id: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
 
 class FeedbackAck(_message.Message):
     __slots__ = ("duplicate",)
