@@ -568,8 +568,10 @@ def main(argv: list[str] | None = None) -> int:
                 catalog_store = f"milvus://127.0.0.1:{milvus.port}"
                 settings = Settings.from_env(catalog_store=catalog_store, shop=SHOP)
                 with catalog_stack(settings, DEMO_CATALOG) as settings:
-                    env = {**os.environ, "SHOPRANK_ADMIN_TOKEN": token}
                     for name in ("A", "B"):
+                        env = {**os.environ, "SHOPRANK_ADMIN_TOKEN": token,
+                               "SHOPRANK_EXPERIMENT_STATE": str(scratch / f"experiments-{name}.json"),
+                               "SHOPRANK_IMPRESSION_LOG": str(scratch / f"impressions-{name}")}
                         state = scratch / f"rollout-{name}.json"
                         if settings.rollout_state.is_file():
                             shutil.copyfile(settings.rollout_state, state)

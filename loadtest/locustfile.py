@@ -8,8 +8,11 @@ response without items; a degraded answer (the fused order because the reranker 
 successful call, counted apart by its reason code and printed at the end with its share. The run exits with
 status 1 when more than 1% of calls fail or the p95 exceeds SHOPRANK_LOADTEST_P95_MS (default 500 ms), else 0.
 `--degraded-csv FILE` writes the requests and degraded answers of every second (for loadtest/report.py);
-`--requests-csv FILE` writes one row per call: when it ended, its latency, outcome, whether it was degraded, and the
-reranker version that answered it (for loadtest/rollout_check.py).
+`--requests-csv FILE` writes one row per call (search or feedback): when it ended, its latency, outcome, whether it was degraded, and the
+reranker version that answered it (for loadtest/rollout_check.py). With `--shopper-clicks`, the plain searches are
+the demo's judged queries by a known shopper, who clicks what a position-based click model (training/click_model.py)
+draws from the judged gains and sends each click back as Feedback naming the answer's request id and position:
+what an online experiment (an interleaved rollout's quality guard) learns from.
 See loadtest/README.md; for a step load add loadtest/shapes.py to -f; `make load` runs both (loadtest/run.py).
 """
 
@@ -23,10 +26,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from locust import between, events, task
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+from core.judgments import load_judgments
 from loadtest.grpc_user import GrpcUser
+from training.click_model import ClickModel
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
 JUDGMENTS = DEMO / "judgments.csv"
@@ -44,12 +50,14 @@ def load_queries(path: Path = JUDGMENTS) -> list[str]:
 
 
 QUERIES = list(dict.fromkeys(load_queries() + load_queries(MULTILINGUAL)))
+GAINS = load_judgments(JUDGMENTS)  # query -> {product id: judged gain}, for the clicking shoppers
+CLICK_MODEL = ClickModel(max_gain=max(gain for products in GAINS.values() for gain in products.values()))
 # Degraded answers by reason code ("reranker_busy", ...): successes, counted apart.
 DEGRADED: Counter[str] = Counter()
 # Unix second -> [calls, degraded answers] ended in it: the degraded share over time, which Locust does not keep.
 TIMELINE: defaultdict[int, list[int]] = defaultdict(lambda: [0, 0])
-# (end time, latency ms, ok, degraded, reranker version) per call, kept only with --requests-csv.
-CALLS: list[tuple[float, float, int, int, str]] = []
+# (end time, latency ms, ok, degraded, reranker version, call) per call, kept only with --requests-csv.
+CALLS: list[tuple[float, float, int, int, str, str]] = []
 FILTERS = [
     [ranking_pb2.Filter(field="category", any_of=["Phones"])],
     [ranking_pb2.Filter(field="price", max=200)],
@@ -70,6 +78,8 @@ class ShopperUser(GrpcUser):
             pass  # already reported to Locust by the interceptor
 
     def check_response(self, method, response):
+        if not method.endswith("/Search"):
+            return None
         if not response.items:
             return RuntimeError("no items in the response")
         if response.degraded:
@@ -79,7 +89,30 @@ class ShopperUser(GrpcUser):
 
     @task(4)
     def search(self) -> None:
-        self._search()
+        if SHOPPER_CLICKS:
+            self._search_and_click()
+        else:
+            self._search()
+
+    def _search_and_click(self) -> None:
+        """A known shopper searches a judged query and clicks what the click model draws, each click sent back."""
+        query, user = random.choice(list(GAINS)), f"shopper-{random.randrange(500):03d}"
+        try:
+            response = self.stub.Search(ranking_pb2.SearchRequest(query=query, user_id=user), timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError:
+            return
+        gains = [GAINS[query].get(item.product_id, 0.0) for item in response.items]
+        for position in CLICK_MODEL.clicks(gains, random):
+            stamp = Timestamp()
+            stamp.GetCurrentTime()
+            event = ranking_pb2.FeedbackEvent(
+                event_id=f"{response.request_id}-{position}", user_id=user,
+                product_id=response.items[position - 1].product_id, type=ranking_pb2.EVENT_TYPE_CLICK, time=stamp,
+                query=query, request_id=response.request_id, position=position)
+            try:
+                self.stub.Feedback(event, timeout=CALL_TIMEOUT_S)
+            except grpc.RpcError:
+                pass  # reported to Locust by the interceptor
 
     @task(2)
     def search_explained(self) -> None:
@@ -99,13 +132,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--degraded-csv", default="", include_in_web_ui=False,
                         help="at exit, write timestamp,requests,degraded for every second of the run to this CSV")
     parser.add_argument("--requests-csv", default="", include_in_web_ui=False,
-                        help="at exit, write time,latency_ms,ok,degraded,reranker_version for every call to this CSV")
+                        help="at exit, write time,latency_ms,ok,degraded,reranker_version,call for every call (Search, "
+                             "Feedback) to this CSV")
+    parser.add_argument("--shopper-clicks", action="store_true", default=False, include_in_web_ui=False,
+                        help="plain searches are judged queries by known shoppers who click (click model) and send "
+                             "their clicks as Feedback with the answer's request id")
 
 
 @events.request.add_listener
-def count_second(response=None, exception=None, response_time=0.0, **_kwargs) -> None:
-    """Count every call, and every degraded answer that is a success, in the second it ended."""
+def count_second(name="", response=None, exception=None, response_time=0.0, **_kwargs) -> None:
+    """Count every search, and every degraded answer that is a success, in the second it ended; with
+    --requests-csv, keep every call (searches and feedback)."""
     now = time.time()
+    call = name.rsplit("/", 1)[-1]
+    if call != "Search":
+        if KEEP_CALLS:
+            CALLS.append((now, float(response_time), int(exception is None), 0, "", call))
+        return
     counts = TIMELINE[int(now)]
     counts[0] += 1
     degraded = exception is None and getattr(response, "degraded", False)
@@ -113,16 +156,19 @@ def count_second(response=None, exception=None, response_time=0.0, **_kwargs) ->
         counts[1] += 1
     if KEEP_CALLS:
         version = response.model_versions.get("reranker", "") if exception is None and response is not None else ""
-        CALLS.append((now, float(response_time), int(exception is None), int(degraded), version))
+        CALLS.append((now, float(response_time), int(exception is None), int(degraded), version, call))
 
 
 KEEP_CALLS = False
+SHOPPER_CLICKS = False
 
 
 @events.init.add_listener
 def keep_calls(environment, **_kwargs) -> None:
-    global KEEP_CALLS  # noqa: PLW0603 - set once, before the first call
-    KEEP_CALLS = bool(getattr(getattr(environment, "parsed_options", None), "requests_csv", ""))
+    global KEEP_CALLS, SHOPPER_CLICKS  # noqa: PLW0603 - set once, before the first call
+    options = getattr(environment, "parsed_options", None)
+    KEEP_CALLS = bool(getattr(options, "requests_csv", ""))
+    SHOPPER_CLICKS = bool(getattr(options, "shopper_clicks", False))
 
 
 @events.quitting.add_listener
@@ -132,7 +178,7 @@ def write_calls(environment, **_kwargs) -> None:
         return
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["time", "latency_ms", "ok", "degraded", "reranker_version"])
+        writer.writerow(["time", "latency_ms", "ok", "degraded", "reranker_version", "call"])
         writer.writerows(CALLS)
 
 

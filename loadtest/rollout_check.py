@@ -11,13 +11,20 @@ the demo catalog with the admin API on, and runs Locust at a steady rate. Meanwh
     canary 50  `shoprank rollout shift reranker 50`
     promoted   `shoprank rollout promote reranker`; the old version is unloaded once drained
     rollback   `shoprank rollout start reranker OLD --canary 10`, then `shoprank rollout rollback reranker`
+    quality    a worse version (its combination ranks latin queries by BM25 alone: demo nDCG@10 0.833 against the
+               stable 0.938) goes out with `--interleave 100`; the shoppers' clicks must make the quality guard roll
+               it back (a "guard: quality: ..." rollback) within QUALITY_TIMEOUT_S
     after      steady load again
 
-Each request's end time, latency, outcome and reranker version are recorded (loadtest/locustfile.py
---requests-csv). At the end it prints p50/p95/p99, requests/s and the degraded share per phase, writes them with
+The Locust shoppers search the demo's judged queries and send their clicks back (loadtest/locustfile.py
+--shopper-clicks: a position-based click model over the judged gains) with each answer's request id: what the
+quality guard judges by. Each call's end time, latency, outcome and reranker version are recorded (--requests-csv).
+At the end it prints p50/p95/p99 of the searches, requests/s and the degraded share per phase, writes them with
 Locust's reports under benchmarks/results/rollout-<date-time>/, and prints exactly one last line:
 
     failed=N requests=M degraded=D p50_ms=.. p99_ms=..
+
+where failed and requests count every call (searches and feedback), and the percentiles are the searches'.
 
 The exit status is 1 if any request failed or a step of the rollout did not do what it should, else 0.
 """
@@ -46,6 +53,7 @@ from loadtest.run import DEMO_CATALOG, RESULTS, ROOT, RunFiles, locust_command, 
 USERS = 3
 PHASE_S = {"before": 20, "canary 10": 20, "canary 50": 20, "promoted": 20, "rollback": 15, "after": 15}
 STEP_TIMEOUT_S = 300.0
+QUALITY_TIMEOUT_S = 240.0  # the worse version must be rolled back by the quality guard within this
 
 
 @dataclasses.dataclass
@@ -68,30 +76,50 @@ def linked_copy(source: Path, target: Path) -> None:
     shutil.copytree(source, target, copy_function=link, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def shoprank(*args: str, env: dict | None = None, timeout: float = STEP_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run the shoprank CLI as a user would, echoing what it prints."""
+def shoprank(*args: str, env: dict | None = None, timeout: float = STEP_TIMEOUT_S,
+             echo: bool = True) -> subprocess.CompletedProcess:
+    """Run the shoprank CLI as a user would, echoing what it prints (`echo`: also the command and its output when
+    it succeeds)."""
     command = [sys.executable, "-m", "cli", *args]
-    print("$ shoprank " + " ".join(args), flush=True)
+    if echo:
+        print("$ shoprank " + " ".join(args), flush=True)
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                             env={**os.environ, **(env or {})})
     output = (result.stdout + result.stderr).strip()
-    if output:
+    if output and (echo or result.returncode != 0):
         print("  " + output.replace("\n", "\n  ")[-3000:], flush=True)
     return result
+
+
+def write_worse_version(reranker: Path, stable: str) -> str:
+    """A new reranker version: the stable one's files, with a combination that ranks latin queries by BM25 alone
+    (and no shop's own weights); its number."""
+    worse = str(versions(reranker)[-1] + 1)
+    linked_copy(reranker / stable, reranker / worse)
+    combination = reranker / worse / "combination.json"
+    weights = json.loads(combination.read_text()) if combination.is_file() else {}
+    combination.unlink(missing_ok=True)  # a hard link to the stable version's file: never written through
+    worse_weights = {"latin": {"bm25": 1.0}}
+    if "cjk" in weights:
+        worse_weights["cjk"] = weights["cjk"]
+    combination.write_text(json.dumps(worse_weights, indent=2) + "\n")
+    return worse
 
 
 def phase_figures(rows: list[dict], phases: list[Phase]) -> list[dict]:
     """p50/p95/p99 latency, requests/s, failures and degraded share of the requests that ended in each phase."""
     result = []
     for phase in phases:
-        inside = [row for row in rows if phase.started <= row["time"] < phase.ended]
+        every = [row for row in rows if phase.started <= row["time"] < phase.ended]
+        inside = [row for row in every if row.get("call", "Search") == "Search"]
         latencies = np.array([row["latency_ms"] for row in inside]) if inside else np.zeros(0)
         seconds = max(phase.ended - phase.started, 1e-9)
         result.append({
             "phase": phase.name,
             "seconds": round(seconds, 1),
             "requests": len(inside),
-            "failed": sum(not row["ok"] for row in inside),
+            "feedback": len(every) - len(inside),
+            "failed": sum(not row["ok"] for row in every),
             "degraded_share": (sum(row["degraded"] for row in inside) / len(inside)) if inside else 0.0,
             "rps": len(inside) / seconds,
             **{f"p{q}_ms": float(np.percentile(latencies, q)) if len(latencies) else float("nan") for q in (50, 95, 99)},
@@ -103,12 +131,14 @@ def phase_figures(rows: list[dict], phases: list[Phase]) -> list[dict]:
 def read_requests(path: Path) -> list[dict]:
     with path.open(newline="", encoding="utf-8") as handle:
         return [{"time": float(row["time"]), "latency_ms": float(row["latency_ms"]), "ok": row["ok"] == "1",
-                 "degraded": row["degraded"] == "1", "version": row["reranker_version"]}
+                 "degraded": row["degraded"] == "1", "version": row["reranker_version"],
+                 "call": row.get("call") or "Search"}
                 for row in csv.DictReader(handle)]
 
 
 def summary_line(rows: list[dict]) -> str:
-    latencies = np.array([row["latency_ms"] for row in rows]) if rows else np.zeros(1)
+    searches = [row for row in rows if row.get("call", "Search") == "Search"]
+    latencies = np.array([row["latency_ms"] for row in searches]) if searches else np.zeros(1)
     return (f"failed={sum(not row['ok'] for row in rows)} requests={len(rows)} "
             f"degraded={sum(row['degraded'] for row in rows)} p50_ms={np.percentile(latencies, 50):.0f} "
             f"p99_ms={np.percentile(latencies, 99):.0f}")
@@ -151,7 +181,7 @@ class Release:
 
     async def status(self) -> dict:
         result = await asyncio.to_thread(shoprank, "rollout", "status", "reranker", "--admin", self.admin, "--json",
-                                         env=self.env)
+                                         env=self.env, echo=False)
         return json.loads(result.stdout)[0] if result.returncode == 0 else {}
 
     async def wait_unloaded(self, keep: str, timeout_s: float = 60.0) -> None:
@@ -161,6 +191,29 @@ class Release:
                 return
             await asyncio.sleep(1.0)
         self.problems.append(f"the versions other than {keep} were not unloaded within {timeout_s:.0f}s")
+
+    async def quality_guard(self, stable: str) -> None:
+        """Roll a worse version out as an interleaved canary to every request; the quality guard must roll it back."""
+        worse = write_worse_version(self.repository_root / "cpu" / "reranker", stable)
+        if await self.rollout("start", "reranker", worse, "--interleave", "100") is None:
+            return
+        deadline = time.monotonic() + QUALITY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(2.0)
+            status = await self.status()
+            if status.get("candidate_version", "") != worse:
+                break
+        else:
+            self.problems.append(f"the worse version {worse} was not rolled back within {QUALITY_TIMEOUT_S:.0f}s")
+            await self.rollout("rollback", "reranker", "--reason", "rollout-check: the quality guard did not decide")
+            return
+        rollback = [event for event in status.get("history", []) if event.get("action") == "rollback"
+                    and event.get("version") == worse]
+        reason = rollback[-1].get("detail", "") if rollback else ""
+        print(f"  version {worse} rolled back: {reason}", flush=True)
+        if not reason.startswith("guard: quality:"):
+            self.problems.append(f"the worse version {worse} ended otherwise than by the quality guard: {reason!r}")
+        await self.wait_unloaded(stable)
 
     async def run(self) -> None:
         self.enter("before")
@@ -196,6 +249,8 @@ class Release:
                 self.problems.append(f"after rollback the versions are {rolled.get('stable_version')}/"
                                      f"{rolled.get('candidate_version')}")
             await self.wait_unloaded(new)
+        self.enter("quality")
+        await self.quality_guard(new)
         self.enter("after")
         await asyncio.sleep(PHASE_S["after"])
         self.phases[-1].ended = time.time()
@@ -225,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def adjust(settings):
             return dataclasses.replace(settings, profile_store=store, admin_token=token, admin_port=admin_port,
-                                       rollout_state=Path(scratch) / "rollout.json")
+                                       rollout_state=Path(scratch) / "rollout.json",
+                                       experiment_state=Path(scratch) / "experiments.json",
+                                       impression_log=Path(scratch) / "impressions")
 
         release = Release(root, f"127.0.0.1:{admin_port}", token)
         settings = Settings.from_env(model_repository=root / "cpu")
@@ -251,8 +308,9 @@ async def _check(settings, files: RunFiles, requests_csv: Path, release: Release
     service = await Service(dataclasses.replace(settings, port=0)).start()
     address = f"{settings.host}:{service.port}"
     print(f"shoprank serving on {address}, admin on 127.0.0.1:{service.admin_port}", flush=True)
-    total_s = sum(PHASE_S.values()) + 3 * STEP_TIMEOUT_S  # an upper bound: Locust is stopped when the release ends
-    command = locust_command(address, int(total_s), files, users=USERS) + ["--requests-csv", str(requests_csv)]
+    total_s = sum(PHASE_S.values()) + 3 * STEP_TIMEOUT_S + QUALITY_TIMEOUT_S  # an upper bound: Locust is stopped when the release ends
+    command = locust_command(address, int(total_s), files, users=USERS) + ["--requests-csv", str(requests_csv),
+                                                                            "--shopper-clicks"]
     locust = asyncio.create_task(run_locust(command))
     try:
         await asyncio.sleep(5.0)  # users spawned

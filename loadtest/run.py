@@ -114,7 +114,8 @@ def on_demo_stack(args: argparse.Namespace, work: Callable[[str], Awaitable[int]
             if settings.rollout_state.is_file():
                 shutil.copyfile(settings.rollout_state, state)
             return dataclasses.replace(settings, profile_store=f"sqlite:///{scratch}/profiles.db", rollout_state=state,
-                                       admin_port=0)
+                                       admin_port=0, experiment_state=scratch / "experiments.json",
+                                       impression_log=scratch / "impressions")
 
         with catalog_stack(settings_from(args), DEMO_CATALOG, adjust=adjust) as settings:
             return asyncio.run(until_sigterm(_serve(settings, work)))
@@ -127,11 +128,16 @@ async def _serve(settings, work: Callable[[str], Awaitable[int]]) -> int:
     address = f"{settings.host}:{service.port}"
     print(f"shoprank serving on {address} (Triton at {service.triton_url}, profiles {settings.profile_store})",
           flush=True)
+    impressions = service.impressions
     try:
         return await work(address)
     finally:
         await service.stop()
         print("shoprank service stopped", flush=True)
+        if impressions is not None:  # closed by the stop: every queued record is written or counted as dropped
+            counts = impressions.counts
+            lost = sum(value for outcome, value in counts.items() if outcome.startswith("dropped"))
+            print(f"impression log: written={counts['written']} lost={lost} ({settings.impression_log})", flush=True)
 
 
 async def until_sigterm(awaitable: Awaitable[int]) -> int:

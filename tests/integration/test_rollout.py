@@ -21,6 +21,7 @@ import tritonclient.grpc as triton_grpc
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 from core.errors import ConfigError
+from core.judgments import load_judgments
 from loadtest.rollout_check import linked_copy
 from orchestrator.rollout.versions import combination_file
 from orchestrator.triton_process import LocalTriton
@@ -30,6 +31,7 @@ from .conftest import ServiceThread
 pytestmark = pytest.mark.integration
 
 TOKEN = "rollout-test-token"
+DEMO_JUDGMENTS = Path(__file__).resolve().parents[2] / "data" / "demo" / "judgments.csv"
 QUERIES = ["cordless drill", "wireless earbuds", "garden hose", "phone case", "无线耳机", "bluetooth speaker"]
 
 
@@ -59,7 +61,8 @@ def rollout_triton(repository):
 def rollout_settings(settings, repository, rollout_triton, demo_index, tmp_path):
     return dataclasses.replace(settings, model_repository=repository, triton_url=rollout_triton.url,
                                index_dir=demo_index, rollout_state=tmp_path / "rollout.json", admin_token=TOKEN,
-                               admin_port=0, rollout_min_requests=5, rollout_window_s=30.0)
+                               admin_port=0, rollout_min_requests=5, rollout_window_s=30.0,
+                               experiment_state=tmp_path / "experiments.json", impression_log=tmp_path / "impressions")
 
 
 class Load:
@@ -235,6 +238,55 @@ def test_a_slow_canary_is_rolled_back_by_its_guard(rollout_settings):
     assert rollback.detail.startswith("guard: p99") and "> 1 ms" in rollback.detail
     assert load.failures == []
     assert status.stable_version == "1"
+
+
+def test_an_interleaved_canary_that_shoppers_like_less_is_rolled_back_by_the_quality_guard(rollout_settings,
+                                                                                           repository):
+    """Version 7 is version 1 with weights that rank latin queries' lexical matches last. Shoppers search the demo's
+    judged queries and click the best-judged product shown; the interleaving experiment must decide against the
+    candidate and the guard roll it back, with no failed search."""
+    (rollout_settings.rollout_state).write_text(json.dumps({"models": {"reranker": {"stable": "1"}}}))
+    worse = repository / "reranker" / "7"
+    linked_copy(repository / "reranker" / "1", worse)
+    weights = json.loads((worse / "combination.json").read_text())
+    (worse / "combination.json").unlink()  # a hard link to version 1's file
+    (worse / "combination.json").write_text(json.dumps({"latin": {"bm25": -1.0}, "cjk": weights.get("cjk", {})}))
+    judgments = load_judgments(DEMO_JUDGMENTS)
+    queries = [query for query in judgments if query.isascii()]
+    running = ServiceThread(rollout_settings).start()
+    try:
+        stub, auth = admin(running)
+        search = ranking_pb2_grpc.RankingStub(grpc.insecure_channel(running.address))
+        started = stub.StartRollout(admin_pb2.StartRolloutRequest(model="reranker", version="7", percent=100,
+                                                                  interleave=True), metadata=auth, timeout=120)
+        assert started.mode == "interleave" and started.quality.running
+        for turn in range(300):
+            [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+            if not status.candidate_version:
+                break
+            query, user = queries[turn % len(queries)], f"shopper-{turn}"
+            response = search.Search(ranking_pb2.SearchRequest(query=query, user_id=user), timeout=60)
+            assert {item.arm for item in response.items} <= {"control", "treatment"}
+            gains = [judgments[query].get(item.product_id, 0.0) for item in response.items]
+            if gains and max(gains) > 0:
+                position = gains.index(max(gains)) + 1
+                event = ranking_pb2.FeedbackEvent(
+                    event_id=f"quality-{turn}", user_id=user, product_id=response.items[position - 1].product_id,
+                    type=ranking_pb2.EVENT_TYPE_CLICK, request_id=response.request_id, position=position)
+                event.time.GetCurrentTime()
+                search.Feedback(event, timeout=30)
+            time.sleep(0.05)  # the guard looks once a second
+        [status] = stub.GetRolloutStatus(admin_pb2.ModelRequest(), metadata=auth).models
+        experiments = stub.GetExperimentStatus(admin_pb2.ExperimentRequest(), metadata=auth).experiments
+    finally:
+        running.stop()
+        shutil.rmtree(worse, ignore_errors=True)
+    assert status.candidate_version == "" and status.stable_version == "1"
+    rollback = [event for event in status.history if event.action == "rollback"][-1]
+    assert rollback.version == "7" and rollback.detail.startswith("guard: quality:"), rollback.detail
+    [experiment] = experiments
+    assert not experiment.running and experiment.decision == "treatment worse"
+    assert experiment.losses > experiment.wins
 
 
 def test_admin_needs_its_token_and_is_off_without_one(rollout_settings):
