@@ -11,6 +11,7 @@
     ├── RerankerBusy          the reranker already has its limit of queries in flight (refused before Triton)
     ├── CatalogStoreError     a call to the catalog store (Milvus) failed
     │   └── CatalogUnavailable    the catalog store does not answer, or not in time
+    ├── DeadlineExceeded      the caller's deadline passed before the work was done
     ├── RolloutError          a rollout action does not apply (unknown version, a rollout already active...)
     ├── ExperimentError       an experiment action does not apply (one is running already, no such experiment...)
     ├── InvalidEvent          a feedback event cannot be recorded (unknown product or type, missing id, bad time)
@@ -67,6 +68,10 @@ class CatalogUnavailable(CatalogStoreError):
 
 class RolloutError(ShoprankError):
     """A rollout action cannot be done in the current state, or its candidate was rolled back."""
+
+
+class DeadlineExceeded(ShoprankError):
+    """The caller's deadline passed before the work was done."""
 
 
 class ExperimentError(ShoprankError):

@@ -112,6 +112,26 @@ class Settings:
     impression_queue: int = 10000
     impression_retention_days: float = 7.0
     impression_max_mb: int = 2048
+    # Admission control (orchestrator/admission.py): past this many calls of a kind in flight, a call is refused at
+    # once with RESOURCE_EXHAUSTED and `retry-after-ms` (0: no bound). Each kind has its own bound, so a flood of
+    # searches cannot starve feedback, catalog changes or admin calls, nor they it.
+    max_inflight_searches: int = 8
+    max_inflight_feedback: int = 16
+    max_inflight_catalog: int = 4
+    max_inflight_admin: int = 8
+    retry_after_ms: int = 100
+    # TLS (orchestrator/security.py): with a certificate and its key (PEM files) both ports speak TLS only; with
+    # `tls_client_ca` too, clients must present a certificate that CA signed (mutual TLS). Without them the ports are
+    # plaintext, and the admin API then takes its token only from loopback peers.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # The public API's own optional token ("authorization: Bearer TOKEN"; set it through SHOPRANK_API_TOKEN).
+    api_token: str = ""
+    # Per-client rate limit on the public API (calls per second and burst, by client identity: the mTLS subject, else
+    # the token, else the peer address); 0: none.
+    rate_limit_rps: float = 0.0
+    rate_limit_burst: int = 20
     # Query words no product has are corrected into catalog terms up to this many edits away
     # (core/spelling.py); 0 turns correction off.
     max_spelling_edits: int = 2
@@ -169,6 +189,16 @@ class Settings:
             raise ConfigError(f"reranker_version must be a version number, not {self.reranker_version!r}")
         if self.rollout_window_s <= 0 or self.rollout_min_requests < 1:
             raise ConfigError("rollout_window_s must be positive and rollout_min_requests at least 1")
+        for name in ("max_inflight_searches", "max_inflight_feedback", "max_inflight_catalog", "max_inflight_admin",
+                     "retry_after_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (no bound) or more")
+        if self.rate_limit_rps < 0 or self.rate_limit_burst < 1:
+            raise ConfigError("rate_limit_rps must be 0 (off) or more, and rate_limit_burst at least 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both tls_cert and tls_key (PEM files)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("mutual TLS (tls_client_ca) needs the server's own tls_cert and tls_key")
         if self.experiment_join_window_s <= 0 or self.impression_retention_days <= 0:
             raise ConfigError("experiment_join_window_s and impression_retention_days must be positive")
         if not 0.0 <= self.rollout_max_error_rate <= 1.0 or not 0.0 <= self.rollout_min_agreement <= 1.0:
@@ -197,7 +227,7 @@ class Settings:
                 values[item.name] = _parse(item.name, raw, item.type)
         values.update({key: value for key, value in overrides.items() if value is not None})
         for key in ("index_dir", "model_repository", "tokenizer_path", "blend_model", "rollout_state",
-                    "experiment_state", "impression_log"):
+                    "experiment_state", "impression_log", "tls_cert", "tls_key", "tls_client_ca"):
             if isinstance(values.get(key), str):
                 values[key] = Path(values[key])
         return cls(**values)

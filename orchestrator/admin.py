@@ -25,6 +25,7 @@ import grpc
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
 from core.errors import DataError, ExperimentError, InvalidRequest, RolloutError, ShoprankError
 
+from .admission import AdmissionInterceptor, Gate
 from .catalog.ingest import CatalogWriter, IncomingProduct, UpsertResult
 from .catalog.milvus import StockedProduct
 from .experiments.controller import ExperimentController
@@ -306,12 +307,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 
 def create_admin_server(host: str, port: int, token: str, rollout: RolloutController | None = None,
                         catalog: CatalogWriter | None = None,
-                        experiments: ExperimentController | None = None) -> tuple[grpc.aio.Server, int]:
+                        experiments: ExperimentController | None = None,
+                        gate: Gate | None = None) -> tuple[grpc.aio.Server, int]:
     """The admin gRPC server over whichever of rollouts, the catalog and experiments this service has, bound but
-    not started; returns (server, bound port)."""
+    not started; returns (server, bound port). `gate`: the admission bounds of its calls (checked after the token)."""
     if not token:
         raise ValueError("the admin service needs a token")
-    server = grpc.aio.server(interceptors=[TokenInterceptor(token)])
+    interceptors = [TokenInterceptor(token)] + ([AdmissionInterceptor(gate)] if gate is not None else [])
+    server = grpc.aio.server(interceptors=interceptors)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(rollout, catalog, experiments), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

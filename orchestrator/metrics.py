@@ -37,6 +37,8 @@ class Metrics:
         self.searches = Counter("shoprank_searches", "Search calls answered", registry=self.registry)
         self.stage_seconds = Histogram("shoprank_search_stage_seconds", "Time spent in each stage of a search",
                                        ["stage"], buckets=BUCKETS_S, registry=self.registry)
+        self.refused = Counter("shoprank_refused_calls", "Calls refused by admission control (RESOURCE_EXHAUSTED), by "
+                               "kind (search, feedback, catalog, admin)", ["kind"], registry=self.registry)
         self.degraded = Counter("shoprank_degraded_answers", "Answers with a part skipped, by reason code",
                                 ["reason"], registry=self.registry)
         # Rollouts, refreshed from the controller's status at each scrape.
@@ -61,6 +63,10 @@ class Metrics:
                                               "dropped_error, dropped_closed)", ["outcome"], registry=self.registry)
         self.impression_log_queued = Gauge("shoprank_impression_log_queued", "Records waiting for the impression "
                                            "log's writer", registry=self.registry)
+
+    def refuse(self, kind: str) -> None:
+        """One call refused by admission control (orchestrator/admission.py)."""
+        self.refused.labels(kind=kind).inc()
 
     def observe(self, timings_ms: dict[str, float], degraded_reason: str) -> None:
         self.searches.inc()

@@ -26,6 +26,7 @@ from core.tokenization import PairEncoder, SentencePieceEncoder, TextEncoder
 from core.weights import has_shop_weights, read_combination
 
 from .admin import create_admin_server
+from .admission import AdmissionInterceptor, Gate
 from .catalog.ingest import CatalogWriter
 from .catalog.memory import MemoryCatalog
 from .catalog.milvus_store import MilvusStore
@@ -65,11 +66,14 @@ WARMUP_TEXTS = ["Kestrel 20V Cordless Drill/Driver Kit with 2 Batteries and Char
 WARMUP_ROUNDS = 3
 
 
-def create_server(pipeline: Pipeline, host: str, port: int,
-                  log_key: bytes = b"") -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def create_server(pipeline: Pipeline, host: str, port: int, log_key: bytes = b"",
+                  gate: Gate | None = None) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A gRPC server for the pipeline, bound but not started; returns (server, bound port, health servicer).
-    `log_key`: the key of the hashes logs carry instead of user ids (empty: a random one)."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)])
+    `log_key`: the key of the hashes logs carry instead of user ids (empty: a random one); `gate`: the admission
+    bounds of its calls (none: every call is admitted)."""
+    interceptors = [AdmissionInterceptor(gate)] if gate is not None else []
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+                             interceptors=interceptors)
     ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline, log_key or secrets.token_bytes(32)),
                                                    server)
     health_servicer = health.aio.HealthServicer()
@@ -105,6 +109,7 @@ class Service:
         self._refresher: asyncio.Task[None] | None = None  # follows the catalog's vocabulary and intent
         self.experiments: ExperimentController | None = None
         self.impressions: ImpressionLog | None = None
+        self.gate: Gate | None = None  # admission bounds, shared by the public and the admin server
         self._thread_limits: threadpool_limits | None = None
 
     async def start(self) -> "Service":
@@ -156,8 +161,11 @@ class Service:
             triton_metrics = self._local_triton.metrics_url if self._local_triton is not None else ""
             self._metrics = MetricsServer(metrics, settings.host, settings.metrics_port, triton_metrics).start()
             log.info("metrics on http://%s:%d/metrics", settings.host, self._metrics.port)
+        self.gate = Gate({"search": settings.max_inflight_searches, "feedback": settings.max_inflight_feedback,
+                          "catalog": settings.max_inflight_catalog, "admin": settings.max_inflight_admin},
+                         settings.retry_after_ms, on_refusal=metrics.refuse if metrics is not None else None)
         self._server, self.port, self._health = create_server(self.pipeline, settings.host, settings.port,
-                                                              log_key=log_key)
+                                                              log_key=log_key, gate=self.gate)
         await self._set_health(False)
         await self._server.start()
         try:
@@ -169,7 +177,7 @@ class Service:
             if settings.admin_token:
                 self._admin, self.admin_port = create_admin_server(settings.host, settings.admin_port,
                                                                    settings.admin_token, self.rollout, writer,
-                                                                   self.experiments)
+                                                                   self.experiments, gate=self.gate)
                 await self._admin.start()
                 served = [name for name, part in (("rollouts", self.rollout), ("catalog", writer),
                                                   ("experiments", self.experiments)) if part is not None]

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from core.errors import CatalogUnavailable, InvalidEvent, InvalidRequest, ShoprankError, StoreError, TritonError
+from core.errors import (CatalogUnavailable, DeadlineExceeded, InvalidEvent, InvalidRequest, ShoprankError, StoreError,
+                         TritonError)
 
 from .filters import Filter
 from .personalization.events import Event
@@ -119,9 +120,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
 
     async def Search(self, request: ranking_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> ranking_pb2.SearchResponse:  # noqa: N802
         try:
-            result = await self.pipeline.search(to_query(request))
+            result = await self.pipeline.search(to_query(request), deadline_s=context.time_remaining())
         except InvalidRequest as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except DeadlineExceeded as error:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(error))
         except (TritonError, CatalogUnavailable) as error:  # a server the search needs is down: ask again later
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         except ShoprankError as error:

@@ -10,6 +10,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from core.errors import DeadlineMissed, TritonError, TritonUnavailable
+
+from .deadline import remaining
 from core.specs import ModelSpec
 
 
@@ -101,9 +103,15 @@ class TritonClient:
             infer_input.set_data_from_numpy(array)
             inputs.append(infer_input)
         outputs = [InferRequestedOutput(name) for name in spec.output_names]
+        timeout = self.timeout_s
+        left = remaining()  # the caller's deadline (orchestrator/deadline.py), when shorter
+        if left is not None:
+            if left <= 0:
+                raise DeadlineMissed(f"{spec.name} not asked: the call's deadline had passed")
+            timeout = min(timeout, left)
         try:
             result = await self._client.infer(spec.name, inputs, model_version=version, outputs=outputs,
-                                              client_timeout=self.timeout_s)
+                                              client_timeout=timeout)
         except InferenceServerException as error:
             raise _translate(error, self.url, spec.name) from None
         return {name: result.as_numpy(name) for name in spec.output_names}

@@ -24,6 +24,7 @@ from core.language import CJK, script_of
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER
 from core.tokenization import SentencePieceEncoder, TextEncoder
 
+from ..deadline import within
 from ..filters import Filter
 from ..index import embed_products
 from ..intent import IntentModel
@@ -94,22 +95,24 @@ class MilvusStore:
         return True
 
     async def lexical(self, text: str, k: int, filters: Sequence[Filter] = (), in_stock: bool = False) -> Hits:
-        hits = await asyncio.to_thread(self.catalog.lexical, text, k, filter_expression(filters, in_stock))
+        hits = await self._read("lexical", self.catalog.lexical, text, k, filter_expression(filters, in_stock))
         return Hits(hits.ids, hits.scores.astype(np.float64))
 
     async def lexical_scores(self, text: str, ids: Sequence[str]) -> np.ndarray:
-        return (await asyncio.to_thread(self.catalog.lexical_scores_of, text, list(ids))).astype(np.float64)
+        return (await self._read("scores", self.catalog.lexical_scores_of, text, list(ids))).astype(np.float64)
 
     async def nearest(self, field: str, vector: np.ndarray, k: int, filters: Sequence[Filter] = (),
                       in_stock: bool = False) -> Hits:
-        hits = await asyncio.to_thread(self.catalog.dense, field, vector, k, filter_expression(filters, in_stock))
+        hits = await self._read("nearest", self.catalog.dense, field, vector, k,
+                                filter_expression(filters, in_stock))
         return Hits(hits.ids, hits.scores.astype(np.float64))
 
     async def similarities(self, field: str, vector: np.ndarray, ids: Sequence[str]) -> np.ndarray:
-        return (await asyncio.to_thread(self.catalog.similarities, field, vector, list(ids))).astype(np.float64)
+        scores = await self._read("similarities", self.catalog.similarities, field, vector, list(ids))
+        return scores.astype(np.float64)
 
     async def fetch(self, ids: Sequence[str], vector_fields: Sequence[str] = ()) -> Entries:
-        stocked, vectors = await asyncio.to_thread(self.catalog.fetch, list(ids), list(vector_fields))
+        stocked, vectors = await self._read("fetch", self.catalog.fetch, list(ids), list(vector_fields))
         products = [item.product for item in stocked]
         cjk = np.array([script_of(product.search_text()) == CJK for product in products], dtype=bool)
         # Milvus keeps no order of its own: ties rank by product id.
@@ -117,6 +120,10 @@ class MilvusStore:
                                       kind="stable"), kind="stable")
         stock = np.array([item.stock for item in stocked], dtype=np.int64)
         return Entries(products, cjk, vectors, order.astype(np.int64), stock)
+
+    async def _read(self, what: str, function, *args):
+        """A search's read of Milvus, in a thread, within the call's deadline (orchestrator/deadline.py)."""
+        return await within(asyncio.to_thread(function, *args), self.catalog.timeout_s, f"Milvus ({what})")
 
     def all_products(self) -> list[Product]:
         return self._products

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +20,7 @@ from core.language import NONE
 from core.errors import StoreError
 
 from ..catalog.store import Entries
+from ..deadline import within
 from ..filters import Filter
 from ..fusion import Fused
 from ..personalization.profile import UserProfile
@@ -147,13 +149,19 @@ class SearchContext:
     # Order: the answer.
     items: list[ScoredItem] = field(default_factory=list)
 
+    def cancel_tasks(self) -> None:
+        """Cancel the background work started for this search (its profile read, its query's encodings)."""
+        for task in (self.profile_task, self.embedding_task, self.multilingual_task):
+            if task is not None and not task.done():
+                task.cancel()
+
     async def user_profile(self) -> UserProfile | None:
         """The user's profile, once loaded (None: anonymous, cold start, off, or the store is down)."""
         task, self.profile_task = self.profile_task, None
         if task is None:
             return self.profile
         try:
-            self.profile = await task
+            self.profile = await within(task, math.inf, "the profile store")
         except StoreError as error:
             self.trace.degrade("store_unavailable", error)
             self.personalization = STORE_DOWN

@@ -10,6 +10,7 @@ from core.errors import DeadlineMissed, RerankerBusy
 from core.specs import RERANKER
 from core.tokenization import PairEncoder
 
+from ..deadline import remaining
 from ..triton import TritonClient
 
 
@@ -37,12 +38,16 @@ class CrossEncoder:
         """Cross-encoder scores of that version; RerankerBusy when busy, DeadlineMissed past the deadline,
         TritonError when Triton fails."""
         self.admit()
+        left = remaining()  # the caller's deadline (orchestrator/deadline.py), when shorter than the reranker's
+        timeout = self.timeout_s if left is None else min(self.timeout_s, left)
+        if timeout <= 0:
+            raise DeadlineMissed("reranker not asked: the call's deadline had passed")
         self.in_flight += 1
         try:
             feeds = self.tokenizer(query, texts)
-            output = await asyncio.wait_for(self.client.infer(RERANKER, feeds, version), self.timeout_s)
+            output = await asyncio.wait_for(self.client.infer(RERANKER, feeds, version), timeout)
         except asyncio.TimeoutError:
-            raise DeadlineMissed(f"reranker missed its {self.timeout_s * 1000:.0f} ms deadline") from None
+            raise DeadlineMissed(f"reranker missed its {timeout * 1000:.0f} ms deadline") from None
         finally:
             self.in_flight -= 1
         return output["score"][:, 0]

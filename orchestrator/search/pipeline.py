@@ -35,6 +35,7 @@ from core.spelling import SpellingCorrector
 from core.weights import DEFAULT_WEIGHTS
 
 from ..catalog.store import CatalogStore
+from ..deadline import reset_deadline, set_deadline
 from ..experiments.arms import Arm
 from ..experiments.controller import Assignment, ExperimentController
 from ..experiments.impressions import Impression, ImpressionLog, Interaction
@@ -99,8 +100,16 @@ class Pipeline:
         """Raise InvalidRequest for anything malformed; return the effective top_k."""
         return validate(request, self.settings)
 
-    async def search(self, request: SearchQuery) -> SearchResult:
-        """Rank the catalog, or the given candidates, for the query."""
+    async def search(self, request: SearchQuery, deadline_s: float | None = None) -> SearchResult:
+        """Rank the catalog, or the given candidates, for the query, within `deadline_s` seconds when given (every
+        call made for it gets at most the time left: orchestrator/deadline.py). DeadlineExceeded when it runs out."""
+        token = set_deadline(deadline_s)
+        try:
+            return await self._search(request)
+        finally:
+            reset_deadline(token)
+
+    async def _search(self, request: SearchQuery) -> SearchResult:
         if not request.request_id:
             request = dataclasses.replace(request, request_id=uuid.uuid4().hex)
         top_k = self.validate(request)
@@ -110,7 +119,11 @@ class Pipeline:
             request = assignment.arm_query(request)
         context = SearchContext(request, top_k=top_k)
         trace = context.trace
-        await self._run(self._retrieval, context)
+        try:
+            await self._run(self._retrieval, context)
+        except BaseException:  # failed, or cancelled (the caller went away): stop the work started for it
+            context.cancel_tasks()
+            raise
         answered = context
         if assignment is not None and assignment.method == "interleave":
             reasons = len(trace.reasons)

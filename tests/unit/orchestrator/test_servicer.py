@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from core._proto.shoprank.v1 import ranking_pb2 as pb
-from core.errors import CatalogStoreError, CatalogUnavailable, InvalidRequest, TritonError
+from core.errors import CatalogStoreError, CatalogUnavailable, DeadlineExceeded, InvalidRequest, TritonError
 from orchestrator.filters import Filter
 from orchestrator.search import ScoredItem, SearchQuery, SearchResult
 from orchestrator.servicer import RankingServicer, to_event, to_query, to_response
@@ -166,16 +166,21 @@ def test_personalization_fields_reach_the_response():
     (TritonError("Triton does not answer"), grpc.StatusCode.UNAVAILABLE),
     (InvalidRequest("query is empty"), grpc.StatusCode.INVALID_ARGUMENT),
     (CatalogStoreError("a collection was not made by shoprank"), grpc.StatusCode.FAILED_PRECONDITION),
+    (DeadlineExceeded("Milvus (nearest) did not answer within 12 ms"), grpc.StatusCode.DEADLINE_EXCEEDED),
 ])
 def test_a_search_error_becomes_its_status_code(error, code):
     class Failing:
-        async def search(self, query):
+        async def search(self, query, deadline_s=None):
+            assert deadline_s == 1.5  # the caller's remaining time
             raise error
 
     class Aborted(Exception):
         pass
 
     class Context:
+        def time_remaining(self):
+            return 1.5
+
         async def abort(self, status, details):
             self.status, self.details = status, details
             raise Aborted

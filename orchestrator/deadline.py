@@ -1,0 +1,61 @@
+"""The caller's deadline, carried to every call a search makes on its behalf.
+
+The servicer sets it from the gRPC call's remaining time (`Pipeline.search(..., deadline_s=...)`); it lives in a
+context variable, which asyncio copies into every task and `asyncio.to_thread` call the search starts, so each client
+reads it without it being passed along. Each call's own timeout (Triton's, the cross-encoder's, Milvus's, the profile
+store's) becomes the smaller of that timeout and the time left, and a call whose time is already up is not made.
+When the caller goes away (cancelled, or past its deadline), gRPC cancels the handler and the search's own tasks
+are cancelled with it (orchestrator/search/pipeline.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from contextvars import ContextVar
+from typing import TypeVar
+
+from core.errors import DeadlineExceeded
+
+T = TypeVar("T")
+# Kept back from the caller's deadline for the answer's way back (serializing it, the network).
+MARGIN_S = 0.005
+
+_DEADLINE: ContextVar[float | None] = ContextVar("shoprank_deadline", default=None)
+
+
+def set_deadline(seconds: float | None):
+    """The current context's deadline: `seconds` from now (None: none). Returns the token that resets it."""
+    return _DEADLINE.set(None if seconds is None else time.monotonic() + seconds - MARGIN_S)
+
+
+def reset_deadline(token) -> None:
+    _DEADLINE.reset(token)
+
+
+def remaining() -> float | None:
+    """Seconds left until the current deadline (negative when past it); None without one."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def budget(timeout_s: float, what: str) -> float:
+    """The timeout for one call: `timeout_s`, or the time left when that is shorter. DeadlineExceeded (naming
+    `what`) when no time is left."""
+    left = remaining()
+    if left is None:
+        return timeout_s
+    if left <= 0:
+        raise DeadlineExceeded(f"the call's deadline passed before {what}")
+    return min(timeout_s, left)
+
+
+async def within(awaitable: Awaitable[T], timeout_s: float, what: str) -> T:
+    """Await `awaitable` within its budget; DeadlineExceeded when it takes longer (it is cancelled; a thread it
+    runs in finishes on its own)."""
+    limit = budget(timeout_s, what)
+    try:
+        return await asyncio.wait_for(awaitable, limit)
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded(f"{what} did not answer within {limit * 1000:.0f} ms") from None
