@@ -58,6 +58,16 @@ CATALOG_CHECK_SECONDS ?= 90
 catalog-check: export
 	$(BIN)/python -m loadtest.catalog_check --seconds $(CATALOG_CHECK_SECONDS)
 
+## overload-check: on a fresh stack, find the capacity (the highest rate whose p99 stays within 100 ms), send 3x that
+## open-loop for 60 s, then 1x for 30 s (a few minutes); prints last `requests=N ok=A shed=S other_errors=E
+## accepted_p99_ms=P shed_p99_ms=R recovered_s=T capacity_rps=C`; fails when other errors reach 0.1%. The demo
+## catalog by default; CATALOG=.../catalog.csv (JUDGMENTS=... for its queries) for another shop's.
+CATALOG ?= data/demo/catalog.csv
+JUDGMENTS ?=
+.PHONY: overload-check
+overload-check: export
+	$(BIN)/python -m loadtest.overload_check --catalog $(CATALOG) $(if $(JUDGMENTS),--judgments $(JUDGMENTS))
+
 ## proto: regenerate core/_proto from proto/
 proto: setup
 	PYTHON=$(BIN)/python scripts/gen_proto.sh
