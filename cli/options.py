@@ -1,5 +1,5 @@
 """What several commands share: the catalog's options, the service harness run with a command's options, and the
-way to a running service's admin API."""
+way to a running service (plaintext or TLS) and its admin API."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import grpc
 from core._proto.shoprank.v1 import admin_pb2_grpc
 from core.errors import ConfigError
 from orchestrator.harness import Adjust, run_on_catalog, settings_from
+from orchestrator.security import load_certificates, load_pair
 
 T = TypeVar("T")
 
@@ -39,12 +40,49 @@ def catalog_options(sub: argparse.ArgumentParser) -> None:
                      help="leave out products with an empty title (with a warning) instead of rejecting the catalog")
 
 
+def tls_options(sub: argparse.ArgumentParser) -> None:
+    """The options of every command that calls a running service: how to reach it over TLS (default: plaintext)."""
+    sub.add_argument("--tls-ca", metavar="FILE",
+                     help="connect over TLS and verify the service's certificate against this CA (PEM)")
+    sub.add_argument("--tls-cert", dest="client_cert", metavar="FILE",
+                     help="this client's certificate (PEM), for a service that requires one (mutual TLS); with "
+                          "--tls-key")
+    sub.add_argument("--tls-key", dest="client_key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+
+
+def client_options(sub: argparse.ArgumentParser) -> None:
+    """The options of every command that calls a running service's public API: TLS, and its token."""
+    tls_options(sub)
+    sub.add_argument("--api-token", help="the public API's token, for a service that requires one (default: "
+                                         "SHOPRANK_API_TOKEN)")
+
+
+def open_channel(args: argparse.Namespace, address: str) -> grpc.aio.Channel:
+    """A channel to the service at `address`: TLS when --tls-ca, --tls-cert or --tls-key is given (without --tls-ca,
+    the system's CAs verify the service), else plaintext."""
+    if not (args.tls_ca or args.client_cert or args.client_key):
+        return grpc.aio.insecure_channel(address)
+    if bool(args.client_cert) != bool(args.client_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    chain, key = (load_pair(Path(args.client_cert), Path(args.client_key), ("--tls-cert", "--tls-key"))
+                  if args.client_cert else (None, None))
+    root = load_certificates(Path(args.tls_ca), "--tls-ca") if args.tls_ca else None
+    return grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(root, key, chain))
+
+
+def api_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The call metadata that carries the public API's token (--api-token, else SHOPRANK_API_TOKEN), if any."""
+    token = args.api_token or settings_from(args).api_token
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 def admin_options(sub: argparse.ArgumentParser, timeout_s: float = 300.0) -> None:
     """The options of every command that calls a running service's admin API."""
     sub.add_argument("--admin", help="host:port of the service's admin API (default: host and admin_port of the "
                                      "settings, 127.0.0.1:50052)")
     sub.add_argument("--timeout", type=float, default=timeout_s,
                      help=f"seconds to wait for each answer (default {timeout_s:g})")
+    tls_options(sub)
 
 
 def admin_access(args: argparse.Namespace) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -62,7 +100,7 @@ def admin_call(args: argparse.Namespace, method: str, request):
     address, metadata = admin_access(args)
 
     async def call():
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(args, address) as channel:
             return await getattr(admin_pb2_grpc.AdminStub(channel), method)(request, timeout=args.timeout,
                                                                              metadata=metadata)
 

@@ -10,8 +10,6 @@ import signal
 import time
 from pathlib import Path
 
-import grpc
-
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import ShoprankError
 
@@ -23,7 +21,7 @@ from orchestrator.harness import (
     with_service,
 )
 
-from .options import catalog_options
+from .options import api_metadata, catalog_options, client_options, open_channel
 
 DEMO_CATALOG = Path("data/demo/catalog.csv")
 DEMO_MILVUS = Path(".shoprank/demo-milvus")  # the Milvus Lite server's data when the demo starts its own
@@ -127,9 +125,9 @@ def format_response(query: str, response: ranking_pb2.SearchResponse, explain: b
     return "\n".join(lines)
 
 
-async def _search(address: str, request: ranking_pb2.SearchRequest) -> ranking_pb2.SearchResponse:
-    async with grpc.aio.insecure_channel(address) as channel:
-        return await ranking_pb2_grpc.RankingStub(channel).Search(request, timeout=30)
+async def _search(args: argparse.Namespace, request: ranking_pb2.SearchRequest) -> ranking_pb2.SearchResponse:
+    async with open_channel(args, args.server) as channel:
+        return await ranking_pb2_grpc.RankingStub(channel).Search(request, timeout=30, metadata=api_metadata(args))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -150,7 +148,7 @@ def cmd_search(args: argparse.Namespace) -> None:
             raise ShoprankError(f"--blend {text!r}: expected relevance|preference|popularity=NUMBER") from None
     if args.top_k is not None:
         request.top_k = args.top_k
-    response = asyncio.run(_search(args.server, request))
+    response = asyncio.run(_search(args, request))
     print(format_response(args.query, response, args.explain))
 
 
@@ -234,6 +232,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--admin-port", type=int, help="port of the admin API (rollouts), served only when "
                                                     "SHOPRANK_ADMIN_TOKEN is set (default 50052)")
     sub.add_argument("--rollout-state", help="the rollout state file (default .shoprank/rollout.json)")
+    sub.add_argument("--tls-cert", metavar="FILE", help="the service's certificate chain (PEM): both ports speak TLS "
+                                                        "only; with --tls-key (default: plaintext)")
+    sub.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM, unencrypted)")
+    sub.add_argument("--tls-client-ca", metavar="FILE", help="mutual TLS: clients must present a certificate this CA "
+                                                             "signed (PEM)")
     triton_options(sub)
     sub.set_defaults(func=cmd_serve)
 
@@ -249,6 +252,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--no-personalization", action="store_true", help="rank as for an anonymous user")
     sub.add_argument("--blend", action="append", metavar="GROUP=WEIGHT",
                      help="override a blend group's weight (relevance, preference, popularity); repeatable")
+    client_options(sub)
     sub.set_defaults(func=cmd_search)
 
     sub = commands.add_parser("demo", help="index the demo catalog, serve it, answer a few queries, stop")

@@ -30,6 +30,7 @@ from .catalog.ingest import CatalogWriter, IncomingProduct, UpsertResult
 from .catalog.milvus import StockedProduct
 from .experiments.controller import ExperimentController
 from .rollout.controller import RolloutController
+from .security import PlaintextLoopbackGuard, Tls, listen
 
 log = logging.getLogger(__name__)
 
@@ -308,15 +309,17 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
 def create_admin_server(host: str, port: int, token: str, rollout: RolloutController | None = None,
                         catalog: CatalogWriter | None = None,
                         experiments: ExperimentController | None = None,
-                        gate: Gate | None = None) -> tuple[grpc.aio.Server, int]:
+                        gate: Gate | None = None, tls: Tls | None = None) -> tuple[grpc.aio.Server, int]:
     """The admin gRPC server over whichever of rollouts, the catalog and experiments this service has, bound but
-    not started; returns (server, bound port). `gate`: the admission bounds of its calls (checked after the token)."""
+    not started; returns (server, bound port). `gate`: the admission bounds of its calls (checked after the token);
+    `tls`: its certificate (none: plaintext, which takes calls from this host alone)."""
     if not token:
         raise ValueError("the admin service needs a token")
-    interceptors = [TokenInterceptor(token)] + ([AdmissionInterceptor(gate)] if gate is not None else [])
+    interceptors = ([PlaintextLoopbackGuard(), TokenInterceptor(token)]
+                    + ([AdmissionInterceptor(gate)] if gate is not None else []))
     server = grpc.aio.server(interceptors=interceptors)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(rollout, catalog, experiments), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = listen(server, f"{host}:{port}", tls)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} for the admin service")
     return server, bound

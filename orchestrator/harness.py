@@ -52,7 +52,7 @@ def triton_options(parser: argparse.ArgumentParser) -> None:
 # The settings a command's options may set, under the same names (and --index, which sets index_dir).
 OPTION_SETTINGS = ("model_repository", "triton_url", "host", "port", "metrics_port", "fusion", "shop", "rerank_depth",
                    "cross_encoder_depth", "profile_store", "admin_port", "rollout_state", "reranker_version",
-                   "catalog_store")
+                   "catalog_store", "tls_cert", "tls_key", "tls_client_ca")
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:

@@ -43,6 +43,7 @@ from .rollout.controller import RolloutController, starting_rollout
 from .rollout.state import StateFile
 from .rollout.versions import VersionLoader, combination_file, repository_versions
 from .search import CrossEncoder, Pipeline, QueryEncoder
+from .security import ServerSecurity, is_loopback_host, listen
 from .servicer import RankingServicer
 from .triton import TritonClient
 from .triton_process import LocalTriton
@@ -66,12 +67,14 @@ WARMUP_TEXTS = ["Kestrel 20V Cordless Drill/Driver Kit with 2 Batteries and Char
 WARMUP_ROUNDS = 3
 
 
-def create_server(pipeline: Pipeline, host: str, port: int, log_key: bytes = b"",
-                  gate: Gate | None = None) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+def create_server(pipeline: Pipeline, host: str, port: int, log_key: bytes = b"", gate: Gate | None = None,
+                  security: ServerSecurity | None = None) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A gRPC server for the pipeline, bound but not started; returns (server, bound port, health servicer).
     `log_key`: the key of the hashes logs carry instead of user ids (empty: a random one); `gate`: the admission
-    bounds of its calls (none: every call is admitted)."""
-    interceptors = [AdmissionInterceptor(gate)] if gate is not None else []
+    bounds of its calls (none: every call is admitted); `security`: TLS, and the token and rate limit checked before
+    admission (none: plaintext, open)."""
+    security = security or ServerSecurity()
+    interceptors = security.interceptors + ([AdmissionInterceptor(gate)] if gate is not None else [])
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
                              interceptors=interceptors)
     ranking_pb2_grpc.add_RankingServicer_to_server(RankingServicer(pipeline, log_key or secrets.token_bytes(32)),
@@ -79,7 +82,7 @@ def create_server(pipeline: Pipeline, host: str, port: int, log_key: bytes = b""
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = listen(server, f"{host}:{port}", security.tls)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     return server, bound, health_servicer
@@ -115,6 +118,7 @@ class Service:
     async def start(self) -> "Service":
         """Open the catalog, start or reach Triton, and serve. Health says NOT_SERVING until the models are ready."""
         settings = self.settings
+        security = ServerSecurity.from_settings(settings)  # a bad certificate file stops it before anything starts
         catalog = await self._open_catalog()
         tokenizer = TextEncoder(settings.tokenizer_file, settings.max_query_tokens)
         multilingual_tokenizer = SentencePieceEncoder(settings.multilingual_tokenizer_file, settings.max_query_tokens)
@@ -165,7 +169,7 @@ class Service:
                           "catalog": settings.max_inflight_catalog, "admin": settings.max_inflight_admin},
                          settings.retry_after_ms, on_refusal=metrics.refuse if metrics is not None else None)
         self._server, self.port, self._health = create_server(self.pipeline, settings.host, settings.port,
-                                                              log_key=log_key, gate=self.gate)
+                                                              log_key=log_key, gate=self.gate, security=security)
         await self._set_health(False)
         await self._server.start()
         try:
@@ -177,8 +181,13 @@ class Service:
             if settings.admin_token:
                 self._admin, self.admin_port = create_admin_server(settings.host, settings.admin_port,
                                                                    settings.admin_token, self.rollout, writer,
-                                                                   self.experiments, gate=self.gate)
+                                                                   self.experiments, gate=self.gate,
+                                                                   tls=security.tls)
                 await self._admin.start()
+                if security.tls is None and not is_loopback_host(settings.host):
+                    log.warning("the admin API on %s:%d is plaintext: it refuses every call from another host (its "
+                                "token would cross the network in the clear); set tls_cert and tls_key",
+                                settings.host, self.admin_port)
                 served = [name for name, part in (("rollouts", self.rollout), ("catalog", writer),
                                                   ("experiments", self.experiments)) if part is not None]
                 log.info("admin service (%s) on %s:%d", ", ".join(served), settings.host, self.admin_port)
