@@ -27,7 +27,7 @@ from core.catalog import REQUIRED_COLUMNS, Product, product_from_row, read_table
 from core.errors import ConfigError, DataError, ShoprankError
 from orchestrator.harness import settings_from
 
-from .options import admin_access, admin_call, admin_options
+from .options import admin_access, admin_call, admin_options, open_channel
 
 BATCH = 1000  # records per UpsertProducts call: one call's answer acknowledges them all
 
@@ -89,7 +89,7 @@ def cmd_upsert(args: argparse.Namespace) -> None:
 
     async def upsert() -> None:
         nonlocal rejected
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(args, address) as channel:
             stub = admin_pb2_grpc.AdminStub(channel)
             stored_to = None  # the last file line of the last acknowledged batch
             for lines, records, refused in _batches(path, args.batch):

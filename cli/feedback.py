@@ -7,9 +7,10 @@ import asyncio
 import time
 import uuid
 
-import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
+
+from .options import api_metadata, client_options, open_channel
 
 EVENT_TYPES = {"view": ranking_pb2.EVENT_TYPE_VIEW, "click": ranking_pb2.EVENT_TYPE_CLICK,
                "cart": ranking_pb2.EVENT_TYPE_CART, "purchase": ranking_pb2.EVENT_TYPE_PURCHASE}
@@ -29,20 +30,21 @@ def feedback_event(user_id: str, product_id: str, kind: str, query: str = "", qu
     return event
 
 
-async def _call(address: str, method: str, request):
-    async with grpc.aio.insecure_channel(address) as channel:
-        return await getattr(ranking_pb2_grpc.RankingStub(channel), method)(request, timeout=30)
+async def _call(args: argparse.Namespace, method: str, request):
+    async with open_channel(args, args.server) as channel:
+        return await getattr(ranking_pb2_grpc.RankingStub(channel), method)(request, timeout=30,
+                                                                            metadata=api_metadata(args))
 
 
 def cmd_feedback(args: argparse.Namespace) -> None:
     event = feedback_event(args.user_id, args.product_id, args.type, args.query or "", args.quantity, args.event_id,
                            request_id=args.request_id or "", position=args.position)
-    ack = asyncio.run(_call(args.server, "Feedback", event))
+    ack = asyncio.run(_call(args, "Feedback", event))
     print(f"event {event.event_id}: " + ("already recorded, not counted again" if ack.duplicate else "recorded"))
 
 
 def cmd_forget(args: argparse.Namespace) -> None:
-    response = asyncio.run(_call(args.server, "ForgetUser", ranking_pb2.ForgetUserRequest(user_id=args.user_id)))
+    response = asyncio.run(_call(args, "ForgetUser", ranking_pb2.ForgetUserRequest(user_id=args.user_id)))
     print(f"forgot the user: {response.events_deleted} events deleted")
 
 
@@ -59,9 +61,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                           "prints it): joins the event to that answer and its experiment")
     sub.add_argument("--position", type=int, help="the product's 1-based position in that answer")
     sub.add_argument("--server", default="127.0.0.1:50051")
+    client_options(sub)
     sub.set_defaults(func=cmd_feedback)
 
     sub = commands.add_parser("forget", help="delete a user's profile and events from the service's store")
     sub.add_argument("user_id")
     sub.add_argument("--server", default="127.0.0.1:50051")
+    client_options(sub)
     sub.set_defaults(func=cmd_forget)

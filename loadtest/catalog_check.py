@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be at least 20; --rate, --batch positive; --sample not negative")
     from core.settings import Settings  # noqa: PLC0415
     from orchestrator.catalog.milvus_process import LocalMilvus  # noqa: PLC0415
-    from orchestrator.harness import catalog_stack  # noqa: PLC0415
+    from orchestrator.harness import LOCAL_UNSET, catalog_stack  # noqa: PLC0415
     from orchestrator.triton_process import free_port  # noqa: PLC0415
 
     os.environ["SHOPRANK_LOADTEST_P95_MS"] = "inf"  # the verdict is failures, not Locust's latency limit
@@ -569,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings = Settings.from_env(catalog_store=catalog_store, shop=SHOP)
                 with catalog_stack(settings, DEMO_CATALOG) as settings:
                     for name in ("A", "B"):
-                        env = {**os.environ, "SHOPRANK_ADMIN_TOKEN": token,
+                        env = {**{key: value for key, value in os.environ.items() if key not in LOCAL_UNSET},
+                               "SHOPRANK_ADMIN_TOKEN": token,
                                "SHOPRANK_EXPERIMENT_STATE": str(scratch / f"experiments-{name}.json"),
                                "SHOPRANK_IMPRESSION_LOG": str(scratch / f"impressions-{name}")}
                         state = scratch / f"rollout-{name}.json"

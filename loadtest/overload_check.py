@@ -139,9 +139,10 @@ class Check:
 
 
 async def _serve_and_check(settings, args: argparse.Namespace, out: Path) -> tuple[Check, tuple]:
+    from orchestrator.harness import local  # noqa: PLC0415
     from orchestrator.server import Service  # noqa: PLC0415
 
-    service = await Service(dataclasses.replace(settings, port=0)).start()
+    service = await Service(local(settings)).start()
     target = f"{settings.host}:{service.port}"
     print(f"shoprank serving {settings.shop!r} on {target}; admission: {service.gate.bounds}", flush=True)
     check = Check(target, args, out)

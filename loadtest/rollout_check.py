@@ -303,9 +303,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _check(settings, files: RunFiles, requests_csv: Path, release: Release) -> None:
+    from orchestrator.harness import local  # noqa: PLC0415
     from orchestrator.server import Service  # noqa: PLC0415
 
-    service = await Service(dataclasses.replace(settings, port=0)).start()
+    service = await Service(local(settings)).start()
     address = f"{settings.host}:{service.port}"
     print(f"shoprank serving on {address}, admin on 127.0.0.1:{service.admin_port}", flush=True)
     total_s = sum(PHASE_S.values()) + 3 * STEP_TIMEOUT_S + QUALITY_TIMEOUT_S  # an upper bound: Locust is stopped when the release ends

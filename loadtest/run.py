@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.errors import ShoprankError
-from orchestrator.harness import catalog_stack, settings_from, triton_options
+from orchestrator.harness import catalog_stack, local, settings_from, triton_options
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -124,7 +124,7 @@ def on_demo_stack(args: argparse.Namespace, work: Callable[[str], Awaitable[int]
 async def _serve(settings, work: Callable[[str], Awaitable[int]]) -> int:
     from orchestrator.server import Service  # noqa: PLC0415
 
-    service = await Service(dataclasses.replace(settings, port=0)).start()
+    service = await Service(local(settings)).start()
     address = f"{settings.host}:{service.port}"
     print(f"shoprank serving on {address} (Triton at {service.triton_url}, profiles {settings.profile_store})",
           flush=True)

@@ -161,11 +161,23 @@ def catalog_stack(settings: Settings, catalog: Path, index_dir: Path | None = No
         yield settings
 
 
+def local(settings: Settings) -> Settings:
+    """The settings of a service that a tool starts for itself and calls over loopback in plaintext (evaluation, the
+    demo, the load checks): a port of its own, and no TLS, public token or rate limit from the environment."""
+    return dataclasses.replace(settings, port=0, tls_cert=None, tls_key=None, tls_client_ca=None, api_token="",
+                               rate_limit_rps=0.0)
+
+
+# What `local` clears, as environment variables: a tool's service started as a subprocess must not get them either.
+LOCAL_UNSET = ("SHOPRANK_TLS_CERT", "SHOPRANK_TLS_KEY", "SHOPRANK_TLS_CLIENT_CA", "SHOPRANK_API_TOKEN",
+               "SHOPRANK_RATE_LIMIT_RPS")
+
+
 async def with_service(settings: Settings, work: Callable[[ranking_pb2_grpc.RankingStub], Awaitable[T]]) -> T:
-    """Start a Service (port 0), run `work(stub)`, stop the service."""
+    """Start a Service (port 0, `local`), run `work(stub)`, stop the service."""
     from orchestrator.server import Service  # noqa: PLC0415
 
-    service = await Service(dataclasses.replace(settings, port=0)).start()
+    service = await Service(local(settings)).start()
     try:
         async with grpc.aio.insecure_channel(f"{settings.host}:{service.port}") as channel:
             return await work(ranking_pb2_grpc.RankingStub(channel))
