@@ -15,6 +15,7 @@ COPY core/ core/
 COPY orchestrator/ orchestrator/
 COPY export/ export/
 COPY training/ training/
+COPY workbench/ workbench/
 RUN pip install .
 
 COPY proto/ proto/

@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 .PHONY: setup export demo test test-unit proto bench clean
 
 ## setup: create .venv with shoprank and everything its tests, export and benchmarks need, and redis-server
-## (Debian's package) for the shared profile store's tests
+## (Debian's package) for the shared profile store's tests, and chromium with chromium-driver for the workbench's
+## browser tests
 setup: $(STAMP)
 $(STAMP): pyproject.toml
 	command -v redis-server >/dev/null || apt-get install -y -q redis-server || (apt-get update -q && apt-get install -y -q redis-server)
+	command -v chromedriver >/dev/null || apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[export,train,test,loadtest,dev]'
+	$(BIN)/pip install --quiet -e '.[export,train,test,loadtest,dev,workbench]'
 	touch $@
 
 ## export: export the models to ONNX (parity-checked) and fill model_repository/{cpu,gpu}
@@ -67,6 +69,13 @@ JUDGMENTS ?=
 .PHONY: overload-check
 overload-check: export
 	$(BIN)/python -m loadtest.overload_check --catalog $(CATALOG) $(if $(JUDGMENTS),--judgments $(JUDGMENTS))
+
+## workbench-check: the relevance workbench in headless Chromium against a fresh stack on the demo catalog (under a
+## minute): search, compare, judge, feedback, errors, keyboard, console, a 390 px window. Screenshots and checks go to
+## benchmarks/results/workbench-<date-time>/; prints last `pages=N checks=M failed=F`; fails if a check failed.
+.PHONY: workbench-check
+workbench-check: export
+	$(BIN)/python -m workbench.check
 
 ## proto: regenerate core/_proto from proto/
 proto: setup

@@ -13,13 +13,13 @@ import grpc
 
 from core.errors import ShoprankError
 
-from . import catalog, evaluation, experiment, exporting, feedback, fitting, rollout, serving
+from . import catalog, evaluation, experiment, exporting, feedback, fitting, rollout, serving, workbench
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoprank", description="E-commerce search ranking served by NVIDIA Triton.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (exporting, serving, catalog, rollout, experiment, feedback, evaluation, fitting):
+    for group in (exporting, serving, catalog, rollout, experiment, feedback, evaluation, fitting, workbench):
         group.add_commands(commands)
     return parser
 
