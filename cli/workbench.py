@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from orchestrator.harness import settings_from
+
+from .options import client_options
 
 
 def cmd_workbench(args: argparse.Namespace) -> None:
@@ -21,8 +24,13 @@ def cmd_workbench(args: argparse.Namespace) -> None:
                              admin_token=settings_from(args).admin_token if args.admin else "",
                              catalogs=tuple(catalog_entry(text) for text in catalogs),
                              judgments_out=args.judgments_out or DEFAULT_JUDGMENTS, host=args.host, port=args.port,
-                             top_k=args.top_k)
+                             top_k=args.top_k, api_token=args.api_token or settings_from(args).api_token,
+                             tls_ca=_path(args.tls_ca), tls_cert=_path(args.client_cert), tls_key=_path(args.client_key))
     serve(config)
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -44,4 +52,5 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--host", default="127.0.0.1", help="address to serve the page on (default 127.0.0.1)")
     sub.add_argument("--port", type=int, default=8080, help="port to serve the page on (default 8080)")
     sub.add_argument("--top-k", type=int, default=10, help="results a search shows unless the page asks for more")
+    client_options(sub)  # TLS and the public API's token, for services that require them
     sub.set_defaults(func=cmd_workbench)

@@ -28,18 +28,32 @@ class Services:
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            config = self.config
+            if config.tls_ca or config.tls_cert:  # TLS (orchestrator/security.py on the service's side)
+                read = lambda path: path.read_bytes() if path is not None else None  # noqa: E731
+                credentials = grpc.ssl_channel_credentials(read(config.tls_ca), read(config.tls_key),
+                                                           read(config.tls_cert))
+                self._channels[address] = grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            else:
+                self._channels[address] = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         return self._channels[address]
+
+    @property
+    def _public_metadata(self) -> tuple[tuple[str, str], ...]:
+        token = self.config.api_token
+        return (("authorization", f"Bearer {token}"),) if token else ()
 
     async def search(self, server: str, request: ranking_pb2.SearchRequest) -> ranking_pb2.SearchResponse:
         """The service's answer to one Search call."""
         stub = ranking_pb2_grpc.RankingStub(self._channel(server))
-        return await _call(server, "Search", stub.Search(request, timeout=self.config.timeout_s))
+        return await _call(server, "Search", stub.Search(request, timeout=self.config.timeout_s,
+                                                         metadata=self._public_metadata))
 
     async def feedback(self, server: str, event: ranking_pb2.FeedbackEvent) -> ranking_pb2.FeedbackAck:
         """Record one feedback event; answered once the service holds it."""
         stub = ranking_pb2_grpc.RankingStub(self._channel(server))
-        return await _call(server, "Feedback", stub.Feedback(event, timeout=self.config.timeout_s))
+        return await _call(server, "Feedback", stub.Feedback(event, timeout=self.config.timeout_s,
+                                                             metadata=self._public_metadata))
 
     async def experiments(self, server: str) -> list[admin_pb2.ExperimentStatus]:
         """Every experiment of the server's service (running and stopped), through its admin API."""

@@ -26,6 +26,10 @@ class WorkbenchConfig:
     port: int = 8080
     top_k: int = 10  # results a page asks for unless the form says otherwise
     timeout_s: float = 10.0  # the longest a call to a service may take
+    api_token: str = ""  # the public API's token, for services that require one (SHOPRANK_API_TOKEN)
+    tls_ca: Path | None = None  # connect over TLS, verifying the services' certificates against this CA (PEM)
+    tls_cert: Path | None = None  # the workbench's own certificate and key, for services that require one (mTLS)
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.servers:
