@@ -51,11 +51,13 @@ def budget(timeout_s: float, what: str) -> float:
     return min(timeout_s, left)
 
 
-async def within(awaitable: Awaitable[T], timeout_s: float, what: str) -> T:
-    """Await `awaitable` within its budget; DeadlineExceeded when it takes longer (it is cancelled; a thread it
-    runs in finishes on its own)."""
+async def within(awaitable: Awaitable[T], timeout_s: float, what: str,
+                 timed_out: type[Exception] = DeadlineExceeded) -> T:
+    """Await `awaitable` within its budget (it is cancelled past it; a thread it runs in finishes on its own):
+    DeadlineExceeded when the caller's deadline ran out first, `timed_out` when the call's own timeout did."""
     limit = budget(timeout_s, what)
     try:
         return await asyncio.wait_for(awaitable, limit)
     except asyncio.TimeoutError:
-        raise DeadlineExceeded(f"{what} did not answer within {limit * 1000:.0f} ms") from None
+        error = timed_out if limit >= timeout_s else DeadlineExceeded
+        raise error(f"{what} did not answer within {limit * 1000:.0f} ms") from None

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
-from core.errors import (CatalogUnavailable, DeadlineExceeded, InvalidEvent, InvalidRequest, ShoprankError, StoreError,
-                         TritonError)
+from core.errors import (CatalogStoreError, CatalogUnavailable, DeadlineExceeded, InvalidEvent, InvalidRequest,
+                         ShoprankError, StoreError, TritonError)
 
 from .filters import Filter
 from .personalization.events import Event
@@ -146,7 +146,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
             self.pipeline.feedback([event], [added])
         except InvalidEvent as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except StoreError as error:
+        except (StoreError, CatalogStoreError, DeadlineExceeded) as error:  # the store, or the catalog it checks
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"event not recorded, send it again: {error}")
         except Exception:
             log.exception("feedback failed")
@@ -184,7 +184,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
                     await flush()
             if batch:
                 await flush()
-        except StoreError as error:
+        except (StoreError, CatalogStoreError, DeadlineExceeded) as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"the events before stream index {recorded} are recorded, none after: send again from "
                                 f"there ({error})")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from core.catalog import Product, catalog_digest, stock_of
+from core.errors import CatalogUnavailable
 from core.language import CJK, script_of
 from core.specs import BI_ENCODER, MULTILINGUAL_ENCODER
 from core.tokenization import SentencePieceEncoder, TextEncoder
@@ -123,7 +124,8 @@ class MilvusStore:
 
     async def _read(self, what: str, function, *args):
         """A search's read of Milvus, in a thread, within the call's deadline (orchestrator/deadline.py)."""
-        return await within(asyncio.to_thread(function, *args), self.catalog.timeout_s, f"Milvus ({what})")
+        return await within(asyncio.to_thread(function, *args), self.catalog.timeout_s, f"Milvus ({what})",
+                            timed_out=CatalogUnavailable)  # the store's own timeout: down, ask again later
 
     def all_products(self) -> list[Product]:
         return self._products
