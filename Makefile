@@ -70,12 +70,32 @@ JUDGMENTS ?=
 overload-check: export
 	$(BIN)/python -m loadtest.overload_check --catalog $(CATALOG) $(if $(JUDGMENTS),--judgments $(JUDGMENTS))
 
+## soak: a fresh stack (Triton, Milvus Lite, Redis, a service on the demo catalog in Milvus) under mixed load for
+## SOAK_MINUTES (default 10): open-loop searches, feedback events and catalog changes, each acknowledged write kept;
+## every 10 s each process's memory and open files. Every write is read back at the end. Samples, calls and a plot
+## go to benchmarks/results/soak-<date-time>/; prints last `minutes=M searches=N events=E changes=C lost=L failed=F
+## rss_growth_pct=R fd_growth_pct=D p99_first_ms=A p99_last_ms=B`; fails on a loss, a failed call, 5% growth of
+## the orchestrator's or Triton's memory or files over the last 80% of the run, or an unsteady p99.
+SOAK_MINUTES ?= 10
+.PHONY: soak
+soak: export
+	$(BIN)/python -m loadtest.soak --minutes $(SOAK_MINUTES)
+
 ## workbench-check: the relevance workbench in headless Chromium against a fresh stack on the demo catalog (under a
 ## minute): search, compare, judge, feedback, errors, keyboard, console, a 390 px window. Screenshots and checks go to
 ## benchmarks/results/workbench-<date-time>/; prints last `pages=N checks=M failed=F`; fails if a check failed.
 .PHONY: workbench-check
 workbench-check: export
 	$(BIN)/python -m workbench.check
+
+## fuzz: the long run of the property-based fuzzing of the public and admin gRPC APIs against a real Triton, Milvus
+## Lite and gRPC server (tests/integration/test_fuzz.py; docs/fuzzing.md): FUZZ_EXAMPLES examples for every RPC
+## (default 10,000; `make test` runs 2,000-6,000 per RPC). No call may fail with INTERNAL, UNKNOWN or UNAVAILABLE or
+## take over 1 s; prints each RPC's calls, statuses and slowest call.
+FUZZ_EXAMPLES ?= 10000
+.PHONY: fuzz
+fuzz: export
+	SHOPRANK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/integration/test_fuzz.py -s -p no:cacheprovider
 
 ## proto: regenerate core/_proto from proto/
 proto: setup
