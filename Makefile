@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 .PHONY: setup export demo test test-unit proto bench clean
 
 ## setup: create .venv with shoprank and everything its tests, export and benchmarks need, and redis-server
-## (Debian's package) for the shared profile store's tests, and chromium with chromium-driver for the workbench's
-## browser tests
+## (Debian's package) for the shared profile store's tests, chromium with chromium-driver for the workbench's
+## browser tests, and faketime for the tests of a wall clock that jumps
 setup: $(STAMP)
 $(STAMP): pyproject.toml
 	command -v redis-server >/dev/null || apt-get install -y -q redis-server || (apt-get update -q && apt-get install -y -q redis-server)
 	command -v chromedriver >/dev/null || apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
+	command -v faketime >/dev/null || apt-get install -y -q faketime || (apt-get update -q && apt-get install -y -q faketime)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[export,train,test,loadtest,dev,workbench]'
