@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -129,6 +130,10 @@ def test_a_cascade_sends_triton_only_the_head_of_the_cheap_order(triton, setting
                 stub = ranking_pb2_grpc.RankingStub(channel)
                 before = pairs_scored()
                 response = stub.Search(ranking_pb2.SearchRequest(query="garden hose", top_k=40, explain=True), timeout=30)
+                # Triton updates its statistics just after it answers: poll briefly for this request's.
+                deadline = time.monotonic() + 5
+                while pairs_scored() == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 counted[depth] = pairs_scored() - before
         finally:
             running.stop()

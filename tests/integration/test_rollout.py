@@ -266,7 +266,9 @@ def test_an_interleaved_canary_that_shoppers_like_less_is_rolled_back_by_the_qua
                 break
             query, user = queries[turn % len(queries)], f"shopper-{turn}"
             response = search.Search(ranking_pb2.SearchRequest(query=query, user_id=user), timeout=60)
-            assert {item.arm for item in response.items} <= {"control", "treatment"}
+            # Interleaved, or (an arm ranked degraded: the reranker busy for one of the two) the control's alone.
+            assert {item.arm for item in response.items} in ({"control", "treatment"}, {"control"}, {"treatment"},
+                                                              {""})
             gains = [judgments[query].get(item.product_id, 0.0) for item in response.items]
             if gains and max(gains) > 0:
                 position = gains.index(max(gains)) + 1
