@@ -22,6 +22,22 @@
 """
 
 
+# gRPC sends a status message in the trailing metadata, percent-encoded (a non-ASCII byte takes 3 characters), and a
+# client refuses metadata past 8 KiB (at random) to 16 KiB: a message that quotes a long input would reach the caller
+# as RESOURCE_EXHAUSTED instead of its own status. 1,024 bytes of UTF-8 encode to at most 3 KiB.
+MAX_DETAIL_BYTES = 1024
+
+
+def status_detail(message: object) -> str:
+    """`message` (an error, or text) cut to MAX_DETAIL_BYTES of UTF-8, saying so where it was cut."""
+    text = str(message)
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MAX_DETAIL_BYTES:
+        return text
+    cut = " ... (cut: the message had %d bytes)" % len(encoded)
+    return encoded[:MAX_DETAIL_BYTES - len(cut)].decode("utf-8", errors="ignore") + cut
+
+
 class ShoprankError(Exception):
     """Base of every error shoprank raises on purpose."""
 

@@ -23,7 +23,7 @@ from typing import NoReturn
 import grpc
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
-from core.errors import DataError, ExperimentError, InvalidRequest, RolloutError, ShoprankError
+from core.errors import DataError, ExperimentError, InvalidRequest, RolloutError, ShoprankError, status_detail
 
 from .admission import AdmissionInterceptor, Gate
 from .catalog.ingest import CatalogWriter, IncomingProduct, UpsertResult
@@ -177,7 +177,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         try:
             return await action
         except ShoprankError as error:
-            await context.abort(status_code(error), str(error))
+            await context.abort(status_code(error), status_detail(error))
         except Exception:
             log.exception("admin call failed: %s", what)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
@@ -234,7 +234,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         try:
             statuses = controller.status(request.model)
         except RolloutError as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, status_detail(error))
         return admin_pb2.RolloutStatusList(models=[to_status(status) for status in statuses])
 
     # Experiments.
@@ -262,9 +262,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         log.warning("admin: stop experiment %s", request.name)
         running = controller.experiments.get(request.name)
         if running is not None and running.guard and running.running:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"experiment {request.name!r} is a rollout's quality guard: promote or roll back the "
-                                "rollout instead")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, status_detail(
+                f"experiment {request.name!r} is a rollout's quality guard: promote or roll back the rollout instead"))
         return await self._experiment_answer(context, "stop an experiment", lambda: controller.stop(request.name))
 
     async def GetExperimentStatus(self, request, context):  # noqa: N802
@@ -301,8 +300,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         writer = await self._catalog(context)
         stocked = await self._run(context, "get a product", writer.get(request.product_id))
         if stocked is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"the catalog of shop {writer.catalog.shop!r} holds no product {request.product_id!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, status_detail(
+                f"the catalog of shop {writer.catalog.shop!r} holds no product {request.product_id!r}"))
         return to_record(stocked)
 
 

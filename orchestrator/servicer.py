@@ -9,7 +9,7 @@ import grpc
 
 from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.errors import (CatalogStoreError, CatalogUnavailable, DeadlineExceeded, InvalidEvent, InvalidRequest,
-                         ShoprankError, StoreError, TritonError)
+                         ShoprankError, StoreError, TritonError, status_detail)
 
 from .filters import Filter
 from .personalization.events import Event
@@ -122,13 +122,13 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         try:
             result = await self.pipeline.search(to_query(request), deadline_s=context.time_remaining())
         except InvalidRequest as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, status_detail(error))
         except DeadlineExceeded as error:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(error))
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, status_detail(error))
         except (TritonError, CatalogUnavailable) as error:  # a server the search needs is down: ask again later
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, status_detail(error))
         except ShoprankError as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, status_detail(error))
         except Exception:
             log.exception("search failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
@@ -145,9 +145,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
             [added] = await self._personalizer().record([event])
             self.pipeline.feedback([event], [added])
         except InvalidEvent as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, status_detail(error))
         except (StoreError, CatalogStoreError, DeadlineExceeded) as error:  # the store, or the catalog it checks
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"event not recorded, send it again: {error}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, status_detail(f"event not recorded, send it again: {error}"))
         except Exception:
             log.exception("feedback failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the event was not recorded")
@@ -179,15 +179,15 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
                 except InvalidEvent as error:
                     result.rejected += 1
                     if len(result.errors) < MAX_LISTED_ERRORS:
-                        result.errors.append(ranking_pb2.EventError(index=index, event_id=message.event_id[:256], reason=str(error)))
+                        result.errors.append(ranking_pb2.EventError(index=index, event_id=message.event_id[:256], reason=status_detail(error)))
                 if len(batch) >= STREAM_BATCH:
                     await flush()
             if batch:
                 await flush()
         except (StoreError, CatalogStoreError, DeadlineExceeded) as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"the events before stream index {recorded} are recorded, none after: send again from "
-                                f"there ({error})")
+                                status_detail(f"the events before stream index {recorded} are recorded, none after: "
+                                              f"send again from there ({error})"))
         except Exception:
             log.exception("feedback stream failed")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; events after the last acknowledged batch were not recorded")
@@ -199,8 +199,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         try:
             deleted = await self._personalizer().forget(request.user_id)
         except InvalidEvent as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, status_detail(error))
         except StoreError as error:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"user not forgotten, ask again: {error}")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, status_detail(f"user not forgotten, ask again: {error}"))
         log.info("forgot user %s: %d events deleted", user_key(request.user_id, self.log_key), deleted)
         return ranking_pb2.ForgetUserResponse(events_deleted=deleted)

@@ -561,8 +561,6 @@ ENORMOUS_RECORD_STREAMS = st.builds(feed, st.lists(st.floats(0, 2000), min_size=
 # ---------------------------------------------------------------------------------------------- known bugs
 
 # Each names its regression test below; remove the entry with the xfail once the bug is fixed.
-ECHOED_INPUT = ("a status message that quotes a long input passes gRPC's 8 KiB metadata limit, and the client gets "
-                "RESOURCE_EXHAUSTED instead of the status sent (test_a_long_bad_input_is_answered_with_its_own_status)")
 APOSTROPHE_ID = ("a product id with an apostrophe cannot be upserted: UNAVAILABLE 'Milvus refused to upsert: internal "
                  "error' (test_a_product_id_with_an_apostrophe_is_stored)")
 CONTROL_CHARACTER_FEEDBACK = ("feedback naming a product id with a control character answers INTERNAL on a catalog in "
@@ -575,8 +573,6 @@ def _control(text: str) -> bool:
 
 def known_bug(rpc: str, request, code: grpc.StatusCode, details: str, milvus: bool) -> str:
     """The pinned bug that explains this outcome of `request`, or ''."""
-    if code == C.RESOURCE_EXHAUSTED and "metadata size exceeds" in details:
-        return ECHOED_INPUT
     if (code == C.UNAVAILABLE and rpc == "UpsertProducts" and "Milvus refused to upsert" in details
             and any("'" in record.product_id for record in request)):
         return APOSTROPHE_ID
@@ -824,11 +820,6 @@ def _outcome(calls: Calls, rpc: str, request, metadata=AUTH) -> tuple[str, str, 
 LONG = "x" * 20_000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the status message quotes the whole input (orchestrator/filters.py Filter.validate, orchestrator/rollout/"
-    "controller.py RolloutController._rollable, orchestrator/admin.py AdminServicer.GetProduct, orchestrator/"
-    "experiments/controller.py ExperimentController.get); past gRPC's 16 KiB metadata limit the client gets "
-    "RESOURCE_EXHAUSTED 'received metadata size exceeds hard limit' (from 8 KiB at random) instead"))
 @pytest.mark.parametrize("rpc, request_, expected", [
     ("Search", ranking_pb2.SearchRequest(query="drill", filters=[ranking_pb2.Filter(field=LONG)]), "INVALID_ARGUMENT"),
     ("GetRolloutStatus", admin_pb2.ModelRequest(model=LONG), "FAILED_PRECONDITION"),
