@@ -130,18 +130,20 @@ class Served:
     outcome: int | None = None  # interleave: the credit counted so far (None: no click yet)
     clicks: int = 0  # A/B: clicks counted in the top 10
     purchases: int = 0
-    expires: float = 0.0
+    expires: float = 0.0  # time.monotonic(): in this process only, never saved
 
 
 class ExperimentController:
     """Owns the experiments, assigns searches to them and joins feedback to their answers."""
 
     def __init__(self, state_path: Path | None, join_window_s: float = 3600.0, max_waiting: int = 200_000,
-                 clock=time.time) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.state_path = Path(state_path) if state_path is not None else None
         self.join_window_s = join_window_s
         self.max_waiting = max_waiting
-        self.clock = clock
+        self.clock = clock  # wall time: what is saved or shown (an experiment's start and stop)
+        # The join window runs on this one, which a step of the wall clock (NTP, a VM resumed) does not move.
+        self.monotonic = monotonic
         self.experiments: dict[str, Experiment] = {}
         self._arms: dict[str, tuple[Arm, Arm]] = {}
         self._waiting: OrderedDict[str, Served] = OrderedDict()  # request id -> answer, oldest first
@@ -260,7 +262,7 @@ class ExperimentController:
         else:
             experiment.interleaving.shown += 1
         self._waiting[request_id] = Served(assignment.experiment, assignment.method, tuple(arms), tuple(products),
-                                           expires=self.clock() + self.join_window_s)
+                                           expires=self.monotonic() + self.join_window_s)
         while len(self._waiting) > self.max_waiting:
             self._waiting.popitem(last=False)
         self._dirty = True
@@ -302,7 +304,7 @@ class ExperimentController:
         return experiment.name, arm, position
 
     def _served(self, request_id: str) -> Served | None:
-        now = self.clock()
+        now = self.monotonic()
         while self._waiting:  # the oldest first: drop what can no longer be joined
             oldest = next(iter(self._waiting.values()))
             if oldest.expires > now:

@@ -253,7 +253,7 @@ def test_feedback_naming_an_unknown_request_counts_as_unjoined_while_an_experime
 
 def test_an_answer_is_joinable_for_the_join_window_only():
     clock = Clock()
-    controller = interleaving(clock=clock, join_window_s=60.0)
+    controller = interleaving(monotonic=clock, join_window_s=60.0)
     serve(controller, "early")
     serve(controller, "late")
     clock.now += 59.0
@@ -263,6 +263,20 @@ def test_an_answer_is_joinable_for_the_join_window_only():
     assert controller.join("early", "p1", "click", 1) == ("", "", 1)
     experiment = controller.get("exp")
     assert tally(controller) == (1, 0, 0) and experiment.feedback_unjoined == 2 and experiment.feedback_joined == 1
+
+
+def test_a_jump_of_the_wall_clock_neither_ends_nor_extends_the_join_window():
+    wall, monotonic = Clock(), Clock(50.0)
+    controller = interleaving(clock=wall, monotonic=monotonic, join_window_s=60.0)
+    serve(controller, "before")
+    wall.now += 7200.0  # the wall clock steps 2 h ahead (NTP, a VM resumed): the window has not passed
+    assert controller.join("before", "p2", "click", 2) == ("exp", T, 2)
+    wall.now -= 7200.0 * 2  # and 2 h behind the true time: it does not last longer either
+    monotonic.now += 60.0
+    assert controller.join("before", "p1", "click", 1) == ("", "", 1)
+    experiment = controller.get("exp")
+    assert experiment.feedback_joined == 1 and experiment.feedback_unjoined == 1
+    assert experiment.started == 1_000_000.0  # what is saved and shown stays in wall time
 
 
 def test_only_the_newest_answers_wait_past_max_waiting():
