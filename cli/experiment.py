@@ -16,15 +16,12 @@ The token is SHOPRANK_ADMIN_TOKEN, the service's own; the address is the service
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
-from google.protobuf import json_format
-
 from core._proto.shoprank.v1 import admin_pb2
 
-from .options import admin_call, admin_options
+from .options import admin_call, admin_command, print_answer, print_answers
 
 
 def _interval(low: float, high: float) -> str:
@@ -56,32 +53,20 @@ def format_experiment(status: admin_pb2.ExperimentStatus) -> str:
     return "\n".join(lines)
 
 
-def _print(status: admin_pb2.ExperimentStatus, args: argparse.Namespace) -> None:
-    if args.json:
-        print(json_format.MessageToJson(status, preserving_proto_field_name=True))
-    else:
-        print(format_experiment(status))
-
-
 def cmd_start(args: argparse.Namespace) -> None:
     request = admin_pb2.StartExperimentRequest(name=args.name, control=args.control, treatment=args.treatment,
                                                method=args.method, share=args.share)
-    _print(admin_call(args, "StartExperiment", request), args)
+    print_answer(args, admin_call(args, "StartExperiment", request), format_experiment)
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
-    _print(admin_call(args, "StopExperiment", admin_pb2.ExperimentRequest(name=args.name)), args)
+    print_answer(args, admin_call(args, "StopExperiment", admin_pb2.ExperimentRequest(name=args.name)),
+                 format_experiment)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
     result = admin_call(args, "GetExperimentStatus", admin_pb2.ExperimentRequest(name=args.name or ""))
-    if args.json:
-        print(json.dumps([json.loads(json_format.MessageToJson(status, preserving_proto_field_name=True))
-                          for status in result.experiments], indent=2))
-    elif not result.experiments:
-        print("no experiments")
-    else:
-        print("\n".join(format_experiment(status) for status in result.experiments))
+    print_answers(args, result.experiments, format_experiment, empty="no experiments")
 
 
 def _share(text: str) -> float:
@@ -99,15 +84,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     experiment = commands.add_parser("experiment", help="online experiments (interleaving, A/B) on a running service "
                                                         "(admin API)")
     actions = experiment.add_subparsers(dest="action", required=True)
-
-    def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
-        sub = actions.add_parser(name, help=help_text)
-        admin_options(sub)
-        sub.add_argument("--json", action="store_true", help="print the status as JSON")
-        sub.set_defaults(func=func)
-        return sub
-
-    sub = action("start", "serve two arms side by side to a share of searches", cmd_start)
+    sub = admin_command(actions, "start", "serve two arms side by side to a share of searches", cmd_start)
     sub.add_argument("name")
     sub.add_argument("--control", default="default", help="the arm compared against (default: default)")
     sub.add_argument("--treatment", required=True, help="the arm under test")
@@ -116,7 +93,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           "each user sees one arm")
     sub.add_argument("--share", type=_share, default=0.1, help="the share of searches in the experiment, in (0, 1] "
                                                               "(default 0.1)")
-    sub = action("stop", "stop serving the experiment; its figures stay", cmd_stop)
+    sub = admin_command(actions, "stop", "stop serving the experiment; its figures stay", cmd_stop)
     sub.add_argument("name")
-    sub = action("status", "each experiment's figures and decision", cmd_status)
+    sub = admin_command(actions, "status", "each experiment's figures and decision", cmd_status)
     sub.add_argument("name", nargs="?")

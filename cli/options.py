@@ -1,15 +1,18 @@
-"""What several commands share: the catalog's options, the service harness run with a command's options, and the
-way to a running service (plaintext or TLS) and its admin API."""
+"""What several commands share: the catalog's options, the service harness run with a command's options, the
+way to a running service (plaintext or TLS) and its admin API, and how its answers are printed (text or --json)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from core._proto.shoprank.v1 import admin_pb2_grpc
 from core.errors import ConfigError
@@ -17,6 +20,7 @@ from orchestrator.harness import Adjust, run_on_catalog, settings_from
 from orchestrator.security import load_certificates, load_pair
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 def on_catalog(args: argparse.Namespace, catalog: Path, work: Callable[..., Awaitable[T]],
@@ -105,3 +109,27 @@ def admin_call(args: argparse.Namespace, method: str, request):
                                                                              metadata=metadata)
 
     return asyncio.run(call())
+
+
+def admin_command(actions: argparse._SubParsersAction, name: str, help_text: str,
+                  func: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+    """A subcommand that calls the admin API and prints its answer as text, or as JSON with --json."""
+    sub = actions.add_parser(name, help=help_text)
+    admin_options(sub)
+    sub.add_argument("--json", action="store_true", help="print the status as JSON")
+    sub.set_defaults(func=func)
+    return sub
+
+
+def print_answer(args: argparse.Namespace, answer: M, text: Callable[[M], str]) -> None:
+    """Print one answer: as a JSON object with --json, else as `text` words it."""
+    print(json_format.MessageToJson(answer, preserving_proto_field_name=True) if args.json else text(answer))
+
+
+def print_answers(args: argparse.Namespace, answers: Sequence[M], text: Callable[[M], str], empty: str = "") -> None:
+    """Print a list of answers: as a JSON array with --json, else each as `text` words it (`empty` for none)."""
+    if args.json:
+        print(json.dumps([json_format.MessageToDict(answer, preserving_proto_field_name=True) for answer in answers],
+                         indent=2))
+    else:
+        print("\n".join(text(answer) for answer in answers) if answers else empty)

@@ -15,16 +15,13 @@ The token is SHOPRANK_ADMIN_TOKEN, the service's own; the address is the service
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-
-from google.protobuf import json_format
 
 from core._proto.shoprank.v1 import admin_pb2
 
 from .experiment import format_experiment
-from .options import admin_call, admin_options
+from .options import admin_call, admin_command, print_answer, print_answers
 
 DEFAULT_CANARY = 10
 
@@ -55,57 +52,39 @@ def format_status(status: admin_pb2.RolloutStatus, history: int = 8) -> str:
     return "\n".join(lines)
 
 
-def _print(status: admin_pb2.RolloutStatus, args: argparse.Namespace) -> None:
-    if args.json:
-        print(json_format.MessageToJson(status, preserving_proto_field_name=True))
-    else:
-        print(format_status(status))
-
-
 def cmd_start(args: argparse.Namespace) -> None:
     shadow, interleave = args.shadow is not None, args.interleave is not None
     percent = (args.shadow if shadow else args.interleave if interleave
                else DEFAULT_CANARY if args.canary is None else args.canary)
     request = admin_pb2.StartRolloutRequest(model=args.model, version=args.version, percent=percent, shadow=shadow,
                                             interleave=interleave)
-    _print(admin_call(args, "StartRollout", request), args)
+    print_answer(args, admin_call(args, "StartRollout", request), format_status)
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
-    _print(admin_call(args, "ShiftRollout", admin_pb2.ShiftRolloutRequest(model=args.model, percent=args.percent)),
-           args)
+    request = admin_pb2.ShiftRolloutRequest(model=args.model, percent=args.percent)
+    print_answer(args, admin_call(args, "ShiftRollout", request), format_status)
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    _print(admin_call(args, "PromoteRollout", admin_pb2.ModelRequest(model=args.model)), args)
+    print_answer(args, admin_call(args, "PromoteRollout", admin_pb2.ModelRequest(model=args.model)), format_status)
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    _print(admin_call(args, "RollbackRollout", admin_pb2.ModelRequest(model=args.model, reason=args.reason)), args)
+    request = admin_pb2.ModelRequest(model=args.model, reason=args.reason)
+    print_answer(args, admin_call(args, "RollbackRollout", request), format_status)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
     result = admin_call(args, "GetRolloutStatus", admin_pb2.ModelRequest(model=args.model or ""))
-    if args.json:
-        print(json.dumps([json.loads(json_format.MessageToJson(status, preserving_proto_field_name=True))
-                          for status in result.models], indent=2))
-        return
-    print("\n".join(format_status(status) for status in result.models))
+    print_answers(args, result.models, format_status)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register this module's commands."""
     rollout = commands.add_parser("rollout", help="roll a new model version out on a running service (admin API)")
     actions = rollout.add_subparsers(dest="action", required=True)
-
-    def action(name: str, help_text: str, func) -> argparse.ArgumentParser:
-        sub = actions.add_parser(name, help=help_text)
-        admin_options(sub)
-        sub.add_argument("--json", action="store_true", help="print the status as JSON")
-        sub.set_defaults(func=func)
-        return sub
-
-    sub = action("start", "load and warm a version, then give it a share of the requests", cmd_start)
+    sub = admin_command(actions, "start", "load and warm a version, then give it a share of the requests", cmd_start)
     sub.add_argument("model")
     sub.add_argument("version")
     share = sub.add_mutually_exclusive_group()
@@ -117,13 +96,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     share.add_argument("--interleave", type=int, metavar="PERCENT",
                        help="answer this share of requests with the stable and new versions' rankings interleaved; "
                             "the quality guard rolls the new version back when shoppers' clicks prefer the stable one")
-    sub = action("shift", "change the candidate's share", cmd_shift)
+    sub = admin_command(actions, "shift", "change the candidate's share", cmd_shift)
     sub.add_argument("model")
     sub.add_argument("percent", type=int)
-    sub = action("promote", "serve every request with the candidate; unload the old version once drained", cmd_promote)
+    sub = admin_command(actions, "promote", "serve every request with the candidate; unload the old version once drained", cmd_promote)
     sub.add_argument("model")
-    sub = action("rollback", "stop serving the candidate; unload it once drained", cmd_rollback)
+    sub = admin_command(actions, "rollback", "stop serving the candidate; unload it once drained", cmd_rollback)
     sub.add_argument("model")
     sub.add_argument("--reason", default="", help="recorded in the history")
-    sub = action("status", "every model's versions, rollout, window figures and history", cmd_status)
+    sub = admin_command(actions, "status", "every model's versions, rollout, window figures and history", cmd_status)
     sub.add_argument("model", nargs="?")
