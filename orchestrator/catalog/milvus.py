@@ -50,7 +50,7 @@ from pymilvus.exceptions import ConnectError, MilvusException, MilvusUnavailable
 from core.analysis import analyze
 from core.catalog import Product
 from core.errors import CatalogStoreError, CatalogUnavailable, ConfigError, InvalidRequest
-from orchestrator.filters import TEXT_FIELDS, Filter
+from orchestrator.filters import TEXT_FIELDS, Filter, validate_filters
 
 
 # The schema, named once.
@@ -172,9 +172,9 @@ def in_list(name: str, values: Iterable[str]) -> str:
 def filter_expression(filters: Sequence[Filter] = (), in_stock: bool = False) -> str:
     """The Milvus boolean expression that keeps what every filter keeps (and, with `in_stock`, only products with
     stock); "" keeps everything. Raises InvalidRequest for a filter that cannot be applied as written."""
+    validate_filters(filters)
     parts = []
     for item in filters:
-        item.validate()
         if item.field in TEXT_FIELDS:
             keys = dict.fromkeys(filter_key(value) for value in item.any_of)  # unique, in order
             parts.append(in_list(FILTER_KEYS[item.field], keys))

@@ -8,6 +8,7 @@ from core.errors import InvalidRequest
 from core.settings import Settings
 from core.weights import DEFAULT_WEIGHTS
 
+from ..filters import validate_filters
 from ..personalization.blend import check_weights
 from .context import SearchQuery
 
@@ -26,8 +27,7 @@ def validate(request: SearchQuery, settings: Settings) -> int:
         raise InvalidRequest(f"top_k must be between 1 and {settings.max_top_k}, not {top_k}")
     if request.mode not in MODES:
         raise InvalidRequest(f"unknown retrieval mode {request.mode!r}; known: {', '.join(MODES)}")
-    for item in request.filters:
-        item.validate()
+    validate_filters(request.filters)
     if len(request.user_id.encode("utf-8")) > settings.max_user_id_bytes:
         raise InvalidRequest(f"user_id is over {settings.max_user_id_bytes} bytes")
     check_weights(request.blend_weights or {})

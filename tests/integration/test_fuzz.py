@@ -874,11 +874,6 @@ def test_a_product_id_with_an_apostrophe_is_stored(full):
     assert result.stored + len(result.errors) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "over a second, with the event loop blocked meanwhile: there is no bound on a search's filters or their values, "
-    "and each value costs ~20 µs on the index (orchestrator/filters.py FilterColumns.mask: 1,000 filters of 60 "
-    "brands, 2.1 s) and ~30 µs on Milvus (orchestrator/catalog/milvus.py filter_expression: one filter of 100,000 "
-    "values, 2.8 s); a request of 1 MB holds that many"))
 @pytest.mark.parametrize("service, filters", [
     ("plain", [ranking_pb2.Filter(field="brand", any_of=BRANDS)] * 1000),
     ("full", [ranking_pb2.Filter(field="brand", any_of=[f"{BRANDS[number % len(BRANDS)]}{number}"

@@ -7,7 +7,7 @@ import pytest
 
 from core.catalog import Product
 from core.errors import InvalidRequest
-from orchestrator.filters import Filter, FilterColumns
+from orchestrator.filters import MAX_FILTER_VALUES, MAX_FILTERS, Filter, FilterColumns, validate_filters
 
 PRODUCTS = [
     Product("p0", "Drill", brand="Bosch", category="Drills", department="Tools", price=99.0),
@@ -75,6 +75,24 @@ def test_price_min_above_max():
 )
 def test_valid_filters_pass(item):
     item.validate()  # no exception
+
+
+def test_a_filter_holds_at_most_max_filter_values():
+    Filter("brand", any_of=tuple(f"b{number}" for number in range(MAX_FILTER_VALUES))).validate()
+    with pytest.raises(InvalidRequest, match=f"{MAX_FILTER_VALUES + 1} values in any_of; the limit is "
+                                             f"{MAX_FILTER_VALUES}"):
+        Filter("brand", any_of=tuple(f"b{number}" for number in range(MAX_FILTER_VALUES + 1))).validate()
+
+
+def test_a_search_holds_at_most_max_filters():
+    validate_filters([Filter("price", min=1.0)] * MAX_FILTERS)
+    with pytest.raises(InvalidRequest, match=f"{MAX_FILTERS + 1} filters; the limit is {MAX_FILTERS}"):
+        validate_filters([Filter("price", min=1.0)] * (MAX_FILTERS + 1))
+
+
+def test_validate_filters_checks_each_filter():
+    with pytest.raises(InvalidRequest, match="unknown filter field"):
+        validate_filters([Filter("price", min=1.0), Filter("colour", any_of=("red",))])
 
 
 # --- masks ------------------------------------------------------------------------------------------------------------
