@@ -35,7 +35,7 @@ from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc  # noqa: E402
 from core.judgments import load_judgments  # noqa: E402
 from core.metrics import percentile  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from orchestrator.harness import catalog_stack  # noqa: E402
+from orchestrator.harness import catalog_stack, scratch_state  # noqa: E402
 from orchestrator.triton_process import free_port  # noqa: E402
 
 DEMO_CATALOG = ROOT / "data" / "demo" / "catalog.csv"
@@ -127,10 +127,7 @@ def main() -> None:
             result = asyncio.run(measure(args.server, queries, args.rounds, scratch))
         else:
             def adjust(settings: Settings) -> Settings:
-                return dataclasses.replace(settings, profile_store=f"sqlite:///{scratch}/profiles.db",
-                                           rollout_state=scratch / "rollout.json",
-                                           experiment_state=scratch / "experiments.json",
-                                           impression_log=scratch / "impressions")
+                return dataclasses.replace(settings, **scratch_state(scratch))
 
             with catalog_stack(Settings.from_env(), DEMO_CATALOG, adjust=adjust) as settings:
                 result = asyncio.run(on_service(settings, queries, args.rounds, scratch))

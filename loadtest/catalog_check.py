@@ -43,7 +43,6 @@ import math
 import os
 import random
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -548,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seconds must be at least 20; --rate, --batch positive; --sample not negative")
     from core.settings import Settings  # noqa: PLC0415
     from orchestrator.catalog.milvus_process import LocalMilvus  # noqa: PLC0415
-    from orchestrator.harness import LOCAL_UNSET, catalog_stack  # noqa: PLC0415
+    from orchestrator.harness import LOCAL_UNSET, as_environment, catalog_stack, scratch_state  # noqa: PLC0415
     from orchestrator.triton_process import free_port  # noqa: PLC0415
 
     os.environ["SHOPRANK_LOADTEST_P95_MS"] = "inf"  # the verdict is failures, not Locust's latency limit
@@ -569,15 +568,12 @@ def main(argv: list[str] | None = None) -> int:
                 settings = Settings.from_env(catalog_store=catalog_store, shop=SHOP)
                 with catalog_stack(settings, DEMO_CATALOG) as settings:
                     for name in ("A", "B"):
+                        files = scratch_state(scratch, name, rollout_from=settings.rollout_state,
+                                              profile_store=redis_url)  # the store both replicas share
                         env = {**{key: value for key, value in os.environ.items() if key not in LOCAL_UNSET},
-                               "SHOPRANK_ADMIN_TOKEN": token,
-                               "SHOPRANK_EXPERIMENT_STATE": str(scratch / f"experiments-{name}.json"),
-                               "SHOPRANK_IMPRESSION_LOG": str(scratch / f"impressions-{name}")}
-                        state = scratch / f"rollout-{name}.json"
-                        if settings.rollout_state.is_file():
-                            shutil.copyfile(settings.rollout_state, state)
+                               "SHOPRANK_ADMIN_TOKEN": token, **as_environment(files)}
                         serve_args = ["--catalog-store", catalog_store, "--shop", SHOP, "--triton-url",
-                                      settings.triton_url, "--profile-store", redis_url, "--rollout-state", str(state)]
+                                      settings.triton_url]
                         replicas.append(Replica(name, serve_args, free_port(), free_port(),
                                                 out / f"replica-{name}.log", env))
                     holder: list[CatalogCheck] = []

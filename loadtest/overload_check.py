@@ -169,19 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.judgments.is_file():
         parser.error(f"no judgments at {args.judgments}: name them with --judgments")
     from core.settings import Settings  # noqa: PLC0415
-    from orchestrator.harness import catalog_stack  # noqa: PLC0415
+    from orchestrator.harness import catalog_stack, scratch_state  # noqa: PLC0415
 
     out = args.out or RESULTS / time.strftime("overload-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     log_to(out / "service.log")
     with tempfile.TemporaryDirectory(prefix="shoprank-overload-") as scratch:
-        scratch = Path(scratch)
-
         def adjust(settings):
-            return dataclasses.replace(settings, profile_store=f"sqlite:///{scratch}/profiles.db",
-                                       rollout_state=scratch / "rollout.json",
-                                       experiment_state=scratch / "experiments.json",
-                                       impression_log=scratch / "impressions")
+            return dataclasses.replace(settings, **scratch_state(Path(scratch)))
 
         with catalog_stack(Settings.from_env(shop=args.shop), args.catalog, adjust=adjust) as settings:
             check, (overload, recovery, capacity) = asyncio.run(until_sigterm(_serve_and_check(settings, args, out)))

@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/rollout-<date-time>)")
     args = parser.parse_args(argv)
     from core.settings import Settings  # noqa: PLC0415
-    from orchestrator.harness import catalog_stack, fresh_profile_store  # noqa: PLC0415
+    from orchestrator.harness import catalog_stack, scratch_state  # noqa: PLC0415
     from orchestrator.triton_process import free_port  # noqa: PLC0415
 
     # The verdict here is failed requests; latency is reported per phase, not judged (Locust's own p95 limit off).
@@ -274,15 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     requests_csv = files.out / "requests.csv"
     log_to(files.service_log)
     token, admin_port = secrets.token_hex(16), free_port()
-    with tempfile.TemporaryDirectory(prefix="shoprank-rollout-check-") as scratch, fresh_profile_store("rollout") as store:
+    with tempfile.TemporaryDirectory(prefix="shoprank-rollout-check-") as scratch:
         root = Path(scratch) / "model_repository"
         linked_copy(args.model_repository / "cpu", root / "cpu")
 
         def adjust(settings):
-            return dataclasses.replace(settings, profile_store=store, admin_token=token, admin_port=admin_port,
-                                       rollout_state=Path(scratch) / "rollout.json",
-                                       experiment_state=Path(scratch) / "experiments.json",
-                                       impression_log=Path(scratch) / "impressions")
+            return dataclasses.replace(settings, **scratch_state(Path(scratch)), admin_token=token,
+                                       admin_port=admin_port)
 
         release = Release(root, f"127.0.0.1:{admin_port}", token)
         settings = Settings.from_env(model_repository=root / "cpu")

@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import shutil
 import signal
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from core.errors import ShoprankError
-from orchestrator.harness import catalog_stack, local, settings_from, triton_options
+from orchestrator.harness import catalog_stack, local, scratch_state, settings_from, triton_options
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -107,15 +106,9 @@ def on_demo_stack(args: argparse.Namespace, work: Callable[[str], Awaitable[int]
     Ctrl-C). The service has its own scratch files: an empty profile store, and a copy of the checkout's rollout
     state when there is one (the same reranker versions serve; the checkout's state is never written)."""
     with tempfile.TemporaryDirectory(prefix="shoprank-load-") as scratch:
-        scratch = Path(scratch).resolve()
-
         def adjust(settings):
-            state = scratch / "rollout.json"
-            if settings.rollout_state.is_file():
-                shutil.copyfile(settings.rollout_state, state)
-            return dataclasses.replace(settings, profile_store=f"sqlite:///{scratch}/profiles.db", rollout_state=state,
-                                       admin_port=0, experiment_state=scratch / "experiments.json",
-                                       impression_log=scratch / "impressions")
+            return dataclasses.replace(settings, **scratch_state(Path(scratch), rollout_from=settings.rollout_state),
+                                       admin_port=0)
 
         with catalog_stack(settings_from(args), DEMO_CATALOG, adjust=adjust) as settings:
             return asyncio.run(until_sigterm(_serve(settings, work)))

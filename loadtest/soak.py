@@ -49,7 +49,6 @@ import math
 import os
 import random
 import secrets
-import shutil
 import sys
 import tempfile
 import time
@@ -522,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.judgments import load_judgments  # noqa: PLC0415
     from core.settings import Settings  # noqa: PLC0415
     from orchestrator.catalog.milvus_process import LocalMilvus  # noqa: PLC0415
-    from orchestrator.harness import catalog_stack  # noqa: PLC0415
+    from orchestrator.harness import as_environment, catalog_stack, scratch_state  # noqa: PLC0415
     from orchestrator.triton_process import free_port  # noqa: PLC0415
 
     out = (args.out or RESULTS / time.strftime("soak-%Y%m%d-%H%M%S")).resolve()
@@ -541,14 +540,11 @@ def main(argv: list[str] | None = None) -> int:
                 milvus.start()
                 catalog_store = f"milvus://127.0.0.1:{milvus.port}"
                 with catalog_stack(Settings.from_env(catalog_store=catalog_store, shop=SHOP), DEMO_CATALOG) as settings:
-                    state = scratch / "rollout.json"
-                    if settings.rollout_state.is_file():  # the checkout's reranker versions serve; its file is left
-                        shutil.copyfile(settings.rollout_state, state)
-                    env = {**os.environ, "SHOPRANK_ADMIN_TOKEN": token,
-                           "SHOPRANK_EXPERIMENT_STATE": str(scratch / "experiments.json"),
-                           "SHOPRANK_IMPRESSION_LOG": str(scratch / "impressions")}
+                    # The checkout's reranker versions serve; its rollout state is left alone.
+                    files = scratch_state(scratch, rollout_from=settings.rollout_state, profile_store=redis_url)
+                    env = {**os.environ, "SHOPRANK_ADMIN_TOKEN": token, **as_environment(files)}
                     serve_args = ["--catalog-store", catalog_store, "--shop", SHOP, "--triton-url",
-                                  settings.triton_url, "--profile-store", redis_url, "--rollout-state", str(state)]
+                                  settings.triton_url]
                     replica = Replica("soak", serve_args, free_port(), free_port(), out / "service.log", env)
                     lost = asyncio.run(until_sigterm(_run(replica, token, args, products, queries, redis_url, out,
                                                           holder)))

@@ -11,9 +11,10 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,9 +127,8 @@ def run_on_catalog(settings: Settings, catalog: Path, work: Callable[[ranking_pb
     leaves that file alone; its experiments and impression log are scratch ones too."""
     with tempfile.TemporaryDirectory(prefix="shoprank-rollout-") as scratch:
         def fresh_state(settings: Settings) -> Settings:
-            settings = dataclasses.replace(settings, rollout_state=Path(scratch) / "rollout.json",
-                                           experiment_state=Path(scratch) / "experiments.json",
-                                           impression_log=Path(scratch) / "impressions")
+            state = scratch_state(Path(scratch), profile_store=settings.profile_store)  # the settings' store stays
+            settings = dataclasses.replace(settings, **state)
             return adjust(settings) if adjust is not None else settings
 
         with catalog_stack(settings, catalog, index_dir, fresh_state, skip_untitled) as settings:
@@ -159,6 +159,29 @@ def catalog_stack(settings: Settings, catalog: Path, index_dir: Path | None = No
         if not current:
             asyncio.run(build_and_save(settings, catalog, index_dir, url, skip_untitled))
         yield settings
+
+
+def scratch_state(folder: Path, name: str = "", rollout_from: Path | None = None,
+                  profile_store: str | None = None) -> dict[str, Any]:
+    """The files of a service that a tool starts for itself, under `folder`, as Settings fields: an empty SQLite
+    profile store (or `profile_store`), a rollout state, the experiments' state and an impression log, so that it
+    never reads or writes a serving deployment's. The rollout state starts as a copy of `rollout_from` when that file
+    exists (the same reranker versions serve; the file itself is never written), else empty (the repository's newest
+    versions). `name` keeps the files of several services in one folder apart."""
+    folder = Path(folder).resolve()
+    suffix = f"-{name}" if name else ""
+    rollout_state = folder / f"rollout{suffix}.json"
+    if rollout_from is not None and rollout_from.is_file():
+        shutil.copyfile(rollout_from, rollout_state)
+    if profile_store is None:
+        profile_store = f"sqlite:///{folder}/profiles{suffix}.db"
+    return {"profile_store": profile_store, "rollout_state": rollout_state,
+            "experiment_state": folder / f"experiments{suffix}.json", "impression_log": folder / f"impressions{suffix}"}
+
+
+def as_environment(fields: Mapping[str, Any]) -> dict[str, str]:
+    """Settings fields as the SHOPRANK_* variables that set them, for a service started as a process of its own."""
+    return {f"SHOPRANK_{name.upper()}": str(value) for name, value in fields.items()}
 
 
 def local(settings: Settings) -> Settings:

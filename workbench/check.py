@@ -17,7 +17,6 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-import shutil
 import signal
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 from core.catalog import shop_of
-from orchestrator.harness import catalog_stack, settings_from, triton_options
+from orchestrator.harness import catalog_stack, scratch_state, settings_from, triton_options
 from orchestrator.triton_process import free_port
 
 from .config import DEMO_CATALOG, WorkbenchConfig
@@ -67,15 +66,9 @@ def run(args: argparse.Namespace, out: Path) -> Journey:
     """The journey on a fresh stack over the demo catalog."""
     token = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="shoprank-workbench-") as scratch:
-        scratch = Path(scratch).resolve()
-
         def adjust(settings):
-            state = scratch / "rollout.json"
-            if settings.rollout_state.is_file():
-                shutil.copyfile(settings.rollout_state, state)
-            return dataclasses.replace(settings, profile_store=f"sqlite:///{scratch}/profiles.db", rollout_state=state,
-                                       admin_port=0, admin_token=token, experiment_state=scratch / "experiments.json",
-                                       impression_log=scratch / "impressions")
+            return dataclasses.replace(settings, **scratch_state(Path(scratch), rollout_from=settings.rollout_state),
+                                       admin_port=0, admin_token=token)
 
         with catalog_stack(settings_from(args), DEMO_CATALOG, adjust=adjust) as settings:
             return asyncio.run(_journey(settings, out, token))
