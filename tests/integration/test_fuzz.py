@@ -888,11 +888,6 @@ def test_filters_with_50000_values_in_all_are_answered_within_a_second(request, 
     assert took <= MAX_CALL_S, f"{took:.2f} s"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FAILED_PRECONDITION 'Milvus refused to search ...: unsupported expr proto node: at /workspace/milvus-lite/"
-    "thirdparty/milvus/internal/core/src/query/PlanProto.cpp:543' from 50 filters on (40 pass): orchestrator/catalog/"
-    "milvus.py filter_expression joins them into one expression Milvus Lite cannot plan, while the same search on the "
-    "index answers OK, and the message carries Milvus's source path"))
 def test_a_search_with_50_filters_on_milvus_is_answered_as_on_the_index(full, plain):
     request = ranking_pb2.SearchRequest(query="drill", filters=[_filter("price", [], 1.0, 2000.0)] * 50)
     assert _outcome(plain, "Search", request)[0] == "OK"

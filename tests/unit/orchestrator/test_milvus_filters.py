@@ -1,12 +1,15 @@
 """The domain's filters as Milvus boolean expressions: what each keeps, and that no value escapes its literal."""
 
 import math
+import re
 
 import pytest
+from pymilvus.exceptions import MilvusException
 
-from core.errors import ConfigError, InvalidRequest
-from orchestrator.filters import Filter
-from orchestrator.catalog.milvus import alias_of, client_uri, filter_expression, filter_key, in_list, string_literal
+from core.errors import CatalogStoreError, ConfigError, InvalidRequest
+from orchestrator.filters import MAX_FILTERS, Filter
+from orchestrator.catalog.milvus import (_translate, alias_of, client_uri, conjunction, filter_expression, filter_key,
+                                         in_list, string_literal)
 
 HOSTILE = ['we"ird\\cat', "it's", '" or product_id != "', "\\", '\\"', "ü日本😀", "' or 1==1 or '", "a\\nb",
            '"]) or (["']
@@ -45,7 +48,41 @@ def test_price_range_needs_a_price():
 
 def test_filters_and_stock_combine_with_and():
     expression = filter_expression([Filter("category", any_of=("Tools",)), Filter("price", min=1)], in_stock=True)
-    assert expression == '(category_key in ["tools"]) and (has_price == true and price >= 1.0) and (stock > 0)'
+    assert expression == '(category_key in ["tools"]) and ((has_price == true and price >= 1.0) and (stock > 0))'
+
+
+def test_parts_are_joined_as_a_balanced_tree_which_milvus_lite_can_plan():
+    # Milvus Lite 2.5.1 refuses a flat chain of ~50 ands ("unsupported expr proto node"); a tree of n parts is
+    # log2(n) deep.
+    assert conjunction(["a"]) == "a"
+    assert conjunction(["a", "b", "c", "d"]) == "((a) and (b)) and ((c) and (d))"
+    expression = conjunction([f"p{number}" for number in range(MAX_FILTERS * 3)])
+    depth = deepest = 0
+    for char in expression:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    assert deepest == math.ceil(math.log2(MAX_FILTERS * 3))
+    assert re.findall(r"p\d+", expression) == [f"p{number}" for number in range(MAX_FILTERS * 3)]
+
+
+def test_the_same_filter_twice_is_written_once():
+    assert filter_expression([Filter("price", min=1.0, max=2000.0)] * 50) == \
+        "has_price == true and price >= 1.0 and price <= 2000.0"
+
+
+def test_too_many_filters_are_refused_before_an_expression_is_built():
+    with pytest.raises(InvalidRequest, match="filters; the limit is"):
+        filter_expression([Filter("price", min=float(number)) for number in range(MAX_FILTERS + 1)])
+
+
+def test_milvus_source_paths_never_reach_an_error_message():
+    refusal = MilvusException(2000, " => unsupported expr proto node:  at /workspace/milvus-lite/thirdparty/milvus/"
+                                    "internal/core/src/query/PlanProto.cpp:543")
+    error = _translate(refusal, "search shop_demo__g1")
+    assert isinstance(error, CatalogStoreError)
+    assert str(error) == "Milvus refused to search shop_demo__g1: => unsupported expr proto node:"
+    assert "/workspace" not in str(_translate(MilvusException(2000, 'Assert "x" => Cannot find field with field_id: 0 '
+                                                                     "at /w/src/common/Schema.h:178"), "search"))
 
 
 def test_in_stock_alone():
