@@ -25,6 +25,8 @@ What Milvus Lite 2.5.1 can and cannot do, found by trying it (timings: benchmark
 - no expression templates (filter_params): literals are escaped here; control characters cannot be written in a
   literal at all, so the filter keys are stored and matched with them replaced by spaces;
 - no alias calls (UNIMPLEMENTED), see above;
+- a delete (and so an upsert) writes the primary keys into an SQLite statement unescaped, in apostrophes: an
+  apostrophe in a product id is stored as a private-use character (APOSTROPHE_KEY) and read back as one;
 - every acknowledged write is a committed SQLite transaction (fdatasync before the answer), so it survives `kill -9`
   of the server; reads see it at once (the consistency level is set to Strong for servers where it matters).
 """
@@ -167,6 +169,40 @@ def number_literal(value: float) -> str:
 def in_list(name: str, values: Iterable[str]) -> str:
     """`name in ["a", "b"]` with each value escaped."""
     return f"{name} in [{', '.join(string_literal(value) for value in values)}]"
+
+
+# Product ids: what Milvus holds of them. Milvus Lite 2.5.1 deletes rows (and so upserts them: a delete, then an
+# insert) by an SQLite statement that quotes their primary keys in apostrophes without escaping them: a key holding
+# one fails ('near "s": syntax error'), and a crafted one (x') OR ('1'='1) deletes every row of the collection from
+# its store. So an apostrophe is stored as APOSTROPHE_KEY, a private-use character, and read back as an apostrophe;
+# a product id holding that character cannot be stored, nor one holding a control character (which no filter can
+# match: see string_literal).
+APOSTROPHE_KEY = "\ue027"
+
+
+def id_problem(product_id: str) -> str:
+    """Why the catalog in Milvus cannot hold a product with this id; "" when it can."""
+    if any(unicodedata.category(char) == "Cc" for char in product_id):
+        return "holds a control character, which a Milvus filter cannot match"
+    if APOSTROPHE_KEY in product_id:
+        return "holds U+E027, a private-use character the catalog in Milvus keeps for apostrophes"
+    return ""
+
+
+def stored_id(product_id: str) -> str:
+    """The primary key a product id is stored under (see APOSTROPHE_KEY)."""
+    return product_id.replace("'", APOSTROPHE_KEY)
+
+
+def product_id_of(key: str) -> str:
+    """The product id stored under a primary key."""
+    return key.replace(APOSTROPHE_KEY, "'")
+
+
+def stored_keys(ids: Iterable[str]) -> list[str]:
+    """The primary keys of `ids`, once each, in order; ids no stored product can have are left out (their products
+    are not stored)."""
+    return [stored_id(product_id) for product_id in dict.fromkeys(ids) if not id_problem(product_id)]
 
 
 def filter_expression(filters: Sequence[Filter] = (), in_stock: bool = False) -> str:
@@ -456,6 +492,7 @@ class MilvusCatalog:
     def _write(self, name: str, rows: list[dict[str, Any]]) -> None:
         # Each batch is one acknowledged write; a failure leaves earlier batches stored (upserts are idempotent:
         # write the lot again).
+        rows = [{**row, PRODUCT_ID: stored_id(row[PRODUCT_ID])} for row in rows]
         for start in range(0, len(rows), WRITE_BATCH):
             with _translated(f"upsert into {name}"):
                 self._client.upsert(name, rows[start:start + WRITE_BATCH], timeout=self._timeout)
@@ -501,8 +538,9 @@ class MilvusCatalog:
     def delete(self, ids: Sequence[str]) -> None:
         """Remove products; ids that are not stored are ignored."""
         name = self._target()
-        for start in range(0, len(ids), WRITE_BATCH):
-            expression = in_list(PRODUCT_ID, ids[start:start + WRITE_BATCH])
+        keys = stored_keys(ids)
+        for start in range(0, len(keys), WRITE_BATCH):
+            expression = in_list(PRODUCT_ID, keys[start:start + WRITE_BATCH])
             with _translated(f"delete from {name}"):
                 self._client.delete(name, filter=expression, timeout=self._timeout)
 
@@ -511,14 +549,14 @@ class MilvusCatalog:
     def _query(self, name: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
         # Never MilvusClient.get: it quotes string ids without escaping them.
         rows: list[dict[str, Any]] = []
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), WRITE_BATCH):
-            part = unique[start:start + WRITE_BATCH]
+        keys = stored_keys(ids)
+        for start in range(0, len(keys), WRITE_BATCH):
+            part = keys[start:start + WRITE_BATCH]
             with _translated(f"read from {name}"):
                 rows.extend(self._client.query(name, filter=in_list(PRODUCT_ID, part), output_fields=list(fields),
                                                limit=len(part), consistency_level=CONSISTENCY,
                                                timeout=self._timeout))
-        return rows
+        return [_read(row) for row in rows]
 
     def get(self, ids: Sequence[str]) -> list[StockedProduct]:
         """The stored products among `ids`, in the order asked."""
@@ -570,20 +608,20 @@ class MilvusCatalog:
                 return Hits([], np.zeros(0, dtype=np.float32))
             raise _translate(error, f"search {name}") from error
         hits = result[0]
-        return Hits([hit["id"] for hit in hits], np.array([hit["distance"] for hit in hits], dtype=np.float32))
+        return Hits([product_id_of(hit["id"]) for hit in hits], np.array([hit["distance"] for hit in hits], dtype=np.float32))
 
     def lexical_scores_of(self, text: str, ids: Sequence[str]) -> np.ndarray:
         """The BM25 score of each of `ids` for `text` (0 where its text has none of the words, or it is not
         stored), for fusing candidates another retriever found."""
         scores = np.zeros(len(ids), dtype=np.float32)
-        unique = list(dict.fromkeys(ids))
+        keys = stored_keys(ids)
         name = self._target(read=True)
         text = _text(text, self._spec(name))
-        if not unique or not text.strip():
+        if not keys or not text.strip():
             return scores
         found: dict[str, float] = {}
-        for start in range(0, len(unique), WRITE_BATCH):
-            part = unique[start:start + WRITE_BATCH]
+        for start in range(0, len(keys), WRITE_BATCH):
+            part = keys[start:start + WRITE_BATCH]
             hits = self._search(name, TEXT_SPARSE, text, len(part), in_list(PRODUCT_ID, part),
                                 {"metric_type": "BM25"})
             found.update(zip(hits.ids, hits.scores.tolist()))
@@ -622,6 +660,7 @@ class MilvusCatalog:
                     rows = iterator.next()
                 if not rows:
                     return
+                rows = [_read(row) for row in rows]
                 yield [_stocked(row) for row in rows], {
                     field_name: np.asarray([row[field_name] for row in rows], dtype=np.float32).reshape(
                         len(rows), spec.dense_dim if field_name == DENSE else spec.multilingual_dim)
@@ -633,10 +672,10 @@ class MilvusCatalog:
         """The inner product of each of `ids`' `field_name` vector with `vector` (0 for a product not stored), by a
         search restricted to them: the vectors stay in Milvus."""
         scores = np.zeros(len(ids), dtype=np.float32)
-        unique = list(dict.fromkeys(ids))
+        keys = stored_keys(ids)
         found: dict[str, float] = {}
-        for start in range(0, len(unique), WRITE_BATCH):
-            part = unique[start:start + WRITE_BATCH]
+        for start in range(0, len(keys), WRITE_BATCH):
+            part = keys[start:start + WRITE_BATCH]
             hits = self.dense(field_name, vector, len(part), in_list(PRODUCT_ID, part))
             found.update(zip(hits.ids, hits.scores.tolist()))
         for position, product_id in enumerate(ids):
@@ -684,6 +723,9 @@ def _check_lengths(row: dict[str, Any], product_id: str) -> None:
     for name, limit in MAX_LENGTHS.items():
         if len(row[name].encode("utf-8")) > limit:
             raise InvalidRequest(f"product {product_id!r}: {name} is longer than {limit} bytes")
+    if len(stored_id(product_id).encode("utf-8")) > MAX_LENGTHS[PRODUCT_ID]:
+        raise InvalidRequest(f"product {product_id!r}: product_id is longer than {MAX_LENGTHS[PRODUCT_ID]} bytes as "
+                             f"stored (an apostrophe takes 3, see APOSTROPHE_KEY)")
 
 
 def _row(record: CatalogRecord, spec: CollectionSpec) -> dict[str, Any]:
@@ -691,6 +733,9 @@ def _row(record: CatalogRecord, spec: CollectionSpec) -> dict[str, Any]:
     identifier = product.product_id
     if not identifier:
         raise InvalidRequest("a product needs a product_id")
+    problem = id_problem(identifier)
+    if problem:
+        raise InvalidRequest(f"product {identifier!r}: product_id {problem}")
     row = {
         PRODUCT_ID: identifier,
         TITLE: product.title,
@@ -724,6 +769,12 @@ def check_storable(product: Product, stock: int, spec: CollectionSpec) -> None:
 def _text(text: str, spec: CollectionSpec) -> str:
     """Text as the collection's BM25 analyzer takes it: core.analysis's terms for ANALYZED, else as written."""
     return " ".join(analyze(text)) if spec.analyzer == ANALYZED else text
+
+
+def _read(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as Milvus returned it, with its product id as the product's (see APOSTROPHE_KEY)."""
+    row[PRODUCT_ID] = product_id_of(row[PRODUCT_ID])
+    return row
 
 
 def _stocked(row: Mapping[str, Any]) -> StockedProduct:

@@ -561,8 +561,6 @@ ENORMOUS_RECORD_STREAMS = st.builds(feed, st.lists(st.floats(0, 2000), min_size=
 # ---------------------------------------------------------------------------------------------- known bugs
 
 # Each names its regression test below; remove the entry with the xfail once the bug is fixed.
-APOSTROPHE_ID = ("a product id with an apostrophe cannot be upserted: UNAVAILABLE 'Milvus refused to upsert: internal "
-                 "error' (test_a_product_id_with_an_apostrophe_is_stored)")
 CONTROL_CHARACTER_FEEDBACK = ("feedback naming a product id with a control character answers INTERNAL on a catalog in "
                               "Milvus (test_feedback_with_a_control_character_in_its_product_id_on_milvus)")
 
@@ -573,9 +571,6 @@ def _control(text: str) -> bool:
 
 def known_bug(rpc: str, request, code: grpc.StatusCode, details: str, milvus: bool) -> str:
     """The pinned bug that explains this outcome of `request`, or ''."""
-    if (code == C.UNAVAILABLE and rpc == "UpsertProducts" and "Milvus refused to upsert" in details
-            and any("'" in record.product_id for record in request)):
-        return APOSTROPHE_ID
     if code == C.INTERNAL and milvus and rpc in ("Feedback", "FeedbackStream"):
         events = request if rpc == "FeedbackStream" else [request]
         if any(_control(event.product_id) for event in events):
@@ -850,11 +845,6 @@ def test_feedback_with_a_control_character_in_its_product_id_on_milvus(full, rpc
         assert (result.accepted, result.rejected, [error.index for error in result.errors]) == (1, 1, [0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "INVALID_ARGUMENT for the whole call ('holds a control character, which a Milvus filter cannot match; the records "
-    "from index 0 on may not be stored'): orchestrator/catalog/ingest.py validate lets the id through and "
-    "CatalogWriter._write_locked's read of the batch (MilvusCatalog.get) refuses it, failing every record of its "
-    "batch"))
 def test_an_upserted_record_whose_id_holds_a_control_character_is_reported_and_the_others_kept(full):
     records = [admin_pb2.ProductRecord(product_id="fuzz-ok-1", title="Wombatine camping mug"),
                admin_pb2.ProductRecord(product_id="fuzz\x01bad", title="Wombatine camping plate")]
@@ -863,15 +853,21 @@ def test_an_upserted_record_whose_id_holds_a_control_character_is_reported_and_t
     assert (result.stored, [error.index for error in result.errors]) == (1, [1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "UNAVAILABLE 'Milvus refused to upsert into shop_..._g1: internal error; ... send them again' for any product id "
-    "holding an apostrophe (\"men's-shirt\"), every time: MilvusCatalog.upsert (orchestrator/catalog/milvus.py) "
-    "hands the id to Milvus Lite 2.5.1's upsert, which fails on it; GetProduct, DeleteProducts and Search take it"))
 def test_a_product_id_with_an_apostrophe_is_stored(full):
     record = admin_pb2.ProductRecord(product_id="men's-shirt", title="Quokkabrite flannel shirt")
     code, details, result = _outcome(full, "UpsertProducts", [record])
     assert code == "OK", f"{code}: {details}"
     assert result.stored + len(result.errors) == 1
+    # stored (milvus.py keeps an apostrophe out of Milvus Lite's keys): read, found, deleted as any other
+    assert result.stored == 1, result
+    code, details, stored = _outcome(full, "GetProduct", admin_pb2.GetProductRequest(product_id="men's-shirt"))
+    assert (code, stored.product_id if stored else None) == ("OK", "men's-shirt"), details
+    code, details, found = _outcome(full, "Search", ranking_pb2.SearchRequest(query="quokkabrite flannel shirt"))
+    assert code == "OK" and "men's-shirt" in [item.product_id for item in found.items], details
+    code, details, deleted = _outcome(full, "DeleteProducts",
+                                      admin_pb2.DeleteProductsRequest(product_ids=["men's-shirt"]))
+    assert (code, deleted.deleted if deleted else None) == ("OK", 1), details
+    assert _outcome(full, "GetProduct", admin_pb2.GetProductRequest(product_id="men's-shirt"))[0] == "NOT_FOUND"
 
 
 @pytest.mark.parametrize("service, filters", [

@@ -53,6 +53,11 @@ def test_what_the_collection_cannot_hold_is_rejected_before_anything_is_written(
         validate(record(stock=-1), SPEC)
     with pytest.raises(InvalidRequest, match="title is longer than 4096 bytes"):
         validate(record(title="x" * 5000), SPEC)
+    with pytest.raises(InvalidRequest, match="product_id holds a control character"):
+        validate(record(product_id="fuzz\x01bad"), SPEC)  # rejected alone, not its batch at the read
+    with pytest.raises(InvalidRequest, match="product_id is longer than 512 bytes as stored"):
+        validate(record(product_id="'" * 200), SPEC)  # 200 bytes sent, 600 stored
+    assert validate(record(product_id="men's-shirt"), SPEC).product.product_id == "men's-shirt"
 
 
 def test_without_a_stock_a_stock_attribute_is_the_stock_as_in_a_catalog_file_and_never_kept():

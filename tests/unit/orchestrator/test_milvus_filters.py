@@ -8,8 +8,9 @@ from pymilvus.exceptions import MilvusException
 
 from core.errors import CatalogStoreError, ConfigError, InvalidRequest
 from orchestrator.filters import MAX_FILTERS, Filter
-from orchestrator.catalog.milvus import (_translate, alias_of, client_uri, conjunction, filter_expression, filter_key,
-                                         in_list, string_literal)
+from orchestrator.catalog.milvus import (APOSTROPHE_KEY, _translate, alias_of, client_uri, conjunction, filter_expression,
+                                         filter_key, id_problem, in_list, product_id_of, stored_id, stored_keys,
+                                         string_literal)
 
 HOSTILE = ['we"ird\\cat', "it's", '" or product_id != "', "\\", '\\"', "ü日本😀", "' or 1==1 or '", "a\\nb",
            '"]) or (["']
@@ -134,3 +135,17 @@ def test_client_uri_accepts_the_forms_a_setting_may_take():
     assert client_uri("milvus://milvus:19530") == "http://milvus:19530"
     assert client_uri("127.0.0.1:19530") == "http://127.0.0.1:19530"
     assert client_uri("http://127.0.0.1:1") == "http://127.0.0.1:1"
+
+
+@pytest.mark.parametrize("product_id", ["men's-shirt", "'", "x') OR ('1'='1", "plain", "ü日本'😀"])
+def test_an_apostrophe_never_reaches_a_primary_key_and_reads_back_as_sent(product_id):
+    key = stored_id(product_id)
+    assert "'" not in key and product_id_of(key) == product_id
+    assert stored_id("plain") == "plain"
+
+
+def test_ids_no_stored_product_can_have_are_left_out_of_reads():
+    assert id_problem("a\x01b") == "holds a control character, which a Milvus filter cannot match"
+    assert "private-use" in id_problem(f"x{APOSTROPHE_KEY}")
+    assert id_problem("men's-shirt") == ""
+    assert stored_keys(["p1", "a\nb", "it's", "p1", f"x{APOSTROPHE_KEY}"]) == ["p1", f"it{APOSTROPHE_KEY}s"]
