@@ -5,12 +5,15 @@ context variable, which asyncio copies into every task and `asyncio.to_thread` c
 reads it without it being passed along. Each call's own timeout (Triton's, the cross-encoder's, Milvus's, the profile
 store's) becomes the smaller of that timeout and the time left, and a call whose time is already up is not made.
 When the caller goes away (cancelled, or past its deadline), gRPC cancels the handler and the search's own tasks
-are cancelled with it (orchestrator/search/pipeline.py).
+are cancelled with it (orchestrator/search/pipeline.py), each waited for until it has ended (`cancel_and_wait`): no
+work of a search outlives it, and no error of one is left unread ("Task exception was never retrieved"). A call
+running in a thread cannot be stopped; given up on, it ends on its own and its outcome is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable
 from contextvars import ContextVar
@@ -55,9 +58,40 @@ async def within(awaitable: Awaitable[T], timeout_s: float, what: str,
                  timed_out: type[Exception] = DeadlineExceeded) -> T:
     """Await `awaitable` within its budget (it is cancelled past it; a thread it runs in finishes on its own):
     DeadlineExceeded when the caller's deadline ran out first, `timed_out` when the call's own timeout did."""
-    limit = budget(timeout_s, what)
     try:
-        return await asyncio.wait_for(awaitable, limit)
+        limit = budget(timeout_s, what)
+    except DeadlineExceeded:
+        # Not started: a coroutine is closed (never "never awaited"), a task cancelled and waited for.
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        elif asyncio.isfuture(awaitable):
+            await cancel_and_wait(awaitable)
+        raise
+    try:
+        return await asyncio.wait_for(awaitable, limit)  # past `limit`, it cancels the awaitable and waits for it
     except asyncio.TimeoutError:
         error = timed_out if limit >= timeout_s else DeadlineExceeded
         raise error(f"{what} did not answer within {limit * 1000:.0f} ms") from None
+
+
+async def cancel_and_wait(*tasks: asyncio.Future | None) -> None:
+    """Cancel the tasks (None: none) and wait until each has ended, reading what it raised: neither their work nor
+    their errors outlive the caller that gave up on them. A task that had ended is only read, without waiting."""
+    running = []
+    for task in tasks:
+        if task is None:
+            continue
+        if not task.done():
+            task.cancel()
+            running.append(task)
+        elif not task.cancelled():
+            task.exception()  # read: never "Task exception was never retrieved"
+    if running:
+        # Shielded, so that the caller's own cancellation, arriving meanwhile, does not cut the wait short; it is
+        # raised once the tasks have ended.
+        waiting = asyncio.gather(*running, return_exceptions=True)
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            await waiting
+            raise

@@ -20,7 +20,7 @@ from core.language import NONE
 from core.errors import StoreError
 
 from ..catalog.store import Entries
-from ..deadline import within
+from ..deadline import cancel_and_wait, within
 from ..filters import Filter
 from ..fusion import Fused
 from ..personalization.profile import UserProfile
@@ -149,11 +149,10 @@ class SearchContext:
     # Order: the answer.
     items: list[ScoredItem] = field(default_factory=list)
 
-    def cancel_tasks(self) -> None:
-        """Cancel the background work started for this search (its profile read, its query's encodings)."""
-        for task in (self.profile_task, self.embedding_task, self.multilingual_task):
-            if task is not None and not task.done():
-                task.cancel()
+    async def cancel_tasks(self) -> None:
+        """Cancel the background work started for this search (its profile read, its query's encodings) and wait
+        for it to end, reading the errors of the parts that failed already."""
+        await cancel_and_wait(self.profile_task, self.embedding_task, self.multilingual_task)
 
     async def user_profile(self) -> UserProfile | None:
         """The user's profile, once loaded (None: anonymous, cold start, off, or the store is down)."""

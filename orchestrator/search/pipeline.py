@@ -35,7 +35,7 @@ from core.spelling import SpellingCorrector
 from core.weights import DEFAULT_WEIGHTS
 
 from ..catalog.store import CatalogStore
-from ..deadline import reset_deadline, set_deadline
+from ..deadline import cancel_and_wait, reset_deadline, set_deadline
 from ..experiments.arms import Arm
 from ..experiments.controller import Assignment, ExperimentController
 from ..experiments.impressions import Impression, ImpressionLog, Interaction
@@ -122,13 +122,18 @@ class Pipeline:
         try:
             await self._run(self._retrieval, context)
         except BaseException:  # failed, or cancelled (the caller went away): stop the work started for it
-            context.cancel_tasks()
+            await context.cancel_tasks()
             raise
         answered = context
         if assignment is not None and assignment.method == "interleave":
             reasons = len(trace.reasons)
-            control, treatment = await asyncio.gather(self._rank_as(context, assignment.control),
-                                                      self._rank_as(context, assignment.treatment))
+            arms = [asyncio.create_task(self._rank_as(context, arm)) for arm in (assignment.control,
+                                                                                 assignment.treatment)]
+            try:
+                control, treatment = await asyncio.gather(*arms)
+            except BaseException:  # one arm failed, or the caller went away: the other arm stops too
+                await cancel_and_wait(*arms)
+                raise
             answered = control
             if len(trace.reasons) > reasons:
                 # An arm ranked without one of its parts (the cross-encoder was busy for one of the two, the profile

@@ -25,6 +25,7 @@ from core.specs import RERANKER
 from core.weights import DEFAULT_WEIGHTS
 
 from ..catalog.store import CatalogStore
+from ..deadline import cancel_and_wait
 from ..fusion import Fused, combine, combined_scores, impute
 from ..rollout.controller import RolloutController, Route
 from ..rollout.guards import rank_biased_overlap
@@ -113,6 +114,11 @@ class Rerank:
                 extra = extra if extra is not None else await self._cheap_features(context, head)
                 context.ranking = combine(fused, cheap_weights, extra)
             return
+        finally:
+            if isinstance(scoring, asyncio.Task):
+                # Left before the scores were awaited (the search was cancelled during the match features, or they
+                # failed): the cross-encoder's call ends with the search, its error read. Awaited: nothing to do.
+                await cancel_and_wait(scoring)
         context.ranking = combine(fused, weights, extra)
         if context.route.shadow and scoring is not None:
             # The shadow ranks by its own version's weights, unless the request named weights for both.

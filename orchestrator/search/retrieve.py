@@ -18,6 +18,7 @@ from core.language import CJK, NONE
 from core.settings import Settings
 
 from ..catalog.store import CatalogStore, Entries
+from ..deadline import cancel_and_wait
 from ..fusion import fuse, impute
 from ..personalization.personalizer import Personalizer
 from .context import SearchContext
@@ -100,9 +101,7 @@ class Retrieve:
         try:
             embedding, multilingual = [None if task is None else await task for task in tasks]
         except TritonError as error:
-            for task in tasks:
-                if task is not None:
-                    task.cancel()
+            await cancel_and_wait(*tasks)  # the other encoding too (it may have failed as well: its error is read)
             context.trace.degrade("dense_unavailable", error)
             return None, None, True
         return embedding, multilingual, False

@@ -12,6 +12,7 @@ import random
 import numpy as np
 import pytest
 
+import orchestrator.search.order as order_stage
 import orchestrator.search.rerank as rerank_stage
 from core.catalog import Product
 from core.settings import Settings
@@ -25,6 +26,7 @@ from orchestrator.personalization.personalizer import user_key
 from orchestrator.rollout.controller import RolloutController
 from orchestrator.rollout.versions import VersionLoader
 from orchestrator.search import CrossEncoder, Pipeline, SearchQuery
+from tests.unit.orchestrator.test_pipeline_search import StuckTriton
 from tests.unit.orchestrator.test_rollout_controller import CONFIG, FakeTriton
 
 TOOLS = [Product(f"t{n}", f"Drill {name}")
@@ -160,6 +162,27 @@ def test_an_interleaved_answer_is_the_team_draft_of_both_arms_rankings(parts):
         assert item.score == pytest.approx(scores[item.arm][item.product_id])
     assert parts.experiments.get("exp").shown == 1
     assert not result.degraded
+
+
+def test_when_one_arm_fails_the_other_arms_work_ends_with_the_search(parts, monkeypatch):
+    triton = StuckTriton()  # the control arm's cross-encoder call stays in flight
+    calls = triton.calls
+
+    async def broken_order(self, context):
+        while not calls:  # the treatment arm fails while the control's call is in flight
+            await asyncio.sleep(0.001)
+        raise RuntimeError("a bug in one arm")
+
+    monkeypatch.setattr(parts.triton, "infer", triton.infer)
+    monkeypatch.setattr(order_stage.Order, "run", broken_order)
+    parts.experiments.start("exp", "default", "fused", "interleave", 1.0)
+
+    async def scenario():
+        with pytest.raises(RuntimeError, match="a bug in one arm"):
+            await parts.pipeline.search(SearchQuery(QUERY, top_k=6))
+        return list(calls), parts.cross_encoder.in_flight
+
+    assert asyncio.run(scenario()) == (["started", "cancelled"], 0)
 
 
 def test_both_arms_are_ranked_from_one_retrieval(parts):

@@ -7,12 +7,15 @@ which query each model gets, and what a busy reranker skips.
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 
 import numpy as np
 import pytest
 
 import orchestrator.search.rerank as rerank_stage
 from core.catalog import Product
+from core.errors import CatalogUnavailable, TritonUnavailable
 from core.settings import Settings
 from core.spelling import SpellingCorrector
 from orchestrator.catalog.memory import MemoryCatalog
@@ -227,3 +230,116 @@ def test_the_in_process_catalog_scores_exactly_the_ids_asked_in_their_order(make
     cosines = asyncio.run(catalog.similarities("dense", catalog.index.dense.embeddings[0], ids))
     assert len(bm25) == len(cosines) == 3 and bm25[1] == cosines[1] == 0.0  # an unknown id scores nothing
     assert bm25[0] > bm25[2] > 0 and cosines[2] == pytest.approx(1.0, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------- work a search gives up on
+
+def unreported(scenario) -> list[dict]:
+    """Run `scenario()`; what the event loop reported as nobody's (e.g. "Task exception was never retrieved")."""
+    reported: list[dict] = []
+
+    async def run():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        await scenario()
+
+    asyncio.run(run())
+    gc.collect()  # a task's unretrieved error is reported when the task is collected
+    return [{key: str(value) for key, value in context.items()} for context in reported]
+
+
+class StuckTriton:
+    """A Triton that never answers: records each call's start, and its cancellation."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def infer(self, spec, feeds, version=""):
+        self.calls.append("started")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            self.calls.append("cancelled")
+            raise
+        return {}
+
+
+class FailingEncoder(Encoder):
+    """Triton is down: each encoding fails, the multilingual one as well."""
+
+    multilingual_tokenizer = object()
+
+    async def encode(self, text: str, version: str) -> np.ndarray:
+        raise TritonUnavailable("Triton is down")
+
+    async def encode_multilingual(self, text: str, version: str) -> np.ndarray:
+        raise TritonUnavailable("Triton is down")
+
+
+class DownCatalog(MemoryCatalog):
+    """Milvus is down: lexical retrieval fails, a moment after the query's encodings were requested."""
+
+    async def lexical(self, text, k, filters=(), in_stock=False):
+        await asyncio.sleep(0.01)
+        raise CatalogUnavailable("Milvus is down")
+
+
+def test_both_encodings_failing_answer_lexical_and_leave_no_error_unretrieved(make_index):
+    index = make_index(PRODUCTS)
+    pipeline = Pipeline(Settings(), MemoryCatalog(index), FailingEncoder(index.dense.embeddings[0]), {})  # type: ignore[arg-type]
+    results = []
+
+    async def scenario():
+        results.append(await pipeline.search(SearchQuery("claw hammer")))
+        await asyncio.sleep(0.01)
+
+    assert unreported(scenario) == []
+    assert results[0].degraded_reason.startswith("dense_unavailable: ") and results[0].items
+
+
+def test_a_failed_retrieval_ends_the_encodings_it_started_and_reads_their_errors(make_index):
+    index = make_index(PRODUCTS)
+    pipeline = Pipeline(Settings(), DownCatalog(index), FailingEncoder(index.dense.embeddings[0]), {})  # type: ignore[arg-type]
+    raised = []
+
+    async def scenario():
+        try:
+            await pipeline.search(SearchQuery("claw hammer"))
+        except CatalogUnavailable as error:
+            raised.append(str(error))
+
+    assert unreported(scenario) == []
+    assert raised == ["Milvus is down"]
+
+
+def test_a_search_cancelled_while_its_features_are_computed_cancels_its_cross_encoder_call(monkeypatch, make_index):
+    index = make_index(PRODUCTS)
+    features_started, release = threading.Event(), threading.Event()
+
+    def match_features(query, texts):
+        features_started.set()
+        release.wait(5)
+        return {}
+
+    triton = StuckTriton()
+    calls = triton.calls
+    monkeypatch.setattr(rerank_stage, "match_features", match_features)
+    reranker = CrossEncoder(triton, tokenizer, timeout_s=30.0, max_in_flight=1)
+    pipeline = Pipeline(Settings(), MemoryCatalog(index), Encoder(index.dense.embeddings[0]), {},  # type: ignore[arg-type]
+                        cross_encoder=reranker)
+    weights = {"reranker": 1.0, "overlap": 1.0}
+    seen = {}
+
+    async def scenario():
+        search = asyncio.create_task(pipeline.search(SearchQuery("claw hammer", combination_weights=weights)))
+        while not features_started.is_set():
+            await asyncio.sleep(0.005)
+        search.cancel()  # the caller went away while the match features ran and the cross-encoder scored
+        try:
+            await search
+        except asyncio.CancelledError:
+            pass
+        seen["calls"], seen["in_flight"] = list(calls), reranker.in_flight
+        release.set()
+
+    assert unreported(scenario) == []
+    assert seen == {"calls": ["started", "cancelled"], "in_flight": 0}  # nothing of the search outlived it
