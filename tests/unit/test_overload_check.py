@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from loadtest.open_loop import Call, read, write
-from loadtest.overload_check import figures, recovered_after, summary_line, within_objective
+from loadtest.overload_check import figures, in_flight_bound, recovered_after, summary_line, within_objective
 
 
 def calls(start: float, count: int, latency_ms: float, status: str = "OK", rate: float = 10.0) -> list[Call]:
@@ -46,3 +46,15 @@ def test_the_generators_rows_read_back(tmp_path):
     back = read(tmp_path / "calls.csv")
     assert [call.status for call in back] == ["RESOURCE_EXHAUSTED", "OK"]  # in the order they were sent
     assert back[0].retry_after_ms == "100" and back[1].degraded and math.isclose(back[1].latency_ms, 12.5)
+
+
+def test_the_bound_is_the_tail_of_the_calls_a_call_found_in_flight():
+    # One call at a time, each done before the next: every call found only itself.
+    assert in_flight_bound(calls(0, 100, 50.0, rate=10)) == 1
+    # Each call lasts 250 ms and one comes every 100 ms: each finds two before it still in flight, and itself.
+    assert in_flight_bound(calls(0, 100, 250.0, rate=10)) == 3
+    # A burst of 5 at once after 100 calls one at a time: they find 1 to 5 in flight. A bound of 4 refuses the
+    # fifth alone, under 1% of the 105 calls.
+    burst = calls(0, 100, 50.0, rate=10) + [Call(20.0, 500.0, "OK")] * 5
+    assert in_flight_bound(burst) == 4
+    assert in_flight_bound([]) == 1
