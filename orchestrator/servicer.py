@@ -144,7 +144,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
             event = to_event(request)
             [added] = await self._personalizer().record([event])
             self.pipeline.feedback([event], [added])
-        except InvalidEvent as error:
+        except (InvalidEvent, InvalidRequest) as error:  # the event, or what the catalog it checks cannot read
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, status_detail(error))
         except (StoreError, CatalogStoreError, DeadlineExceeded) as error:  # the store, or the catalog it checks
             await context.abort(grpc.StatusCode.UNAVAILABLE, status_detail(f"event not recorded, send it again: {error}"))
@@ -154,36 +154,43 @@ class RankingServicer(ranking_pb2_grpc.RankingServicer):
         return ranking_pb2.FeedbackAck(duplicate=not added)
 
     async def FeedbackStream(self, request_iterator: AsyncIterator[ranking_pb2.FeedbackEvent], context: grpc.aio.ServicerContext) -> ranking_pb2.FeedbackStreamResult:  # noqa: N802
-        """Valid events are recorded batch by batch; a store failure ends the call with UNAVAILABLE, saying how many
-        events before it were recorded, so the sender can resume from there."""
+        """Events are checked and recorded batch by batch (one catalog read and one store write a batch), an invalid
+        one rejected by its index; a store failure ends the call with UNAVAILABLE, saying how many events before it
+        were recorded, so the sender can resume from there."""
         result = ranking_pb2.FeedbackStreamResult()
-        batch: list[Event] = []
+        pending: list[tuple[int, Event]] = []  # received, not yet checked: (stream index, event)
         recorded = 0  # events of the stream, counted from its start, that are decided (recorded or rejected)
 
         async def flush() -> None:
             nonlocal recorded
-            added = await personalizer.record(batch, checked=True)
-            self.pipeline.feedback(batch, added)
-            result.accepted += sum(added)
-            result.duplicates += len(added) - sum(added)
-            batch.clear()
+            checked = await personalizer.check_all([event for _, event in pending])
+            batch = [item for item in checked if isinstance(item, Event)]
+            for (index, event), item in zip(pending, checked):
+                if isinstance(item, InvalidEvent):
+                    result.rejected += 1
+                    if len(result.errors) < MAX_LISTED_ERRORS:
+                        result.errors.append(ranking_pb2.EventError(index=index, event_id=event.event_id[:256], reason=status_detail(item)))
+            if batch:
+                added = await personalizer.record(batch, checked=True)
+                self.pipeline.feedback(batch, added)
+                result.accepted += sum(added)
+                result.duplicates += len(added) - sum(added)
+            pending.clear()
             recorded = result.received
 
         try:
             personalizer = self._personalizer()
             async for message in request_iterator:
-                index = result.received
+                pending.append((result.received, to_event(message)))
                 result.received += 1
-                try:
-                    batch.append(await personalizer.check(to_event(message)))
-                except InvalidEvent as error:
-                    result.rejected += 1
-                    if len(result.errors) < MAX_LISTED_ERRORS:
-                        result.errors.append(ranking_pb2.EventError(index=index, event_id=message.event_id[:256], reason=status_detail(error)))
-                if len(batch) >= STREAM_BATCH:
+                if len(pending) >= STREAM_BATCH:
                     await flush()
-            if batch:
+            if pending:
                 await flush()
+        except InvalidRequest as error:  # what the catalog cannot read: never expected, as the catalog leaves it out
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                status_detail(f"the events before stream index {recorded} are recorded, none after: "
+                                              f"{error}"))
         except (StoreError, CatalogStoreError, DeadlineExceeded) as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 status_detail(f"the events before stream index {recorded} are recorded, none after: "

@@ -2,6 +2,7 @@
 
     personalizer = Personalizer(store, catalog, blend, settings)
     added = await personalizer.record(events)                # validated, then durable in the store
+    checked = await personalizer.check_all(events)           # each event checked (or its InvalidEvent), one read
     profile = await personalizer.profile(user_id)            # None for a cold-start user
     ranked = await personalizer.blend(candidates, relevance, pool, profile, weights, explain)
 
@@ -91,16 +92,44 @@ class Personalizer:
 
     async def check(self, event: Event) -> Event:
         """The event with its product's category filled in; InvalidEvent if it cannot be recorded."""
+        [checked] = await self.check_all([event])
+        if isinstance(checked, InvalidEvent):
+            raise checked
+        return checked
+
+    async def check_all(self, events: Sequence[Event]) -> list[Event | InvalidEvent]:
+        """Each event with its product's category filled in, or the InvalidEvent saying why it cannot be recorded,
+        in the order given; the catalog is read once for all of them."""
         now, future_s = self.clock(), self.settings.max_event_future_s
-        validate(event, lambda _: True, now, future_s)  # a malformed id never reaches the catalog
-        found = await self.catalog.fetch([event.product_id])
-        validate(event, lambda _: bool(found.products), now, future_s)
-        return replace(event, category=found.products[0].category)
+        checked: list[Event | InvalidEvent] = []
+        for event in events:  # a malformed id never reaches the catalog
+            try:
+                validate(event, lambda _: True, now, future_s)
+                checked.append(event)
+            except InvalidEvent as error:
+                checked.append(error)
+        ids = list(dict.fromkeys(item.product_id for item in checked if isinstance(item, Event)))
+        found = await self.catalog.fetch(ids) if ids else None
+        categories = {product.product_id: product.category for product in found.products} if found else {}
+        for position, item in enumerate(checked):
+            if isinstance(item, Event):
+                try:
+                    validate(item, categories.__contains__, now, future_s)
+                    checked[position] = replace(item, category=categories[item.product_id])
+                except InvalidEvent as error:
+                    checked[position] = error
+        return checked
 
     async def record(self, events: Sequence[Event], checked: bool = False) -> list[bool]:
         """Validate (unless `checked` says they passed `check`) then durably record the events; True for each new one.
         InvalidEvent names the first bad one, and then nothing is recorded."""
-        added = await self.store.append(list(events) if checked else [await self.check(event) for event in events])
+        if not checked:
+            results = await self.check_all(events)
+            for item in results:
+                if isinstance(item, InvalidEvent):
+                    raise item
+            events = [item for item in results if isinstance(item, Event)]
+        added = await self.store.append(list(events))
         if any(added):
             self._popularity_changed = True
         return added

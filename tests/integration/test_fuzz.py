@@ -33,7 +33,6 @@ import dataclasses
 import math
 import os
 import time
-import unicodedata
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -560,21 +559,11 @@ ENORMOUS_RECORD_STREAMS = st.builds(feed, st.lists(st.floats(0, 2000), min_size=
 
 # ---------------------------------------------------------------------------------------------- known bugs
 
-# Each names its regression test below; remove the entry with the xfail once the bug is fixed.
-CONTROL_CHARACTER_FEEDBACK = ("feedback naming a product id with a control character answers INTERNAL on a catalog in "
-                              "Milvus (test_feedback_with_a_control_character_in_its_product_id_on_milvus)")
-
-
-def _control(text: str) -> bool:
-    return any(unicodedata.category(char) == "Cc" for char in text)
+# Each names its regression test below; remove the entry with the xfail once the bug is fixed. None is pinned now.
 
 
 def known_bug(rpc: str, request, code: grpc.StatusCode, details: str, milvus: bool) -> str:
     """The pinned bug that explains this outcome of `request`, or ''."""
-    if code == C.INTERNAL and milvus and rpc in ("Feedback", "FeedbackStream"):
-        events = request if rpc == "FeedbackStream" else [request]
-        if any(_control(event.product_id) for event in events):
-            return CONTROL_CHARACTER_FEEDBACK
     return ""
 
 
@@ -826,10 +815,6 @@ def test_a_long_bad_input_is_answered_with_its_own_status(full, rpc, request_, e
     assert code == expected, f"{code}: {details[:200]}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "INTERNAL: Personalizer.check (orchestrator/personalization/personalizer.py) reads the product from Milvus, whose "
-    "string_literal (orchestrator/catalog/milvus.py) raises InvalidRequest for a control character; "
-    "RankingServicer.Feedback and FeedbackStream (orchestrator/servicer.py) catch only InvalidEvent"))
 @pytest.mark.parametrize("rpc", ["Feedback", "FeedbackStream"])
 def test_feedback_with_a_control_character_in_its_product_id_on_milvus(full, rpc):
     event = ranking_pb2.FeedbackEvent(event_id=uuid.uuid4().hex, user_id="fuzz-user-0", product_id="D00\x0101",
@@ -891,9 +876,6 @@ def test_a_search_with_50_filters_on_milvus_is_answered_as_on_the_index(full, pl
     assert code in ("OK", "INVALID_ARGUMENT"), f"{code}: {details}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "~2.5 s for 1,000 events (4.8 s for 3,000; 0.3 s on the in-process index): RankingServicer.FeedbackStream "
-    "(orchestrator/servicer.py) checks each event on its own through Personalizer.check, one Milvus read per event"))
 def test_a_stream_of_1000_events_on_milvus_answers_within_a_second(full):
     now = int(time.time())
     events = [ranking_pb2.FeedbackEvent(event_id=f"stream-1000-{number}", user_id="fuzz-user-1",

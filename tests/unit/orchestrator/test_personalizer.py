@@ -121,6 +121,26 @@ def test_recorded_events_carry_their_products_category_and_bad_ones_are_refused(
     assert len(asyncio.run(personalizer.store.user_events("u"))) == 1
 
 
+def test_a_batch_of_events_is_checked_with_one_catalog_read_each_bad_one_named_in_place(setup):
+    personalizer, _ = setup(None)
+    reads = []
+    fetch = personalizer.catalog.fetch
+
+    async def counted(ids, vector_fields=()):
+        reads.append(list(ids))
+        return await fetch(ids, vector_fields)
+
+    personalizer.catalog.fetch = counted
+    events = [purchase("u", "p7", 1, "e1"), purchase("u", "nope", 1, "e2"), Event("e3", "u", "p1", "click", NOW + 3600),
+              Event("e4", "", "p1", "click", NOW), purchase("u", "p7", 2, "e5"), purchase("u", "p1", 2, "e6")]
+    checked = asyncio.run(personalizer.check_all(events))
+    assert reads == [["p7", "nope", "p1"]]  # once, each product once, none for the malformed event
+    assert [item.category if isinstance(item, Event) else type(item).__name__ for item in checked] == \
+        ["B", "InvalidEvent", "InvalidEvent", "InvalidEvent", "B", "A"]
+    assert "not in the catalog" in str(checked[1]) and "future" in str(checked[2]) and "user_id" in str(checked[3])
+    assert asyncio.run(personalizer.check_all([])) == [] and len(reads) == 1  # nothing to read
+
+
 def test_user_key_is_a_keyed_hash_that_hides_the_id():
     assert user_key("alice", b"k1") == user_key("alice", b"k1")
     assert user_key("alice", b"k1") != user_key("alice", b"k2")
