@@ -36,8 +36,11 @@ class Event:
 STORED_FIELDS = ("event_id", "user_id", "product_id", "type", "time", "query", "quantity", "category")
 
 
-def validate(event: Event, known_product: Callable[[str], bool], now: float, max_future_s: float = 300.0) -> None:
-    """Raise InvalidEvent, saying what is wrong, unless the event can be recorded as sent."""
+def validate(event: Event, known_product: Callable[[str], bool], now: float, max_future_s: float = 300.0,
+             latest: float | None = None) -> None:
+    """Raise InvalidEvent, saying what is wrong, unless the event can be recorded as sent. `now` is the service's
+    wall clock; `latest` (when later) the latest time it read before it stepped back: an event is in the future only
+    past that."""
     label = f"event {event.event_id[:64]!r}"
     for field in ("event_id", "user_id", "product_id"):
         value = getattr(event, field)
@@ -55,11 +58,12 @@ def validate(event: Event, known_product: Callable[[str], bool], now: float, max
         raise InvalidEvent(f"{label}: product {event.product_id!r} is not in the catalog")
     if not event.time > 0:  # also rejects NaN
         raise InvalidEvent(f"{label}: time is missing (got {event.time!r}; unix seconds expected)")
-    if event.time > now + max_future_s:
-        raise InvalidEvent(
-            f"{label}: time {event.time} is {event.time - now:.0f} s in the future "
-            f"(at most {max_future_s:.0f} s allowed)"
-        )
+    latest = now if latest is None else max(now, latest)
+    if event.time > latest + max_future_s:
+        stepped_back = f" past {latest:.0f}, the latest time this service read before its clock stepped back" \
+            if latest > now else ""
+        raise InvalidEvent(f"{label}: time {event.time} is {event.time - now:.0f} s in the future "
+                           f"(at most {max_future_s:.0f} s allowed{stepped_back})")
     if not 1 <= event.quantity <= MAX_QUANTITY:
         raise InvalidEvent(f"{label}: quantity {event.quantity} is outside 1..{MAX_QUANTITY}")
     if len(event.query) > MAX_QUERY_CHARS:

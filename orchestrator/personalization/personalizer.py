@@ -66,6 +66,26 @@ class Popularity:
         return np.array([self.figures[pid][0] if pid in self.figures else 0.0 for pid in ids], dtype=np.float64)
 
 
+class NeverBack:
+    """The highest wall-clock time read so far, moved on by the monotonic clock since: a time that does not go back
+    when the wall clock steps back (NTP, a virtual machine restored, an operator), so that an event stamped with the
+    time this service read a moment before is not refused as being in the future."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._high: tuple[float, float] | None = None  # the highest wall-clock time read, and the monotonic time then
+
+    def __call__(self, wall: float) -> float:
+        """The later of `wall` (the wall clock now) and the highest wall-clock time read, moved on since."""
+        steady = self._monotonic()
+        if self._high is not None:
+            moved_on = self._high[0] + (steady - self._high[1])
+            if moved_on > wall:
+                return moved_on
+        self._high = (wall, steady)
+        return wall
+
+
 def user_key(user_id: str, key: bytes) -> str:
     """A keyed hash of a user id: what logs carry instead of the id."""
     return "u:" + hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
@@ -81,6 +101,7 @@ class Personalizer:
         self.model = blend
         self.settings = settings
         self.clock = clock
+        self._never_back = NeverBack()
         # Popularity, read from the store as a whole and kept here so that a search reads none of it: purchase
         # events and reorders per product, purchases per category. Read before the first search, then in the
         # background (a search never waits) after this replica records events or popularity_refresh_s after the
@@ -100,11 +121,12 @@ class Personalizer:
     async def check_all(self, events: Sequence[Event]) -> list[Event | InvalidEvent]:
         """Each event with its product's category filled in, or the InvalidEvent saying why it cannot be recorded,
         in the order given; the catalog is read once for all of them."""
-        now, future_s = self.clock(), self.settings.max_event_future_s
+        now = self.clock()
+        latest, future_s = self._never_back(now), self.settings.max_event_future_s
         checked: list[Event | InvalidEvent] = []
         for event in events:  # a malformed id never reaches the catalog
             try:
-                validate(event, lambda _: True, now, future_s)
+                validate(event, lambda _: True, now, future_s, latest)
                 checked.append(event)
             except InvalidEvent as error:
                 checked.append(error)
@@ -114,7 +136,7 @@ class Personalizer:
         for position, item in enumerate(checked):
             if isinstance(item, Event):
                 try:
-                    validate(item, categories.__contains__, now, future_s)
+                    validate(item, categories.__contains__, now, future_s, latest)
                     checked[position] = replace(item, category=categories[item.product_id])
                 except InvalidEvent as error:
                     checked[position] = error

@@ -590,12 +590,6 @@ def test_events_stamped_with_the_true_time_are_accepted_while_the_service_clock_
             began, ended))
 
 
-@pytest.mark.xfail(strict=True, reason="after the wall clock steps back 1 h, every event stamped with the time the "
-                                       "service itself read a moment before is INVALID_ARGUMENT 'N s in the "
-                                       "future': Personalizer.check validates event.time against time.time() "
-                                       "(orchestrator/personalization/personalizer.py), which went back; a wall "
-                                       "clock that never goes back (the highest time seen, moved on by "
-                                       "time.monotonic()) would keep accepting them")
 def test_events_are_not_refused_after_the_service_clock_steps_back(clock_jumps):
     feedback = clock_jumps["feedback"]
     began, ended = clock_jumps["phases"]["behind 1h"]

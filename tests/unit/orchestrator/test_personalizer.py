@@ -21,7 +21,7 @@ from orchestrator.catalog.store import Entries
 from orchestrator.fusion import Fused, fuse
 from orchestrator.personalization.blend import BlendModel
 from orchestrator.personalization.events import Event
-from orchestrator.personalization.personalizer import Personalizer, user_key
+from orchestrator.personalization.personalizer import NeverBack, Personalizer, user_key
 from orchestrator.personalization.store import open_store
 
 PRODUCTS = [Product(f"p{i}", f"Product {i}", category="A" if i < 6 else "B", brand=f"brand{i % 3}") for i in range(10)]
@@ -139,6 +139,20 @@ def test_a_batch_of_events_is_checked_with_one_catalog_read_each_bad_one_named_i
         ["B", "InvalidEvent", "InvalidEvent", "InvalidEvent", "B", "A"]
     assert "not in the catalog" in str(checked[1]) and "future" in str(checked[2]) and "user_id" in str(checked[3])
     assert asyncio.run(personalizer.check_all([])) == [] and len(reads) == 1  # nothing to read
+
+
+def test_the_time_an_event_may_reach_never_goes_back_with_the_wall_clock():
+    steady = [100.0]
+    never_back = NeverBack(monotonic=lambda: steady[0])
+    assert never_back(NOW) == NOW
+    steady[0] += 10
+    assert never_back(NOW + 10) == NOW + 10  # the wall clock moving on, as it should
+    steady[0] += 5
+    assert never_back(NOW + 15 - 3600) == NOW + 15  # stepped back an hour: the highest time read, moved on 5 s
+    steady[0] += 5
+    assert never_back(NOW + 7200) == NOW + 7200  # stepped forward: taken at once
+    steady[0] += 1
+    assert never_back(NOW) == NOW + 7201
 
 
 def test_user_key_is_a_keyed_hash_that_hides_the_id():

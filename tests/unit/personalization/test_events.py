@@ -75,6 +75,15 @@ def test_a_time_too_far_in_the_future_is_rejected():
         check(event(time=NOW + 5), max_future_s=0)
 
 
+def test_after_the_clock_steps_back_an_event_is_in_the_future_only_past_the_latest_time_read():
+    validate(event(time=NOW + 3600), CATALOG.__contains__, NOW, 300.0, latest=NOW + 3600)
+    with pytest.raises(InvalidEvent, match=r"is 3901 s in the future \(at most 300 s allowed past 1700003600, the "
+                                           r"latest time this service read before its clock stepped back\)"):
+        validate(event(time=NOW + 3901), CATALOG.__contains__, NOW, 300.0, latest=NOW + 3600)
+    with pytest.raises(InvalidEvent, match=r"301 s in the future \(at most 300 s allowed\)"):
+        validate(event(time=NOW + 301), CATALOG.__contains__, NOW, 300.0, latest=NOW - 60)  # never behind now
+
+
 @pytest.mark.parametrize("quantity", [0, -1, 10_001])
 def test_an_absurd_quantity_is_rejected(quantity):
     with pytest.raises(InvalidEvent, match=f"quantity {quantity} is outside 1..10000"):
