@@ -10,6 +10,9 @@ What an upserted record costs, by what differs from the stored product (`plan`):
     new, or its title, description, brand or category changed   embedded with both encoders, the row written whole
     only price, stock, department, image_url or attributes        MilvusCatalog.update_fields: nothing embedded
     nothing                                                       nothing written
+A product sent more than once is stored as its last record (the last write wins), and each record is counted by
+what it changes from the one before it: within a batch only the last is written, so a feed that repeats a product
+costs no more reads or writes than one that sends it once.
 Products are embedded with the encoder versions the live generation was built with (its CollectionSpec), never the
 newest Triton serves: queries are encoded by the catalog's versions, and every product must match them.
 
@@ -130,6 +133,20 @@ def plan(new: StockedProduct, stored: StockedProduct | None) -> Plan:
     return Plan(Action.UPDATE_FIELDS, changed) if changed else Plan(Action.UNCHANGED)
 
 
+def sequential_plans(items: Sequence[StockedProduct], stored: Mapping[str, StockedProduct]) -> tuple[
+        list[Plan], dict[str, StockedProduct]]:
+    """What each record does when the batch is written in the order sent: planned against the record before it of
+    the same product, the first against the `stored` version (by product id; absent: not stored). Also the last record
+    of each product: what the catalog holds once the batch is written."""
+    plans = []
+    last: dict[str, StockedProduct] = {}
+    for item in items:
+        product_id = item.product.product_id
+        plans.append(plan(item, last.get(product_id, stored.get(product_id))))
+        last[product_id] = item
+    return plans, last
+
+
 class CatalogWriter:
     """Upserts, deletes and reads of one shop's catalog in Milvus (the admin API's catalog calls)."""
 
@@ -148,7 +165,6 @@ class CatalogWriter:
         result = UpsertResult()
         spec = await asyncio.to_thread(lambda: self.catalog.spec)
         batch: list[tuple[int, StockedProduct]] = []
-        ids: set[str] = set()
         async for record in records:
             index = result.received
             result.received += 1
@@ -157,12 +173,10 @@ class CatalogWriter:
             except (DataError, InvalidRequest) as error:
                 result.errors.append(RecordError(index, record.product_id, str(error)))
                 continue
-            # A product sent twice is written in the order sent: its second record goes in the next batch.
-            if len(batch) >= self.batch or item.product.product_id in ids:
+            if len(batch) >= self.batch:
                 await self._write(batch, result)
-                batch, ids = [], set()
+                batch = []
             batch.append((index, item))
-            ids.add(item.product.product_id)
         if batch:
             await self._write(batch, result)
         return result
@@ -176,19 +190,25 @@ class CatalogWriter:
                               f"are): send them again") from error
 
     async def _write_locked(self, items: Sequence[StockedProduct], result: UpsertResult) -> None:
-        stored = {item.product.product_id: item
-                  for item in await asyncio.to_thread(self.catalog.get, [item.product.product_id for item in items])}
-        plans = [plan(item, stored.get(item.product.product_id)) for item in items]
-        embed = [item for item, step in zip(items, plans) if step.action in (Action.CREATE, Action.REEMBED)]
-        updates = {item.product.product_id: step.fields for item, step in zip(items, plans)
-                   if step.action == Action.UPDATE_FIELDS}
+        ids = list(dict.fromkeys(item.product.product_id for item in items))
+        stored = {item.product.product_id: item for item in await asyncio.to_thread(self.catalog.get, ids)}
+        plans, last = sequential_plans(items, stored)
+        # Only the last record of each product is written (the batch's last write wins), planned against the stored
+        # product: a feed that repeats a product costs one read and one write of it a batch.
+        writes = {product_id: plan(item, stored.get(product_id)) for product_id, item in last.items()}
+        embed = [last[product_id] for product_id, step in writes.items()
+                 if step.action in (Action.CREATE, Action.REEMBED)]
+        updates = {product_id: step.fields for product_id, step in writes.items() if step.action == Action.UPDATE_FIELDS}
         if updates:
             gone = set(await asyncio.to_thread(self.catalog.update_fields, updates))
-            # Deleted since it was read (by another replica): the record is whole, so it is stored anew.
+            # Deleted since it was read (by another replica): the record is whole, so it is stored anew, and the
+            # product's first record of the batch counts as its creation.
+            first = {}
             for position, item in enumerate(items):
-                if item.product.product_id in gone:
-                    plans[position] = Plan(Action.CREATE)
-                    embed.append(item)
+                first.setdefault(item.product.product_id, position)
+            for product_id in gone:
+                plans[first[product_id]] = Plan(Action.CREATE)
+                embed.append(last[product_id])
         if embed:
             await self._embed_and_store(embed)
         counts = Counter(step.action for step in plans)

@@ -3,14 +3,17 @@ is embedded, what only has its fields updated)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import math
 
 import pytest
 
 from core.catalog import Product
 from core.errors import DataError, InvalidRequest
 from orchestrator.admin import incoming, to_record
-from orchestrator.catalog.ingest import EMBEDDED_FIELDS, Action, IncomingProduct, Plan, plan, validate
+from orchestrator.catalog.ingest import (EMBEDDED_FIELDS, Action, CatalogWriter, IncomingProduct, Plan, plan,
+                                       sequential_plans, validate)
 from orchestrator.catalog.milvus import EMBEDDING_FREE_FIELDS, CollectionSpec, StockedProduct
 
 SPEC = CollectionSpec()
@@ -115,3 +118,59 @@ def test_a_stored_product_round_trips_through_the_api_record():
         assert validate(incoming(to_record(item)), SPEC) == item
     assert not to_record(stocked(price=None)).HasField("price")
     assert incoming(to_record(stocked(price=0.0))).fields["price"] == 0.0
+
+
+# --- A product sent more than once ------------------------------------------------------------------------------------
+
+
+def test_each_record_is_planned_against_the_one_before_it_and_the_last_is_what_is_stored():
+    cheaper, renamed = stocked(price=99.0), stocked(title="Cordless drill, two batteries")
+    new = StockedProduct(Product("p2", "Hammer"), 1)
+    plans, last = sequential_plans([cheaper, cheaper, new, renamed, new], {"p1": stocked()})
+    assert [step.action for step in plans] == [Action.UPDATE_FIELDS, Action.UNCHANGED, Action.CREATE, Action.REEMBED,
+                                               Action.UNCHANGED]
+    assert last == {"p1": renamed, "p2": new}
+
+
+class FakeCatalog:
+    """What CatalogWriter asks of MilvusCatalog, in memory, counting the reads and writes."""
+
+    shop = "demo"
+    spec = SPEC
+
+    def __init__(self, products: list[StockedProduct]) -> None:
+        self.products = {item.product.product_id: item for item in products}
+        self.reads: list[list[str]] = []
+        self.updates: list[dict] = []
+
+    def get(self, ids):
+        self.reads.append(list(ids))
+        return [self.products[product_id] for product_id in dict.fromkeys(ids) if product_id in self.products]
+
+    def update_fields(self, changes):
+        self.updates.append(dict(changes))
+        for product_id, fields in changes.items():
+            item = self.products[product_id]
+            self.products[product_id] = StockedProduct(dataclasses.replace(item.product, price=fields.get(
+                "price", item.product.price)), fields.get("stock", item.stock))
+        return []
+
+
+def test_a_feed_repeating_a_product_reads_and_writes_it_once_a_batch_and_counts_every_record():
+    catalog = FakeCatalog([stocked()])
+    writer = CatalogWriter(catalog, client=None, encoders=None, batch=256)
+
+    async def feed():
+        for number in range(2000):  # the stored drill, its price and stock changed by every record but the first few
+            yield record(price=99.0 if number < 1000 else 89.0, stock=3 if number < 3 else number % 2 + 3,
+                         description="Two batteries", brand="Kestrel", category="Drills", department="Tools",
+                         image_url="https://x/p1.jpg", attributes={"colour": "red"})
+
+    result = asyncio.run(writer.upsert(feed()))
+    assert catalog.reads == [["p1"]] * math.ceil(2000 / 256)  # one read of the product a batch
+    # at most one write of it a batch, its last record's change from the stored product (none when it is the same)
+    assert catalog.updates == [{"p1": {"price": 99.0, "stock": 4}}, {"p1": {"price": 89.0}}]
+    assert catalog.products["p1"] == stocked(price=89.0, stock=4)  # the last record sent
+    assert (result.received, result.stored, result.errors) == (2000, 2000, [])
+    # as if written one by one: the first changes the price, the next two nothing, then each changes the stock
+    assert (result.fields_updated, result.unchanged, result.created, result.reembedded) == (1998, 2, 0, 0)
