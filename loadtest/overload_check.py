@@ -9,7 +9,8 @@ process) sends searches at fixed rates, each with a 2 s deadline:
     warm-up    WARMUP_S at the lowest rate, not counted (the first calls build the runtimes' caches)
     capacity   STEP_S at each rate of RATES in turn, with no bound on searches in flight, while the answered
                calls' p99 stays within the latency objective (--objective-ms, 100): the highest such rate is the
-               capacity
+               capacity. A step that misses is run once more (one stall of the machine decides a p99 of 100 calls),
+               and the rate counts when the second try meets it
     bound      the admission bound on searches in flight, from the capacity measured: the 99th percentile of the
                searches in flight that a call found when it arrived at capacity, itself included (Little's law's L,
                taken at its tail rather than its mean, so that under 1% of the calls at capacity are refused), and
@@ -161,7 +162,11 @@ class Check:
         for rate in RATES:
             calls = await self.phase(f"capacity {rate}", rate, self.args.step_seconds)
             if not within_objective(self.phases[-1], self.args.objective_ms):
-                break
+                # A p99 of 100-odd calls is their second slowest: one stall of a shared machine decides it. A rate
+                # that misses is tried once more, and counts when that second try meets the objective.
+                calls = await self.phase(f"capacity {rate} again", rate, self.args.step_seconds)
+                if not within_objective(self.phases[-1], self.args.objective_ms):
+                    break
             capacity, at_capacity = float(rate), calls
         if capacity == 0:
             capacity = float(RATES[0])
