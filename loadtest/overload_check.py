@@ -79,6 +79,8 @@ def figures(name: str, rate: float, calls: list[Call]) -> dict:
     return {"phase": name, "rate": rate, "requests": len(calls), "ok": len(ok), "shed": len(shed),
             "other_errors": len(calls) - len(ok) - len(shed),
             "degraded": sum(call.degraded for call in ok),
+            # Answers with every stage (the cross-encoder's included) a second: the "full answers/s".
+            "full_per_s": rate * sum(not call.degraded for call in ok) / len(calls) if calls else 0.0,
             "accepted_p50_ms": float(np.percentile([c.latency_ms for c in ok], 50)) if ok else math.nan,
             "accepted_p99_ms": p99([call.latency_ms for call in ok]),
             "shed_p99_ms": p99([call.latency_ms for call in shed]),
@@ -148,7 +150,8 @@ class Check:
         calls = read(path)
         self.phases.append(figures(name, rate, calls))
         phase = self.phases[-1]
-        print(f"  {name}: {rate:g}/s, {phase['requests']} calls, ok {phase['ok']} (degraded {phase['degraded']}), "
+        print(f"  {name}: {rate:g}/s, {phase['requests']} calls, ok {phase['ok']} (degraded {phase['degraded']}; "
+              f"{phase['full_per_s']:.1f} full answers/s), "
               f"shed {phase['shed']}, other errors {phase['other_errors']} {phase['errors'] or ''}, accepted p50 "
               f"{phase['accepted_p50_ms']:.0f} / p99 {phase['accepted_p99_ms']:.0f} ms", flush=True)
         return calls

@@ -18,6 +18,9 @@ def test_a_phase_counts_answers_refusals_and_other_errors_apart():
     assert (phase["requests"], phase["ok"], phase["shed"], phase["other_errors"]) == (100, 90, 9, 1)
     assert phase["accepted_p99_ms"] == 50.0 and phase["shed_p99_ms"] == 2.0
     assert phase["errors"] == ["DEADLINE_EXCEEDED"]
+    assert phase["full_per_s"] == 30 * 90 / 100  # every answer full
+    degraded = [Call(call.sent_s, call.latency_ms, "OK", True) for call in calls(0, 50, 20.0)]
+    assert figures("capacity 10", 10, calls(0, 50, 80.0) + degraded)["full_per_s"] == 5.0
     assert not within_objective(phase, 100.0)  # an error and 9% refused
     assert within_objective(figures("capacity 10", 10, calls(0, 100, 80.0)), 100.0)
     assert not within_objective(figures("capacity 20", 20, calls(0, 100, 120.0)), 100.0)
