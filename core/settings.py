@@ -114,8 +114,11 @@ class Settings:
     impression_max_mb: int = 2048
     # Admission control (orchestrator/admission.py): past this many calls of a kind in flight, a call is refused at
     # once with RESOURCE_EXHAUSTED and `retry-after-ms` (0: no bound). Each kind has its own bound, so a flood of
-    # searches cannot starve feedback, catalog changes or admin calls, nor they it.
-    max_inflight_searches: int = 8
+    # searches cannot starve feedback, catalog changes or admin calls, nor they it. The search bound is what `make
+    # overload-check` measured on the 2-core reference machine (the p99 of the searches a call found in flight at
+    # capacity, 30/s on the demo catalog): 3. At 3x capacity, 8 let accepted calls wait to a p99 of 248 ms, 3 held
+    # 144 ms and 2 held 101 ms but refused 6% at capacity (docs/overload.md). Other hardware: run the check.
+    max_inflight_searches: int = 3
     max_inflight_feedback: int = 16
     max_inflight_catalog: int = 4
     max_inflight_admin: int = 8

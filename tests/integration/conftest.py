@@ -93,8 +93,11 @@ def settings(model_repository, tmp_path_factory) -> Settings:
     # Reranking on, with a deadline loose enough for a loaded CI machine (the missed deadline has its own test).
     # The profile store is the session's own file; the blend is the released one.
     # The rollout state is the session's own too: never the checkout's .shoprank/rollout.json.
+    # Up to 8 searches at once (the batching test sends that many together); admission's own bounds are tested
+    # apart (test_overload.py), and the default bound is what `make overload-check` measured.
     state = tmp_path_factory.mktemp("profiles")
     return Settings(model_repository=model_repository, port=0, triton_start_timeout_s=60.0, rerank_depth=100,
+                    max_inflight_searches=8,
                     rerank_timeout_s=15.0, profile_store=f"sqlite:///{state / 'profiles.db'}", blend_model=BLEND_MODEL,
                     rollout_state=state / "rollout.json", experiment_state=state / "experiments.json",
                     impression_log=state / "impressions")

@@ -183,7 +183,7 @@ def test_bad_requests_get_invalid_argument_and_the_server_keeps_serving(stub, fi
     assert search(stub, "drill").items
 
 
-def test_concurrent_calls_are_served_concurrently(stub, triton):
+def test_concurrent_calls_are_served_concurrently(stub, triton, settings):
     """Many calls at once all succeed, and their query encodings reach Triton's dynamic batcher together."""
     client = triton_grpc.InferenceServerClient(triton.url)
 
@@ -193,8 +193,8 @@ def test_concurrent_calls_are_served_concurrently(stub, triton):
 
     queries = [f"item {n} for the kitchen" for n in range(48)]
     inferences_before, executions_before = counts()
-    # As many at once as admission control admits (max_inflight_searches, 8 by default): more are refused by design.
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    # As many at once as admission control admits (max_inflight_searches): more are refused by design.
+    with ThreadPoolExecutor(max_workers=settings.max_inflight_searches) as pool:
         # Without the reranker: on 2 cores, 48 simultaneous 100-pair reranks would miss their deadline (by design).
         responses = list(pool.map(lambda q: search(stub, q, skip_rerank=True), queries))
     assert all(response.items and not response.degraded for response in responses)
