@@ -64,12 +64,15 @@ catalog-check: export
 ## overload-check: on a fresh stack, find the capacity (the highest rate whose p99 stays within 100 ms), send 3x that
 ## open-loop for 60 s, then 1x for 30 s (a few minutes); prints last `requests=N ok=A shed=S other_errors=E
 ## accepted_p99_ms=P shed_p99_ms=R recovered_s=T capacity_rps=C`; fails when other errors reach 0.1%. The demo
-## catalog by default; CATALOG=.../catalog.csv (JUDGMENTS=... for its queries) for another shop's.
+## catalog by default; CATALOG=.../catalog.csv (JUDGMENTS=... for its queries, SHOP=... its shop's name, e.g.
+## SHOP=home-depot for Home Depot's own weights) for another shop's.
 CATALOG ?= data/demo/catalog.csv
 JUDGMENTS ?=
+SHOP ?=
 .PHONY: overload-check
 overload-check: export
-	$(BIN)/python -m loadtest.overload_check --catalog $(CATALOG) $(if $(JUDGMENTS),--judgments $(JUDGMENTS))
+	$(BIN)/python -m loadtest.overload_check --catalog $(CATALOG) $(if $(JUDGMENTS),--judgments $(JUDGMENTS)) \
+		$(if $(SHOP),--shop $(SHOP))
 
 ## soak: a fresh stack (Triton, Milvus Lite, Redis, a service on the demo catalog in Milvus) under mixed load for
 ## SOAK_MINUTES (default 10): open-loop searches, feedback events and catalog changes, each acknowledged write kept;
