@@ -36,7 +36,6 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import grpc
 import pytest
@@ -49,6 +48,7 @@ from core._proto.shoprank.v1 import admin_pb2, ranking_pb2, ranking_pb2_grpc
 from core.personal_blend import GROUP_NAMES
 from core.weights import DEFAULT_WEIGHTS
 from orchestrator.admission import RETRY_AFTER
+from orchestrator.harness import scratch_state
 
 from .conftest import DEMO_CATALOG, ServiceThread, demo_catalog_in_milvus
 
@@ -569,13 +569,6 @@ def known_bug(rpc: str, request, code: grpc.StatusCode, details: str, milvus: bo
 
 # ----------------------------------------------------------------------------------------------------- services
 
-def _own_paths(folder: Path) -> dict:
-    """Everything a service writes, in `folder` (never the checkout's .shoprank)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return {"profile_store": f"sqlite:///{folder / 'profiles.db'}", "rollout_state": folder / "rollout.json",
-            "experiment_state": folder / "experiments.json", "impression_log": folder / "impressions"}
-
-
 def _seed_users(ranking: ranking_pb2_grpc.RankingStub) -> None:
     """A few events for each of USERS, so that their searches are personalized."""
     now = int(time.time())
@@ -591,7 +584,7 @@ def _seed_users(ranking: ranking_pb2_grpc.RankingStub) -> None:
 @pytest.fixture(scope="module")
 def plain(settings, triton, demo_index, tmp_path_factory):
     """The demo index in process, reranking off."""
-    paths = _own_paths(tmp_path_factory.mktemp("fuzz-plain"))
+    paths = scratch_state(tmp_path_factory.mktemp("fuzz-plain"))  # never the checkout's .shoprank
     service = ServiceThread(dataclasses.replace(settings, index_dir=demo_index, triton_url=triton.url,
                                                 rerank_depth=0, **paths))
     try:
@@ -609,7 +602,7 @@ def plain(settings, triton, demo_index, tmp_path_factory):
 def full(settings, triton, milvus, tmp_path_factory):
     """The whole pipeline (cross-encoder on) over this module's own shop in Milvus, with the admin API."""
     url = demo_catalog_in_milvus(milvus.url, SHOP, triton, settings)
-    paths = _own_paths(tmp_path_factory.mktemp("fuzz-full"))
+    paths = scratch_state(tmp_path_factory.mktemp("fuzz-full"))
     service = ServiceThread(dataclasses.replace(settings, catalog_store=url, shop=SHOP, triton_url=triton.url,
                                                 admin_token=TOKEN, admin_port=0, **paths))
     try:

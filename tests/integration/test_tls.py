@@ -26,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cli.main import main
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 from core.errors import ConfigError
+from orchestrator.harness import scratch_state
 from orchestrator.server import Service
 
 from .conftest import ServiceThread
@@ -80,8 +81,7 @@ def start(settings, triton, demo_index, root: Path, **changes) -> ServiceThread:
     """A service with its own state files under `root`, the admin API on a free port, no cross-encoder (quick)."""
     return ServiceThread(dataclasses.replace(
         settings, index_dir=demo_index, triton_url=triton.url, port=0, admin_port=0, admin_token=ADMIN_TOKEN,
-        rerank_depth=0, rollout_state=root / "rollout.json", experiment_state=root / "experiments.json",
-        impression_log=root / "impressions", profile_store=f"sqlite:///{root / 'profiles.db'}", **changes)).start()
+        rerank_depth=0, **scratch_state(root), **changes)).start()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc
 from core.judgments import load_judgments
+from orchestrator.harness import scratch_state
 from orchestrator.triton_process import free_port
 from workbench.config import WorkbenchConfig
 from workbench.journey import QUERY, Journey, chrome, report
@@ -106,8 +107,7 @@ def test_a_judgments_file_that_is_not_one_is_refused_and_left_as_it_was(service,
 def admin_service(settings, triton, demo_index, tmp_path):
     running = ServiceThread(dataclasses.replace(
         settings, index_dir=demo_index, triton_url=triton.url, admin_token=TOKEN, admin_port=0,
-        rollout_state=tmp_path / "rollout.json", experiment_state=tmp_path / "experiments.json",
-        impression_log=tmp_path / "impressions", profile_store=f"sqlite:///{tmp_path / 'profiles.db'}")).start()
+        **scratch_state(tmp_path))).start()
     try:
         yield running
     finally:
