@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.metrics import percentile
 from loadtest.open_loop import Call, read
 from loadtest.run import DEMO_CATALOG, RESULTS, log_to, until_sigterm
 
@@ -69,7 +70,7 @@ MAX_OTHER_ERRORS = 0.001
 
 
 def p99(values: list[float]) -> float:
-    return float(np.percentile(values, 99)) if values else math.nan
+    return percentile(values, 99)
 
 
 def figures(name: str, rate: float, calls: list[Call]) -> dict:
@@ -81,7 +82,7 @@ def figures(name: str, rate: float, calls: list[Call]) -> dict:
             "degraded": sum(call.degraded for call in ok),
             # Answers with every stage (the cross-encoder's included) a second: the "full answers/s".
             "full_per_s": rate * sum(not call.degraded for call in ok) / len(calls) if calls else 0.0,
-            "accepted_p50_ms": float(np.percentile([c.latency_ms for c in ok], 50)) if ok else math.nan,
+            "accepted_p50_ms": percentile([call.latency_ms for call in ok], 50),
             "accepted_p99_ms": p99([call.latency_ms for call in ok]),
             "shed_p99_ms": p99([call.latency_ms for call in shed]),
             "errors": sorted({call.status for call in calls} - {"OK", "RESOURCE_EXHAUSTED"})}

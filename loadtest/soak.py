@@ -58,6 +58,7 @@ import grpc
 import numpy as np
 
 from core._proto.shoprank.v1 import admin_pb2, admin_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from core.metrics import percentile
 from loadtest.catalog_check import MIN_LIVE, Change, ChangeStream, Replica, mismatch, redis_server
 from loadtest.open_loop import read
 from loadtest.run import DEMO_CATALOG, RESULTS, ROOT, until_sigterm
@@ -131,10 +132,6 @@ def flat(rss_growth_pct: float, fd_growth_pct: float, fds: int) -> bool:
         return False
     return rss_growth_pct < MAX_GROWTH_PCT and (fd_growth_pct < MAX_GROWTH_PCT
                                                 or fd_growth_pct / 100.0 * fds <= FD_SLACK)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else math.nan
 
 
 def interval_p99(calls: list[tuple[float, float]], start: float, end: float) -> float:
