@@ -48,6 +48,7 @@ class Gate:
     retry_after_ms: int = 100
     in_flight: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    peak: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))  # most in flight at once
     on_refusal: Callable[[str], None] | None = None  # the metrics' counter
 
     def enter(self, kind: str) -> bool:
@@ -59,6 +60,7 @@ class Gate:
                 self.on_refusal(kind)
             return False
         self.in_flight[kind] += 1
+        self.peak[kind] = max(self.peak[kind], self.in_flight[kind])
         return True
 
     def leave(self, kind: str) -> None:

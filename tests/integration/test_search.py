@@ -3,12 +3,10 @@ takes `stub` runs against both catalog stores, the index in the service's proces
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-import tritonclient.grpc as triton_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -16,7 +14,7 @@ from core._proto.shoprank.v1 import ranking_pb2, ranking_pb2_grpc
 from core.catalog import load_catalog
 from core.features import FEATURES
 from core.model_repository import versions
-from core.specs import BI_ENCODER, RERANKER
+from core.specs import RERANKER
 
 from .conftest import DEMO_CATALOG
 
@@ -183,29 +181,18 @@ def test_bad_requests_get_invalid_argument_and_the_server_keeps_serving(stub, fi
     assert search(stub, "drill").items
 
 
-def test_concurrent_calls_are_served_concurrently(stub, triton, settings):
-    """Many calls at once all succeed, and their query encodings reach Triton's dynamic batcher together."""
-    client = triton_grpc.InferenceServerClient(triton.url)
-
-    def counts():
-        stats = client.get_inference_statistics(BI_ENCODER.name).model_stats[0]
-        return stats.inference_count, stats.execution_count
-
+def test_concurrent_calls_are_served_concurrently(stub, store_service, settings):
+    """Many calls at once all succeed, and the service works on several of them at the same time (Triton's batching
+    of simultaneous encodings is tested on its own in test_triton_models)."""
+    gate = store_service.service.gate
+    gate.peak["search"] = 0
     queries = [f"item {n} for the kitchen" for n in range(48)]
-    inferences_before, executions_before = counts()
     # As many at once as admission control admits (max_inflight_searches): more are refused by design.
     with ThreadPoolExecutor(max_workers=settings.max_inflight_searches) as pool:
         # Without the reranker: on 2 cores, 48 simultaneous 100-pair reranks would miss their deadline (by design).
         responses = list(pool.map(lambda q: search(stub, q, skip_rerank=True), queries))
     assert all(response.items and not response.degraded for response in responses)
-    # Triton updates its statistics just after it responds: poll briefly for the last ones.
-    deadline = time.monotonic() + 10
-    while (after := counts())[0] - inferences_before < len(queries) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    inferences_after, executions_after = after
-    assert inferences_after - inferences_before == len(queries)
-    # Fewer model executions than requests: some requests were batched together, so they were in flight at once.
-    assert executions_after - executions_before < len(queries)
+    assert gate.peak["search"] > 1  # a service that answered one call at a time would never have two in flight
 
 
 def test_health_and_reflection(service):

@@ -24,3 +24,7 @@ def test_a_kind_at_its_bound_refuses_and_the_others_still_admit():
     assert gate.enter("search")
     assert gate.refused["search"] == 1 and refusals == ["search"]
     assert gate.in_flight == {"search": 2, "feedback": 1, "catalog": 50, "admin": 1}
+    assert gate.peak == {"search": 2, "feedback": 1, "catalog": 50, "admin": 1}
+    gate.leave("search")
+    gate.leave("search")
+    assert gate.peak["search"] == 2  # the most at once, kept after they leave
