@@ -39,7 +39,7 @@ from core.errors import ConfigError, ExperimentError, InvalidRequest
 
 from .arms import Arm, parse_arm
 from .interleave import CONTROL, TREATMENT, credit
-from .stats import ALPHA, ArmTally, Decision, InterleavingTally, Moments, ab_decision
+from .stats import ALPHA, SHOPPER_BUCKETS, ArmTally, Decision, InterleavingTally, ab_decision
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Experiment:
     def from_json(cls, data: dict) -> "Experiment":
         data = dict(data)
         data["interleaving"] = InterleavingTally(**data.get("interleaving", {}))
-        data["arms"] = {arm: ArmTally(Moments(**tally["clicks"]), Moments(**tally["purchases"]))
+        data["arms"] = {arm: ArmTally.from_json(tally)
                         for arm, tally in data.get("arms", {}).items()} or {arm: ArmTally.empty() for arm in ARMS}
         return cls(**data)
 
@@ -112,6 +112,7 @@ class Assignment:
     control: Arm
     treatment: Arm
     arm: str = ""  # A/B: CONTROL or TREATMENT
+    bucket: int = 0  # A/B: the shopper's bucket in its arm (stats.ShopperMoments)
 
     def arm_query(self, query):
         """A/B: the query as its arm ranks it."""
@@ -128,8 +129,7 @@ class Served:
     products: tuple[str, ...]
     clicked: set[int] = field(default_factory=set)  # positions
     outcome: int | None = None  # interleave: the credit counted so far (None: no click yet)
-    clicks: int = 0  # A/B: clicks counted in the top 10
-    purchases: int = 0
+    bucket: int = 0  # A/B: the shopper's bucket
     expires: float = 0.0  # time.monotonic(): in this process only, never saved
 
 
@@ -249,7 +249,8 @@ class ExperimentController:
             return None
         control, treatment = self._arms[experiment.name]
         arm = "" if experiment.method == "interleave" else (TREATMENT if digest[8] & 1 else CONTROL)
-        return Assignment(experiment.name, experiment.method, control, treatment, arm)
+        bucket = int.from_bytes(digest[9:13], "big") % SHOPPER_BUCKETS
+        return Assignment(experiment.name, experiment.method, control, treatment, arm, bucket)
 
     def served(self, request_id: str, assignment: Assignment, products: list[str], arms: list[str]) -> None:
         """An answer in the experiment was sent: count it, and keep it for the feedback on it."""
@@ -258,11 +259,11 @@ class ExperimentController:
             return
         experiment.shown += 1
         if assignment.method == "ab":
-            experiment.arms[assignment.arm].add_search()
+            experiment.arms[assignment.arm].add_search(assignment.bucket)
         else:
             experiment.interleaving.shown += 1
         self._waiting[request_id] = Served(assignment.experiment, assignment.method, tuple(arms), tuple(products),
-                                           expires=self.monotonic() + self.join_window_s)
+                                           bucket=assignment.bucket, expires=self.monotonic() + self.join_window_s)
         while len(self._waiting) > self.max_waiting:
             self._waiting.popitem(last=False)
         self._dirty = True
@@ -296,11 +297,9 @@ class ExperimentController:
             tally = experiment.arms[arm]
             if position <= CLICK_DEPTH and position not in served.clicked:
                 served.clicked.add(position)
-                tally.clicks.change(served.clicks, served.clicks + 1)
-                served.clicks += 1
+                tally.add_click(served.bucket)
             if event_type == "purchase":
-                tally.purchases.change(served.purchases, served.purchases + 1)
-                served.purchases += 1
+                tally.add_purchase(served.bucket)
         return experiment.name, arm, position
 
     def _served(self, request_id: str) -> Served | None:

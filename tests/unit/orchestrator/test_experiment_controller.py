@@ -354,17 +354,33 @@ def test_ab_counts_clicks_in_the_top_10_once_per_position_and_every_purchase():
 
 
 def test_ab_decides_for_the_arm_with_more_clicks_per_search():
-    controller, control_user, treatment_user = ab_controller()
-    for number in range(200):
-        serve(controller, f"c{number}", TWELVE, [C] * 12, user=control_user)
-        serve(controller, f"t{number}", TWELVE, [T] * 12, user=treatment_user)
-        if number % 4 == 0:
-            controller.join(f"c{number}", "p1", "click", 1)
-        for position in range(1, 1 + number % 3 + 1):
-            controller.join(f"t{number}", f"p{position}", "click", position)
+    controller = ExperimentController(None)
+    controller.start("ab", "default", "fused", "ab", 1.0)
+    for number, user in enumerate(USERS[:800]):
+        arm = controller.assign(user, "").arm
+        serve(controller, f"r{number}", TWELVE, [arm] * 12, user=user)
+        clicks = (number % 4 == 0) if arm == C else 1 + number % 3
+        for position in range(1, clicks + 1):
+            controller.join(f"r{number}", f"p{position}", "click", position)
     status = controller.status("ab")[0]
     assert status["arms"][T]["clicks_per_search"] > status["arms"][C]["clicks_per_search"]
     assert status["decision"] == BETTER
+
+
+def test_ab_counts_a_shopper_once_however_many_searches_they_make():
+    """The unit of an A/B test is the shopper it assigns: one shopper per arm, however many searches and however
+    far apart their clicks, says nothing about the arms (the same searches from 800 shoppers decide, above)."""
+    controller, control_user, treatment_user = ab_controller()
+    for number in range(400):
+        serve(controller, f"c{number}", TWELVE, [C] * 12, user=control_user)
+        serve(controller, f"t{number}", TWELVE, [T] * 12, user=treatment_user)
+        for position in range(1, 1 + number % 3 + 1):
+            controller.join(f"t{number}", f"p{position}", "click", position)
+    status = controller.status("ab")[0]
+    assert status["arms"][C]["searches"] == status["arms"][T]["searches"] == 400
+    assert status["arms"][C]["shopper_buckets"] == status["arms"][T]["shopper_buckets"] == 1
+    assert status["arms"][T]["clicks_per_search"] == pytest.approx(2.0, abs=0.01)
+    assert status["decision"] == UNDECIDED
 
 
 # -------------------------------------------------------------------------------------------------- the decision
@@ -427,6 +443,54 @@ def test_a_restart_goes_on_with_the_running_experiment_and_its_figures(tmp_path)
     assert taken_after == taken_before  # the same users are in it
     assignment = after.assign(next(iter(taken_after)), "")
     assert assignment.treatment.text == "reranker=2,no-personalization" and assignment.treatment.personalize is False
+
+
+def test_an_ab_shopper_keeps_their_unit_across_a_restart(tmp_path):
+    path = tmp_path / "experiments.json"
+    users = USERS[:300]
+
+    def searches(controller, prefix):
+        for number, user in enumerate(users):
+            assignment = controller.assign(user, "")
+            serve(controller, f"{prefix}{number}", TWELVE, [assignment.arm] * 12, user=user)
+            controller.join(f"{prefix}{number}", "p1", "click", 1)
+
+    async def life(first: bool):
+        controller = ExperimentController(path).open()
+        if first:
+            controller.start("ab", "default", "fused", "ab", 1.0)
+        searches(controller, "a" if first else "b")
+        await controller.close()
+        return controller.status("ab")[0]["arms"]
+
+    once = asyncio.run(life(True))
+    twice = asyncio.run(life(False))
+    for arm in (C, T):
+        assert twice[arm]["searches"] == 2 * once[arm]["searches"]
+        assert twice[arm]["shopper_buckets"] == once[arm]["shopper_buckets"]  # the same shoppers' units, not new ones
+        assert twice[arm]["clicks_per_search"] == 1.0
+
+
+def test_a_state_from_before_shopper_units_keeps_its_figures(tmp_path):
+    """A/B figures saved per search (each search its own unit) load as that many one-search units."""
+    path = tmp_path / "experiments.json"
+    controller = ExperimentController(None)
+    controller.start("ab", "default", "fused", "ab", 1.0)
+    saved = controller.get("ab").to_json()
+    saved["arms"] = {
+        C: {"clicks": {"n": 4, "total": 2.0, "squares": 4.0}, "purchases": {"n": 4, "total": 0.0, "squares": 0.0}},
+        T: {"clicks": {"n": 2, "total": 2.0, "squares": 2.0}, "purchases": {"n": 2, "total": 1.0, "squares": 1.0}}}
+    path.write_text(json.dumps({"experiments": [saved]}))
+
+    async def load():
+        loaded = ExperimentController(path).open()
+        await loaded.close()
+        return loaded
+
+    arms = asyncio.run(load()).status("ab")[0]["arms"]
+    assert (arms[C]["searches"], arms[C]["clicks_per_search"]) == (4, 0.5)
+    assert (arms[T]["searches"], arms[T]["purchases_per_search"]) == (2, 0.5)
+    assert arms[C]["clicks_per_search_95"][0] < 0.5 < arms[C]["clicks_per_search_95"][1]
 
 
 def test_a_stopped_experiment_stays_stopped_after_a_restart(tmp_path):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from orchestrator.experiments.interleave import CONTROL, TREATMENT, credit, team_draft
 from orchestrator.experiments.stats import (BETTER, UNDECIDED, WORSE, ArmTally, InterleavingTally, Moments,
-                                            ab_decision, interleaving_log_ratio, normal_log_ratio, wilson)
+                                            ShopperMoments, ab_decision, interleaving_log_ratio, normal_log_ratio,
+                                            wilson)
 
 
 def test_team_draft_takes_each_rankings_best_unseen_product_in_turns():
@@ -127,9 +129,89 @@ def test_normal_ratio_is_small_for_a_small_z():
 
 def test_arm_tally_reports_per_search_figures():
     arm = ArmTally.empty()
-    for _ in range(4):
-        arm.add_search()
-    arm.clicks.change(0.0, 2.0)
+    for bucket in range(4):
+        arm.add_search(bucket)
+    arm.add_click(0)
+    arm.add_click(0)
     figures = arm.figures()
     assert figures["searches"] == 4 and figures["clicks_per_search"] == pytest.approx(0.5)
-    assert figures["purchases_per_search"] == 0.0
+    assert figures["shopper_buckets"] == 4 and figures["purchases_per_search"] == 0.0
+
+
+def _shoppers(rng, count, searches, clicks_per_search, heterogeneity):
+    """Clicks of each of `count` shoppers' `searches` searches (rows: shoppers): Poisson, at a rate that differs
+    between shoppers by a gamma factor of mean 1 and variance `heterogeneity` (0: all alike)."""
+    factor = rng.gamma(1 / heterogeneity, heterogeneity, count) if heterogeneity else np.ones(count)
+    return rng.poisson(clicks_per_search * factor[:, None], (count, searches)).astype(float)
+
+
+def _shopper_arm(searches, clicks) -> ShopperMoments:
+    arm = ShopperMoments()
+    for s, c in zip(searches, clicks):
+        arm.change((0, 0), (float(s), float(c)))
+    return arm
+
+
+def _by_shopper(per_search: np.ndarray) -> ShopperMoments:
+    return _shopper_arm(np.full(len(per_search), per_search.shape[1]), per_search.sum(axis=1))
+
+
+def test_shopper_moments_of_one_search_units_are_the_per_search_moments():
+    values = np.random.default_rng(4).poisson(0.8, 300).astype(float)
+    shopper, search = _shopper_arm(np.ones(300), values), _arm(values)
+    assert (shopper.n, shopper.units) == (search.n, search.units) == (300, 300)
+    assert shopper.mean == pytest.approx(search.mean)
+    assert shopper.variance == pytest.approx(search.variance)
+    assert shopper.interval() == pytest.approx(search.interval())
+
+
+def test_shopper_moments_follow_a_changed_unit_and_give_the_delta_method_variance():
+    rng = np.random.default_rng(5)
+    searches, clicks = rng.integers(1, 8, 200), rng.poisson(2.0, 200)
+    arm = _shopper_arm(np.ones(200), np.zeros(200))
+    for unit, (s, c) in enumerate(zip(searches, clicks)):  # grow each unit from (1, 0) to its values
+        arm.change((1.0, 0.0), (float(s), float(c)))
+    assert arm.units == 200 and arm.n == searches.sum()
+    ratio = clicks.sum() / searches.sum()
+    assert arm.mean == pytest.approx(ratio)
+    linearized = (clicks - ratio * searches) / searches.mean()  # the delta method's per-unit influence
+    assert arm.variance / arm.n == pytest.approx(linearized.var(ddof=1) / 200)
+
+
+def test_shopper_units_keep_an_aa_test_honest_when_shoppers_differ():
+    """Shoppers who click more do so in each of their 10 searches. Counted per search, a fixed-look 5% test of
+    two identical arms decides far more often than 5%; counted per shopper, about 5%."""
+    rng = np.random.default_rng(6)
+    per_search = per_shopper = 0
+    runs = 400
+    for _ in range(runs):
+        arms = [_shoppers(rng, 200, 10, 0.8, heterogeneity=0.5) for _ in range(2)]
+        by_search = [_arm(arm.ravel()) for arm in arms]
+        by_shopper = [_by_shopper(arm) for arm in arms]
+        for tallies, counter in ((by_search, "search"), (by_shopper, "shopper")):
+            control, treatment = tallies
+            spread = math.sqrt(control.variance / control.n + treatment.variance / treatment.n)
+            z = (treatment.mean - control.mean) / spread
+            if abs(z) > 1.96:
+                if counter == "search":
+                    per_search += 1
+                else:
+                    per_shopper += 1
+    assert wilson(per_shopper, runs)[0] <= 0.05 <= wilson(per_shopper, runs)[1] + 0.02
+    assert wilson(per_search, runs)[0] > 0.15
+
+
+def test_ab_decision_waits_for_enough_shoppers():
+    one_each = [_shopper_arm([500], [100]), _shopper_arm([500], [900])]
+    assert one_each[0].n == 500 and ab_decision(*one_each).outcome == UNDECIDED
+    rng = np.random.default_rng(7)
+    many = [_by_shopper(_shoppers(rng, 1000, 3, rate, heterogeneity=0.3)) for rate in (0.5, 0.7)]
+    assert ab_decision(*many).outcome == BETTER
+
+
+def test_a_saved_per_search_tally_loads_as_one_search_units():
+    loaded = ShopperMoments.from_json({"n": 5, "total": 3.0, "squares": 5.0})
+    search = Moments(5, 3.0, 5.0)
+    assert (loaded.units, loaded.n, loaded.mean) == (5, 5, search.mean)
+    assert loaded.variance == pytest.approx(search.variance)
+    assert ShopperMoments.from_json(asdict(loaded)) == loaded
