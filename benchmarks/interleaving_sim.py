@@ -51,7 +51,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 
@@ -73,10 +73,11 @@ from core.stats import paired_bootstrap  # noqa: E402
 from orchestrator.experiments.arms import Arm, parse_arm  # noqa: E402
 from orchestrator.experiments.interleave import CONTROL, TREATMENT, team_draft  # noqa: E402
 from orchestrator.experiments.stats import (  # noqa: E402
-    AB_PRIOR_RHO, ALPHA, MIN_AB_SEARCHES, Moments, ab_decision, interleaving_log_ratio, wilson,
+    AB_PRIOR_RHO, ALPHA, MIN_AB_SEARCHES, Moments, ShopperMoments, ab_decision, interleaving_log_ratio, wilson,
 )
 from orchestrator.harness import cached_index, run_on_catalog  # noqa: E402
 from training.click_model import EPSILON, ETA, ClickModel  # noqa: E402
+from training.shoppers import DAYS, Shoppers, fit  # noqa: E402
 
 DEPTH = 10  # the shown list: interleaving credits clicks in it, A/B counts clicks per search in it
 POWER = 0.8
@@ -256,11 +257,14 @@ class Decisions:
     def none(cls, experiments: int) -> "Decisions":
         return cls(np.full(experiments, np.inf), np.zeros(experiments, dtype=np.int8))
 
-    def record(self, rows: np.ndarray, decided: np.ndarray, signs: np.ndarray, offset: int) -> None:
-        """Of a block of queries for `rows`, where each first decided (`decided`: rows x block booleans)."""
+    def record(self, rows: np.ndarray, decided: np.ndarray, signs: np.ndarray, offset: int,
+               positions: np.ndarray | None = None) -> None:
+        """Of a block of queries for `rows`, where each first decided (`decided`: rows x block booleans);
+        `positions`: the number of queries at each column (default: `offset` + the column + 1)."""
         first = decided.argmax(axis=1)
         hit = decided[np.arange(len(rows)), first]
-        self.at[rows[hit]] = offset + first[hit] + 1
+        at = offset + first + 1 if positions is None else positions[np.arange(len(rows)), first]
+        self.at[rows[hit]] = at[hit]
         self.sign[rows[hit]] = signs[np.arange(len(rows)), first][hit]
 
 
@@ -293,10 +297,12 @@ class InterleavingBoundary:
         return self._array
 
 
-def simulate_interleaving(win: float, loss: float, experiments: int, cap: int, rng: np.random.Generator,
-                          boundary: InterleavingBoundary | None = None) -> Decisions:
+def simulate_interleaving(win, loss, experiments: int, cap: int, rng: np.random.Generator,
+                          boundary: InterleavingBoundary | None = None, stream: "ShopperStream | None" = None
+                          ) -> Decisions:
     """Experiments of queries that are wins, losses or neither with these chances, each decided by the service's
-    interleaving test after every query, up to `cap` queries."""
+    interleaving test after every query, up to `cap` queries. With a `stream` of shoppers, `win` and `loss` are
+    arrays by activity bin and each query takes its shopper's."""
     boundary = boundary or InterleavingBoundary()
     decisions = Decisions.none(experiments)
     margin = np.zeros(experiments, dtype=np.int64)  # wins - losses so far
@@ -307,7 +313,12 @@ def simulate_interleaving(win: float, loss: float, experiments: int, cap: int, r
         if not len(rows):
             break
         u = draws[rows]
-        step = (u < win).astype(np.int64) - ((u >= win) & (u < win + loss))
+        if stream is None:
+            w, lo = win, loss
+        else:
+            bins = stream.bins_of_queries(rows, u.shape[1])
+            w, lo = win[bins], loss[bins]
+        step = (u < w).astype(np.int64) - ((u >= w) & (u < w + lo))
         margins = margin[rows, None] + np.cumsum(step, axis=1)
         counts = decisive[rows, None] + np.cumsum(step != 0, axis=1)
         decided = np.abs(margins) >= boundary.upto(int(counts.max()))[counts]
@@ -368,6 +379,174 @@ def simulate_ab(clicks_control: np.ndarray, clicks_treatment: np.ndarray, experi
         for index, values in enumerate(moments):
             state[index, rows] = values[:, -1]
     return decisions
+
+
+# ---- shoppers who differ (--shoppers) ----------------------------------------------------------------------------
+
+ACTIVITY_BINS = 20  # equally likely bins of the shoppers' activity factor
+
+
+@dataclass(frozen=True)
+class Population:
+    """A judged set's outcomes for shoppers who differ: one `Outcomes` per activity bin (equally likely), and the
+    searches a shopper makes during an experiment (an empirical distribution)."""
+
+    bins: tuple[Outcomes, ...]
+    searches: np.ndarray
+    shoppers: Shoppers
+
+    @property
+    def pooled(self) -> Outcomes:
+        """The outcomes of one query of a shopper drawn at random (bins are independent of searches)."""
+        return Outcomes(*(np.mean([getattr(o, name) for o in self.bins], axis=0)
+                          for name in ("win", "loss", "aa_win", "aa_loss", "clicks_control", "clicks_treatment")))
+
+    def column(self, name: str) -> np.ndarray:
+        return np.asarray([getattr(o, name) for o in self.bins])
+
+
+def population(replayed: Sequence[Replayed], model: ClickModel, shoppers: Shoppers,
+               bins: int = ACTIVITY_BINS) -> Population:
+    """Each activity bin's outcomes: the click model with that bin's factor."""
+    factors = shoppers.factors(bins)
+    return Population(tuple(outcomes(replayed, replace(model, factor=float(f))) for f in factors),
+                      np.asarray(shoppers.searches, dtype=np.int64), shoppers)
+
+
+class ShopperStream:
+    """Each experiment's queries as its shoppers make them: a shopper draws an activity bin and a number of
+    searches, and makes them one after another, then the next shopper comes."""
+
+    def __init__(self, experiments: int, searches: np.ndarray, bins: int, rng: np.random.Generator) -> None:
+        self.searches, self.bins, self.rng = searches, bins, rng
+        self._pending = [np.empty(0, dtype=np.int64) for _ in range(experiments)]
+
+    def bins_of_queries(self, rows: np.ndarray, size: int) -> np.ndarray:
+        """The next `size` queries' activity bins of each experiment of `rows`."""
+        out = np.empty((len(rows), size), dtype=np.int64)
+        for index, row in enumerate(rows):
+            pending = self._pending[row]
+            while len(pending) < size:
+                shoppers = max(size // 2, 16)
+                pending = np.concatenate([pending, np.repeat(self.rng.integers(0, self.bins, shoppers),
+                                                             self.rng.choice(self.searches, shoppers))])
+            out[index], self._pending[row] = pending[:size], pending[size:]
+        return out
+
+
+def sum_distributions(per_search: np.ndarray, most: int) -> np.ndarray:
+    """P(k clicks in m searches) for m = 0..most, k = 0..(len(per_search) - 1) * most: convolution powers of one
+    search's distribution."""
+    size = (len(per_search) - 1) * most + 1
+    table = np.zeros((most + 1, size))
+    table[0, 0] = 1.0
+    for m in range(1, most + 1):
+        table[m] = np.convolve(table[m - 1], per_search)[:size]
+    return table
+
+
+def ab_log_ratio_units(*sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`ab_decision`'s log ratio and difference over arrays of both arms' ShopperMoments (units, searches, total,
+    searches_squares, squares, cross; the control's six, then the treatment's), computed as they compute them;
+    -inf where it does not test."""
+    arms = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, searches, total, searches_squares, squares, cross in (sums[:6], sums[6:]):
+            ratio = total / searches
+            var_s = (searches_squares - searches * searches / k) / (k - 1)
+            var_c = (squares - total * total / k) / (k - 1)
+            cov = (cross - total * searches / k) / (k - 1)
+            mean_s = searches / k
+            variance = np.maximum(var_c - 2.0 * ratio * cov + ratio * ratio * var_s, 0.0) / (k * mean_s ** 2) * searches
+            arms.append((k, searches, ratio, variance))
+        (k_c, n_c, mean_c, var_c), (k_t, n_t, mean_t, var_t) = arms
+        variance = var_c / n_c + var_t / n_t
+        pair_variance = var_c + var_t
+        difference = mean_t - mean_c
+        z = difference / np.sqrt(variance)
+        spread = pair_variance / variance * AB_PRIOR_RHO
+        log_ratio = -0.5 * np.log1p(spread) + spread / (1.0 + spread) * z * z / 2.0
+    tested = ((np.minimum.reduce([n_c, n_t, k_c, k_t]) >= MIN_AB_SEARCHES) & (variance > 0.0)
+              & (pair_variance > 0.0))
+    return np.where(tested, log_ratio, -np.inf), difference
+
+
+SHOPPER_BLOCK = 256  # shoppers of every experiment drawn at once
+
+
+def simulate_ab_shoppers(clicks_control: np.ndarray, clicks_treatment: np.ndarray, searches: np.ndarray,
+                         experiments: int, cap: int, rng: np.random.Generator) -> Decisions:
+    """Experiments of shoppers drawn to an arm at random (the service's assignment), each with an activity bin
+    (rows of `clicks_*`: one search's click distribution per bin) and a number of searches, decided by the
+    service's A/B test over units of shoppers after each shopper's searches, up to `cap` searches. A shopper here
+    is one unit; the service's units are buckets of shoppers, which have the same variance."""
+    most = int(searches.max())
+    cdf = np.cumsum(np.stack([[sum_distributions(row, most) for row in clicks_control],
+                              [sum_distributions(row, most) for row in clicks_treatment]]), axis=-1)
+    reach = int(np.flatnonzero((cdf < 1.0 - 1e-12).any(axis=(0, 1, 2))).max(initial=0)) + 2
+    cdf = cdf[..., :reach]  # the counts no shopper reaches but once in 10^12 draws are left out
+    bins = len(clicks_control)
+    decisions = Decisions.none(experiments)
+    state = np.zeros((12, experiments))  # the control's six sums, then the treatment's
+    seen = np.zeros(experiments)  # searches so far
+    while True:
+        rows = np.flatnonzero(np.isinf(decisions.at) & (seen < cap))
+        if not len(rows):
+            break
+        shape = (len(rows), SHOPPER_BLOCK)
+        in_treatment = rng.random(shape) < 0.5
+        activity = rng.integers(0, bins, shape)
+        made = rng.choice(searches, shape).astype(np.int64)
+        u = rng.random(shape)
+        table = cdf[in_treatment.astype(np.int64), activity, made]  # rows x block x clicks
+        clicks = np.minimum((table < u[..., None]).sum(axis=-1), table.shape[-1] - 1).astype(np.float64)
+        made_f = made.astype(np.float64)
+        sums = []
+        for index, member in enumerate((~in_treatment, in_treatment)):
+            columns = (member, made_f * member, clicks * member, made_f ** 2 * member, clicks ** 2 * member,
+                       made_f * clicks * member)
+            for offset, column in enumerate(columns):
+                sums.append(state[6 * index + offset, rows, None] + np.cumsum(column, axis=1, dtype=np.float64))
+        positions = seen[rows, None] + np.cumsum(made_f, axis=1)
+        log_ratio, difference = ab_log_ratio_units(*sums)
+        decided = (log_ratio >= THRESHOLD) & (difference != 0.0) & (positions <= cap)
+        for row in np.flatnonzero(decided.any(axis=1)):  # confirm with the service's own function
+            for column in np.flatnonzero(decided[row]):
+                control, treatment = (ShopperMoments(int(sums[6 * i][row, column]),
+                                                     *(float(sums[6 * i + j][row, column]) for j in range(1, 6)))
+                                      for i in (0, 1))
+                if ab_decision(control, treatment).decided:
+                    break
+                decided[row, column] = False
+        decisions.record(rows, decided, np.sign(difference), 0, positions)
+        for index, values in enumerate(sums):
+            state[index, rows] = values[:, -1]
+        seen[rows] = positions[:, -1]
+    return decisions
+
+
+def fixed_horizon_shoppers(result: Population, alpha: float = ALPHA, power: float = POWER) -> dict:
+    """`fixed_horizon` for shoppers who differ: interleaving's sign test on the pooled outcomes (each query's coin
+    flips are its own, so a shopper's queries are independent given the shopper), and A/B's z-test over shoppers
+    with the delta method's variance: per shopper of m searches and activity bin b, Var(C - R m) =
+    E[m] E_b[var_b] + E[m^2] Var_b(mean_b), in searches of both arms."""
+    figures = fixed_horizon(result.pooled, alpha, power)
+    z_alpha, z_power = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+    m = result.searches.astype(np.float64)
+    variances, means = [], []
+    for name in ("clicks_control", "clicks_treatment"):
+        table = result.column(name)
+        k = np.arange(table.shape[1])
+        mean_b = table @ k
+        var_b = table @ (k * k) - mean_b ** 2
+        means.append(float(mean_b.mean()))
+        variances.append(float(m.mean() * var_b.mean() + (m * m).mean() * mean_b.var()))
+    difference = means[1] - means[0]
+    ab = (math.ceil(2 * (z_alpha + z_power) ** 2 * sum(variances) / (m.mean() * difference ** 2))
+          if difference else None)
+    interleaving = figures["interleaving"]
+    return {"interleaving": interleaving, "ab": ab,
+            "ratio": round(ab / interleaving, 2) if ab is not None and interleaving else None}
 
 
 # ---- figures -----------------------------------------------------------------------------------------------------
@@ -431,21 +610,37 @@ def fixed_horizon(result: Outcomes, alpha: float = ALPHA, power: float = POWER) 
             "ratio": round(ab / interleaving, 2) if ab is not None and interleaving else None}
 
 
-def simulate(result: Outcomes, experiments: int = EXPERIMENTS, cap: int = MAX_QUERIES_PER_EXPERIMENT,
+def simulate(result: Outcomes | Population, experiments: int = EXPERIMENTS, cap: int = MAX_QUERIES_PER_EXPERIMENT,
              seed: int = 0) -> dict:
-    """The experiments' figures: queries to decide each way, their ratio, and the A/A false rates."""
-    interleaving_rng, ab_rng, aa_interleaving_rng, aa_ab_rng = (
-        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4))
+    """The experiments' figures: queries to decide each way, their ratio, and the A/A false rates. For a
+    `Population` each experiment is a stream of shoppers who differ (`ShopperStream`, `simulate_ab_shoppers`)."""
+    interleaving_rng, ab_rng, aa_interleaving_rng, aa_ab_rng, stream_rng, aa_stream_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(6))
     boundary = InterleavingBoundary()
-    means = [float(d @ np.arange(len(d))) for d in (result.clicks_control, result.clicks_treatment)]
-    interleaving = queries_to_decide(
-        simulate_interleaving(result.win, result.loss, experiments, cap, interleaving_rng, boundary),
-        int(np.sign(result.win - result.loss)), cap)
-    ab = queries_to_decide(simulate_ab(result.clicks_control, result.clicks_treatment, experiments, cap, ab_rng),
-                           int(np.sign(means[1] - means[0])), cap)
-    aa_interleaving = decided_share(simulate_interleaving(result.aa_win, result.aa_loss, experiments, cap,
-                                                          aa_interleaving_rng, boundary))
-    aa_ab = decided_share(simulate_ab(result.clicks_control, result.clicks_control, experiments, cap, aa_ab_rng))
+    shoppers = result if isinstance(result, Population) else None
+    pooled = shoppers.pooled if shoppers else result
+    means = [float(d @ np.arange(len(d))) for d in (pooled.clicks_control, pooled.clicks_treatment)]
+    if shoppers is None:
+        decided = simulate_interleaving(result.win, result.loss, experiments, cap, interleaving_rng, boundary)
+        aa_decided = simulate_interleaving(result.aa_win, result.aa_loss, experiments, cap, aa_interleaving_rng,
+                                           boundary)
+        ab_decided = simulate_ab(result.clicks_control, result.clicks_treatment, experiments, cap, ab_rng)
+        aa_ab_decided = simulate_ab(result.clicks_control, result.clicks_control, experiments, cap, aa_ab_rng)
+    else:
+        bins = len(shoppers.bins)
+        decided = simulate_interleaving(
+            shoppers.column("win"), shoppers.column("loss"), experiments, cap, interleaving_rng, boundary,
+            ShopperStream(experiments, shoppers.searches, bins, stream_rng))
+        aa_decided = simulate_interleaving(
+            shoppers.column("aa_win"), shoppers.column("aa_loss"), experiments, cap, aa_interleaving_rng, boundary,
+            ShopperStream(experiments, shoppers.searches, bins, aa_stream_rng))
+        control, treatment = shoppers.column("clicks_control"), shoppers.column("clicks_treatment")
+        ab_decided = simulate_ab_shoppers(control, treatment, shoppers.searches, experiments, cap, ab_rng)
+        aa_ab_decided = simulate_ab_shoppers(control, control, shoppers.searches, experiments, cap, aa_ab_rng)
+    interleaving = queries_to_decide(decided, int(np.sign(pooled.win - pooled.loss)), cap)
+    ab = queries_to_decide(ab_decided, int(np.sign(means[1] - means[0])), cap)
+    aa_interleaving = decided_share(aa_decided)
+    aa_ab = decided_share(aa_ab_decided)
     bounded = (interleaving["at_least"], ab["at_least"])
     ratio = None if all(bounded) else round(ab["queries"] / interleaving["queries"], 2)
     return {
@@ -459,15 +654,16 @@ def simulate(result: Outcomes, experiments: int = EXPERIMENTS, cap: int = MAX_QU
         "ratio_at_most": bounded == (True, False),
         "aa_false_rate": max(aa_interleaving["rate"], aa_ab["rate"]),
         "interleaving": {**{k: v for k, v in interleaving.items() if k not in ("queries", "at_least")},
-                         "win": round(result.win, 5), "loss": round(result.loss, 5),
-                         "tie_or_no_click": round(1 - result.win - result.loss, 5),
-                         "treatment_share": round(result.win / (result.win + result.loss), 4)
-                         if result.win + result.loss else None},
+                         "win": round(pooled.win, 5), "loss": round(pooled.loss, 5),
+                         "tie_or_no_click": round(1 - pooled.win - pooled.loss, 5),
+                         "treatment_share": round(pooled.win / (pooled.win + pooled.loss), 4)
+                         if pooled.win + pooled.loss else None},
         "ab": {**{k: v for k, v in ab.items() if k not in ("queries", "at_least")},
                "clicks_per_search": {"control": round(means[0], 5), "treatment": round(means[1], 5)}},
-        "aa": {"interleaving": {**aa_interleaving, "win": round(result.aa_win, 5), "loss": round(result.aa_loss, 5)},
+        "aa": {"interleaving": {**aa_interleaving, "win": round(pooled.aa_win, 5), "loss": round(pooled.aa_loss, 5)},
                "ab": aa_ab},
-        "fixed_horizon": fixed_horizon(result),
+        "fixed_horizon": fixed_horizon_shoppers(shoppers) if shoppers else fixed_horizon(result),
+        "shoppers": shoppers.shoppers.summary() if shoppers else "alike",
         "experiments": experiments, "max_queries_per_experiment": cap, "seed": seed, "alpha": ALPHA, "power": POWER,
     }
 
@@ -488,6 +684,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPars
     parser.add_argument("--epsilon", type=float, default=EPSILON, help="the chance of clicking an examined product "
                                                                        "of gain 0")
     parser.add_argument("--max-gain", type=float, help="the judgments' top gain (default: the highest in the split)")
+    parser.add_argument("--shoppers", type=Path, metavar="EVENTS",
+                        help="shoppers who differ, fitted to this purchase log (training/shoppers.py; e.g. "
+                             "../shared/data/instacart/events.csv); default: every shopper alike, one search each")
+    parser.add_argument("--shopper-days", type=int, default=DAYS,
+                        help=f"--shoppers: the experiment's length in days, for searches per shopper ({DAYS})")
+    parser.add_argument("--searches-per-order", type=int, default=1,
+                        help="--shoppers: searches a shopper makes for one order (1)")
+    parser.add_argument("--save-replay", type=Path, metavar="FILE", help="write the replayed rankings to FILE")
+    parser.add_argument("--replay", type=Path, metavar="FILE",
+                        help="simulate the rankings --save-replay wrote instead of asking a service")
     parser.add_argument("--target", help="host:port of a running service on the catalog (default: start one)")
     parser.add_argument("--reranker-version", help="the version the started service serves as its default")
     judged_set.add_options(parser)
@@ -508,9 +714,41 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPars
             parser.error(reranker_refusal(arm))
     if args.target and args.reranker_version:
         parser.error("--reranker-version sets the service this benchmark starts; with --target start yours with it")
-    if not args.target:
+    if args.shopper_days < 1 or args.searches_per_order < 1:
+        parser.error("--shopper-days and --searches-per-order must be at least 1")
+    if args.replay and (args.target or args.save_replay):
+        parser.error("--replay simulates a saved replay: it takes no --target or --save-replay")
+    if not args.target and not args.replay:
         judged_set.check(parser, args)
     return parser, args
+
+
+def save_replay(path: Path, args: argparse.Namespace, replayed: Sequence[Replayed], counts: dict,
+                top_gain: float) -> None:
+    payload = {"control": args.control_arm.text, "treatment": args.treatment_arm.text, "catalog": str(args.catalog),
+               "judgments": str(args.judgments), "split": args.split, "counts": counts, "top_gain": top_gain,
+               "replayed": [asdict(r) for r in replayed]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+
+
+def load_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[Replayed], dict, float]:
+    """A replay --save-replay wrote, for the same arms, catalog, judgments and split (a parser error if not)."""
+    try:
+        payload = json.loads(args.replay.read_text())
+        replayed = [Replayed(r["query"], tuple(r["control"]), tuple(r["treatment"]), dict(r["judged"]))
+                    for r in payload["replayed"]]
+        saved = {key: payload[key] for key in ("control", "treatment", "catalog", "judgments", "split")}
+        top_gain = float(payload["top_gain"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"--replay {args.replay}: not a replay this benchmark wrote ({error})")
+    wanted = {"control": args.control_arm.text, "treatment": args.treatment_arm.text, "catalog": str(args.catalog),
+              "judgments": str(args.judgments), "split": args.split}
+    if saved != wanted:
+        differ = ", ".join(f"{key} {saved[key]!r} (asked: {wanted[key]!r})"
+                           for key in wanted if saved[key] != wanted[key])
+        parser.error(f"--replay {args.replay} was replayed with another {differ}")
+    return replayed, payload["counts"], top_gain
 
 
 def run_replay(args: argparse.Namespace, judgments: dict[str, dict[str, float]],
@@ -582,16 +820,27 @@ def print_table(result: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser, args = parse_args(argv)
-    judgments, catalog_ids = judged_set.load(args)
     started = time.perf_counter()
-    replayed, counts = run_replay(args, judgments, catalog_ids)
+    if args.replay:
+        replayed, counts, top_gain = load_replay(parser, args)
+        top_gain = args.max_gain or top_gain
+    else:
+        judgments, catalog_ids = judged_set.load(args)
+        replayed, counts = run_replay(args, judgments, catalog_ids)
+        top_gain = args.max_gain or max(gain for judged in judgments.values() for gain in judged.values())
+        if args.save_replay:
+            save_replay(args.save_replay, args, replayed, counts, top_gain)
     replay_s = time.perf_counter() - started
     if not replayed:
         parser.error("no judged query of the split measures anything (none has a judged product of positive gain)")
-    top_gain = args.max_gain or max(gain for judged in judgments.values() for gain in judged.values())
     model = ClickModel(args.eta, args.epsilon, top_gain)
     started = time.perf_counter()
-    figures = simulate(outcomes(replayed, model), args.experiments, args.max_queries_per_experiment, args.seed)
+    try:
+        shoppers = fit(args.shoppers, args.shopper_days, args.searches_per_order) if args.shoppers else None
+    except InvalidRequest as error:
+        parser.error(f"--shoppers: {error}")
+    simulated = population(replayed, model, shoppers) if shoppers else outcomes(replayed, model)
+    figures = simulate(simulated, args.experiments, args.max_queries_per_experiment, args.seed)
     seconds = {"replay": round(replay_s, 1), "simulation": round(time.perf_counter() - started, 1)}
     result = report(args, replayed, counts, model, figures, seconds)
     if args.json:

@@ -4,7 +4,8 @@
     examination(r)     = (1 / r) ^ eta                                        (Joachims, Swaminathan and Schnabel 2017)
     attractiveness(g)  = epsilon + (1 - epsilon) (2^g - 1) / (2^G - 1)        G: the judgments' highest gain
 
-epsilon is the chance of a click on an examined product judged irrelevant (noise clicks). The interleaving
+epsilon is the chance of a click on an examined product judged irrelevant (noise clicks). `factor` is one shopper's
+activity (training/shoppers.py): their click chances are the model's times it, at most 1 (1: the model's shopper). The interleaving
 simulation (benchmarks/interleaving_sim.py) and the clicking shoppers of the load tests (loadtest/locustfile.py)
 draw their clicks from this one model.
 """
@@ -29,6 +30,7 @@ class ClickModel:
     eta: float = ETA
     epsilon: float = EPSILON
     max_gain: float = 2.0
+    factor: float = 1.0
 
     def click_probabilities(self, gains: Sequence[float]) -> np.ndarray:
         """The click probability of each shown position, given the shown products' gains in order."""
@@ -36,7 +38,7 @@ class ClickModel:
         examination = (1.0 / np.arange(1, len(gains) + 1)) ** self.eta
         attractiveness = self.epsilon + (1.0 - self.epsilon) * np.expm1(gains * math.log(2.0)) / math.expm1(
             self.max_gain * math.log(2.0))
-        return examination * attractiveness
+        return np.minimum(examination * attractiveness * self.factor, 1.0)
 
     def clicks(self, gains: Sequence[float], rng: random.Random) -> list[int]:
         """One shopper's clicks on a shown list: the 1-based positions clicked."""

@@ -14,7 +14,9 @@ import pytest
 from benchmarks import interleaving_sim as sim
 from orchestrator.experiments.arms import parse_arm
 from orchestrator.experiments.interleave import credit, team_draft
-from orchestrator.experiments.stats import ALPHA, InterleavingTally, Moments, ab_decision, interleaving_log_ratio
+from core.errors import InvalidRequest
+from orchestrator.experiments.stats import (ALPHA, InterleavingTally, Moments, ShopperMoments, ab_decision,
+                                            interleaving_log_ratio)
 
 MODEL = sim.ClickModel(eta=1.0, epsilon=0.1, max_gain=2.0)
 
@@ -212,3 +214,110 @@ def test_the_json_object_has_the_issues_keys():
     assert set(result["ndcg@10"]) == {"control", "treatment", "difference", "difference_95"}
     json.loads(json.dumps(result, allow_nan=False))  # plain JSON: no NaN or Infinity
     sim.print_table(result)
+
+
+# ---- shoppers who differ ------------------------------------------------------------------------------------------
+
+def shoppers(variance: float = 0.3, searches=(1, 2, 3)) -> sim.Shoppers:
+    return sim.Shoppers(variance, tuple(searches), "test")
+
+
+def test_a_shoppers_factor_scales_the_click_chances_up_to_one():
+    base = MODEL.click_probabilities([2.0, 1.0, 0.0])
+    assert sim.replace(MODEL, factor=0.5).click_probabilities([2.0, 1.0, 0.0]) == pytest.approx(base * 0.5)
+    steep = sim.replace(MODEL, factor=3.0)
+    assert steep.click_probabilities([2.0, 1.0, 0.0]) == pytest.approx(np.minimum(base * 3, 1))
+
+
+def test_sum_distributions_are_the_convolution_powers_of_one_search():
+    one = np.array([0.5, 0.3, 0.2])
+    table = sim.sum_distributions(one, 3)
+    assert table[0][0] == 1.0 and table[1][:3] == pytest.approx(one)
+    assert table[2][:5] == pytest.approx(np.convolve(one, one))
+    assert table.sum(axis=1) == pytest.approx(np.ones(4))
+
+
+def test_the_shopper_stream_gives_each_shopper_a_run_of_queries_in_one_bin():
+    searches = np.array([3])
+    stream = sim.ShopperStream(2, searches, 5, np.random.default_rng(0))
+    first, second = stream.bins_of_queries(np.array([0, 1]), 7), stream.bins_of_queries(np.array([0]), 5)
+    row = np.concatenate([first[0], second[0]])
+    assert all(len(set(row[start:start + 3])) == 1 for start in range(0, 12, 3))  # runs of 3, across the blocks
+    assert set(np.unique(np.concatenate([first.ravel(), second.ravel()]))) <= set(range(5))
+
+
+def test_ab_log_ratio_over_shopper_units_is_the_services():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        arms = []
+        for _ in range(2):
+            arm = ShopperMoments()
+            for _ in range(int(rng.integers(100, 300))):
+                made = int(rng.integers(1, 5))
+                arm.change((0, 0), (made, float(rng.poisson(0.8 * made * rng.gamma(2.0, 0.5)))))
+            arms.append(arm)
+        fields = ("units", "searches", "total", "searches_squares", "squares", "cross")
+        log_ratio, _ = sim.ab_log_ratio_units(*(np.array([getattr(arm, f)], dtype=float)
+                                                for arm in arms for f in fields))
+        assert log_ratio[0] == pytest.approx(ab_decision(*arms).log_ratio, rel=1e-9)
+
+
+def test_shoppers_alike_with_one_search_each_give_the_per_search_figures():
+    result = sim.outcomes(synthetic(), MODEL)
+    alike = sim.Population((result,), np.array([1]), shoppers(0.0, (1,)))
+    assert sim.fixed_horizon_shoppers(alike) == sim.fixed_horizon(result)
+    pooled = alike.pooled
+    assert (pooled.win, pooled.loss, pooled.aa_win, pooled.aa_loss) == (result.win, result.loss, result.aa_win,
+                                                                         result.aa_loss)
+    assert pooled.clicks_treatment == pytest.approx(result.clicks_treatment)
+
+
+def test_shoppers_who_differ_keep_aa_experiments_honest_and_make_ab_need_more_searches():
+    replayed = synthetic()
+    alike = sim.simulate(sim.outcomes(replayed, MODEL), experiments=200, cap=5000, seed=2)
+    differ = sim.simulate(sim.population(replayed, MODEL, shoppers(0.5, (1, 2, 3, 8)), bins=8),
+                          experiments=200, cap=5000, seed=2)
+    assert differ["aa"]["ab"]["rate"] <= 0.1 and differ["aa"]["interleaving"]["rate"] <= 0.1
+    assert differ["shoppers"]["activity_variance"] == 0.5 and alike["shoppers"] == "alike"
+    # Shoppers who differ and come back make A/B's variance per search larger; interleaving compares within a query.
+    assert differ["fixed_horizon"]["ab"] > 1.5 * alike["fixed_horizon"]["ab"]
+    assert differ["queries_to_decide_ab"] > alike["queries_to_decide_ab"]
+
+
+def test_shoppers_are_fitted_from_a_purchase_log(tmp_path):
+    log = tmp_path / "events.csv"
+    rows = ["user_id,order_id,order_number,day,product_id,event"]
+    for user, items in (("a", 2), ("b", 2), ("c", 2)):
+        for order, day in enumerate((0, 3, 20)):
+            rows += [f"{user},{user}{order},{order},{day},p{item},purchase" for item in range(items)]
+    log.write_text("\n".join(rows) + "\n")
+    same = sim.fit(log, days=14)
+    assert same.activity_variance == 0.0  # every shopper buys 2 items an order
+    assert set(same.searches) == {1, 2} and same.summary()["searches_per_shopper"]["max"] == 2
+    assert set(sim.fit(log, days=14, searches_per_order=3).searches) == {3, 6}
+    rows += [f"d,d{order},{order},{order},p{item},purchase" for order in range(4) for item in range(20)]
+    log.write_text("\n".join(rows) + "\n")
+    assert sim.fit(log).activity_variance > 0.5
+    assert np.mean(sim.fit(log).factors(20)) == pytest.approx(1.0)
+
+
+def test_a_purchase_log_that_cannot_be_used_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(InvalidRequest, match="cannot read"):
+        sim.fit(tmp_path / "missing.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,product_id\n1,2\n")
+    with pytest.raises(InvalidRequest, match="no column day, order_id"):
+        sim.fit(bad)
+
+
+def test_a_saved_replay_is_simulated_again_for_the_same_arms_only(tmp_path, capsys):
+    path = tmp_path / "replay.json"
+    _, args = sim.parse_args(["--target", "localhost:1", "--save-replay", str(path)])
+    replayed = synthetic(5)
+    sim.save_replay(path, args, replayed, {"skipped_queries": 1}, 2.0)
+    parser, again = sim.parse_args(["--replay", str(path)])
+    assert sim.load_replay(parser, again) == (replayed, {"skipped_queries": 1}, 2.0)
+    parser, other = sim.parse_args(["--replay", str(path), "--treatment", "no-cross-encoder"])
+    with pytest.raises(SystemExit):
+        sim.load_replay(parser, other)
+    assert "treatment 'default' (asked: 'no-cross-encoder')" in capsys.readouterr().err
