@@ -94,9 +94,9 @@ workbench-check: export
 
 ## fuzz: the long run of the property-based fuzzing of the public and admin gRPC APIs against a real Triton, Milvus
 ## Lite and gRPC server (tests/integration/test_fuzz.py; docs/fuzzing.md): FUZZ_EXAMPLES examples for every RPC
-## (default 10,000; `make test` runs 2,000-6,000 per RPC). No call may fail with INTERNAL, UNKNOWN or UNAVAILABLE or
+## (default 30,000; `make test` runs 10,000 per RPC). No call may fail with INTERNAL, UNKNOWN or UNAVAILABLE or
 ## take over 1 s; prints each RPC's calls, statuses and slowest call.
-FUZZ_EXAMPLES ?= 10000
+FUZZ_EXAMPLES ?= 30000
 .PHONY: fuzz
 fuzz: export
 	SHOPRANK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/integration/test_fuzz.py -s -p no:cacheprovider

@@ -15,9 +15,9 @@ Every fuzzed call must hold, whatever was sent:
 Two services of this module's own, each writing only in its own temporary folder: `plain` (the demo index in
 process, reranking off: most searches, and the feedback calls) and `full` (the whole pipeline with the cross-encoder,
 over this module's own shop in Milvus, with the admin API: a share of the searches and feedback, and every admin
-call). The catalog calls change that shop only, never the shared `demo` shop.
+call). The catalog calls run on fresh shops of their own (CATALOG_ROUNDS), never the shared `demo` shop.
 
-Examples per RPC: DEFAULT_EXAMPLES, or COSTLY's count; SHOPRANK_FUZZ_EXAMPLES=N gives every RPC N (`make fuzz`).
+Examples per RPC: DEFAULT_EXAMPLES; SHOPRANK_FUZZ_EXAMPLES=N gives every RPC N (`make fuzz`).
 Runs are derandomized: the same examples every run. Calls go one at a time (admission control refuses past its bound
 of calls in flight, which is not what is fuzzed here).
 
@@ -28,6 +28,7 @@ fuzzing everything else. Remove both when the bug is fixed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -36,12 +37,13 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from core._proto.shoprank.v1 import admin_pb2, ranking_pb2, ranking_pb2_grpc
@@ -54,13 +56,12 @@ from .conftest import DEMO_CATALOG, ServiceThread, demo_catalog_in_milvus
 
 pytestmark = pytest.mark.integration
 
-# Examples per RPC in the default run: issue 25's 10,000 for every RPC but the two that change the catalog, which
-# cost the most and slow Milvus Lite as the shop churns (DeleteProducts ~5 ms, UpsertProducts ~20 ms: new products
-# are embedded through Triton; at 10,000 each the catalog property alone took about 14 minutes). With 6,000 for
-# the cheap RPCs and 3,000-4,000 for Search and FeedbackStream this module took 309 s of a quiet 10 min 51 s suite.
+# Examples per RPC in the default run: issue 25's 10,000 for every RPC. The two that change the catalog cost the
+# most (DeleteProducts ~5 ms, UpsertProducts ~20 ms: new products are embedded through Triton) and slow Milvus Lite's
+# reads about tenfold as one shop churns, so they run in CATALOG_ROUNDS rounds, each on a fresh shop.
 # SHOPRANK_FUZZ_EXAMPLES=N gives every RPC N (`make fuzz`: 10,000).
 DEFAULT_EXAMPLES = 10_000
-COSTLY = {"DeleteProducts": 3_000, "UpsertProducts": 2_000}
+CATALOG_ROUNDS = 5
 EXAMPLES = os.environ.get("SHOPRANK_FUZZ_EXAMPLES", "")
 FULL_PIPELINE_SHARE = 0.05  # of the search examples: the cross-encoder, over Milvus
 MILVUS_SHARE = 0.1  # of the feedback examples: their products are read from Milvus
@@ -87,7 +88,7 @@ FUZZ = settings.get_profile("shoprank-fuzz")
 
 def examples(rpc: str, share: float = 1.0) -> settings:
     """The fuzz profile with `share` of the RPC's examples."""
-    count = int(EXAMPLES) if EXAMPLES else COSTLY.get(rpc, DEFAULT_EXAMPLES)
+    count = int(EXAMPLES) if EXAMPLES else DEFAULT_EXAMPLES
     return settings(FUZZ, max_examples=max(1, round(count * share)))
 
 
@@ -598,23 +599,37 @@ def plain(settings, triton, demo_index, tmp_path_factory):
         service.stop()
 
 
-@pytest.fixture(scope="module")
-def full(settings, triton, milvus, tmp_path_factory):
-    """The whole pipeline (cross-encoder on) over this module's own shop in Milvus, with the admin API."""
-    url = demo_catalog_in_milvus(milvus.url, SHOP, triton, settings)
-    paths = scratch_state(tmp_path_factory.mktemp("fuzz-full"))
-    service = ServiceThread(dataclasses.replace(settings, catalog_store=url, shop=SHOP, triton_url=triton.url,
-                                                admin_token=TOKEN, admin_port=0, **paths))
+@contextlib.contextmanager
+def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path):
+    """The whole pipeline (cross-encoder on) over the demo catalog as `shop` in Milvus, with the admin API: its
+    Calls."""
+    url = demo_catalog_in_milvus(milvus.url, shop, triton, settings)
+    service = ServiceThread(dataclasses.replace(settings, catalog_store=url, shop=shop, triton_url=triton.url,
+                                                admin_token=TOKEN, admin_port=0, **scratch_state(scratch)))
     try:
         service.start()
         with grpc.insecure_channel(service.address) as channel, \
                 grpc.insecure_channel(f"127.0.0.1:{service.service.admin_port}") as admin_channel:
-            calls = Calls(channel, admin_channel, milvus=True)
-            _seed_users(calls.ranking)
-            yield calls
-            print("\n" + calls.report("full (Milvus, cross-encoder, admin)"))
+            yield Calls(channel, admin_channel, milvus=True)
     finally:
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def full(settings, triton, milvus, tmp_path_factory):
+    """The whole pipeline (cross-encoder on) over this module's own shop in Milvus, with the admin API."""
+    with service_on_milvus(SHOP, settings, triton, milvus, tmp_path_factory.mktemp("fuzz-full")) as calls:
+        _seed_users(calls.ranking)
+        yield calls
+        print("\n" + calls.report("full (Milvus, cross-encoder, admin)"))
+
+
+@pytest.fixture(scope="module")
+def fresh_shops(settings, triton, milvus, tmp_path_factory):
+    """Opens a service like `full`'s over a shop of its own, new each time (`with fresh_shops(name) as calls`)."""
+    def open_shop(name: str):
+        return service_on_milvus(f"{SHOP}-{name}", settings, triton, milvus, tmp_path_factory.mktemp(f"fuzz-{name}"))
+    return open_shop
 
 
 # ------------------------------------------------------------------------------------------------- properties
@@ -892,8 +907,8 @@ def test_a_feed_repeating_one_product_2000_times_answers_within_a_second(full):
 
 
 # ------------------------------------------------------------------------ the catalog (last: it changes the shop)
-# Thousands of upserts and deletes slow Milvus Lite's reads down about tenfold (docs/fuzzing.md), so the tests
-# above, which read the shop, run before.
+# Thousands of upserts and deletes slow Milvus Lite's reads down about tenfold (docs/fuzzing.md): the catalog calls
+# run on fresh shops of their own, never `full`'s, which the tests above read.
 
 def check_upsert(calls: Calls, records: list[admin_pb2.ProductRecord], metadata) -> None:
     code, result, _ = calls("UpsertProducts", records, metadata=metadata)
@@ -903,27 +918,39 @@ def check_upsert(calls: Calls, records: list[admin_pb2.ProductRecord], metadata)
         assert result.stored == result.created + result.reembedded + result.fields_updated + result.unchanged
 
 
-def test_catalog_changes(full):
-    @examples("UpsertProducts")
-    @given(RECORD_STREAMS, METADATA)
-    def upsert(records, metadata):
-        check_upsert(full, records, metadata)
+def test_catalog_changes(fresh_shops):
+    """The catalog calls, in CATALOG_ROUNDS rounds, each on a fresh shop with examples of its own (a seed per round):
+    one shop churned by thousands of upserts and deletes slows Milvus Lite's reads down about tenfold (docs/fuzzing.md),
+    which is not what is fuzzed here."""
+    for round_ in range(CATALOG_ROUNDS):
+        with fresh_shops(f"catalog-{round_}") as calls:
+            share = 1.0 / CATALOG_ROUNDS
 
-    @examples("DeleteProducts")
-    @given(st.one_of(st.lists(IDS, max_size=5), many(SHORT_IDS, [1000, 5000])), METADATA)
-    def delete(ids, metadata):
-        full("DeleteProducts", admin_pb2.DeleteProductsRequest(product_ids=ids), metadata=metadata)
+            @seed(round_)
+            @examples("UpsertProducts", share)
+            @given(RECORD_STREAMS, METADATA)
+            def upsert(records, metadata):
+                check_upsert(calls, records, metadata)
 
-    @examples("GetProduct")
-    @given(IDS, METADATA)
-    def get(product_id, metadata):
-        full("GetProduct", admin_pb2.GetProductRequest(product_id=product_id), metadata=metadata)
+            @seed(round_)
+            @examples("DeleteProducts", share)
+            @given(st.one_of(st.lists(IDS, max_size=5), many(SHORT_IDS, [1000, 5000])), METADATA)
+            def delete(ids, metadata):
+                calls("DeleteProducts", admin_pb2.DeleteProductsRequest(product_ids=ids), metadata=metadata)
 
-    @examples("UpsertProducts", ENORMOUS_SHARE)
-    @given(ENORMOUS_RECORD_STREAMS)
-    def enormous_upsert(records):
-        check_upsert(full, records, AUTH)
+            @seed(round_)
+            @examples("GetProduct", share)
+            @given(IDS, METADATA)
+            def get(product_id, metadata):
+                calls("GetProduct", admin_pb2.GetProductRequest(product_id=product_id), metadata=metadata)
 
-    for prop in (enormous_upsert, upsert, get, delete):
-        prop()
-    full.check_health()
+            @seed(round_)
+            @examples("UpsertProducts", ENORMOUS_SHARE * share)
+            @given(ENORMOUS_RECORD_STREAMS)
+            def enormous_upsert(records):
+                check_upsert(calls, records, AUTH)
+
+            for prop in (enormous_upsert, upsert, get, delete):
+                prop()
+            calls.check_health()
+            print("\n" + calls.report(f"catalog round {round_ + 1} of {CATALOG_ROUNDS} (a fresh shop in Milvus)"))
