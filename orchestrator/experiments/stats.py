@@ -238,7 +238,7 @@ class ShopperMoments:
 @dataclass
 class ArmTally:
     """One A/B arm's searches, clicks in the top 10 and purchases: per bucket of shoppers ([searches, clicks,
-    purchases] each), and their moments over the buckets."""
+    purchases] each; none kept once the experiment stops), and their moments over the buckets."""
 
     clicks: ShopperMoments = field(default_factory=ShopperMoments)
     purchases: ShopperMoments = field(default_factory=ShopperMoments)
@@ -250,11 +250,16 @@ class ArmTally:
 
     @classmethod
     def from_json(cls, data: dict) -> "ArmTally":
-        buckets = data.get("buckets") or [[0, 0, 0] for _ in range(SHOPPER_BUCKETS)]
-        if len(buckets) != SHOPPER_BUCKETS or any(len(bucket) != 3 for bucket in buckets):
+        buckets = data.get("buckets")
+        if buckets is None:  # a state from before shopper units
+            buckets = [[0, 0, 0] for _ in range(SHOPPER_BUCKETS)]
+        if buckets and (len(buckets) != SHOPPER_BUCKETS or any(len(bucket) != 3 for bucket in buckets)):
             raise ValueError(f"an A/B arm has {len(buckets)} buckets of shoppers, not {SHOPPER_BUCKETS} of 3 counts")
         return cls(ShopperMoments.from_json(data["clicks"]), ShopperMoments.from_json(data["purchases"]),
                    [[int(value) for value in bucket] for bucket in buckets])
+
+    def to_json(self) -> dict:
+        return {"clicks": asdict(self.clicks), "purchases": asdict(self.purchases), "buckets": self.buckets}
 
     def add_search(self, bucket: int) -> None:
         self._add(bucket, searches=1)

@@ -4,6 +4,7 @@ controller's interleaved mode, whose quality guard is an experiment of that cont
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -469,6 +470,24 @@ def test_an_ab_shopper_keeps_their_unit_across_a_restart(tmp_path):
         assert twice[arm]["searches"] == 2 * once[arm]["searches"]
         assert twice[arm]["shopper_buckets"] == once[arm]["shopper_buckets"]  # the same shoppers' units, not new ones
         assert twice[arm]["clicks_per_search"] == 1.0
+
+
+def test_the_saved_form_is_every_field_and_a_stopped_ab_test_keeps_its_figures_without_buckets():
+    controller = ExperimentController(None)
+    controller.start("ab", "default", "fused", "ab", 1.0)
+    for number, user in enumerate(USERS[:300]):
+        arm = controller.assign(user, "").arm
+        serve(controller, f"r{number}", TWELVE, [arm] * 12, user=user)
+        controller.join(f"r{number}", "p1", "click", 1)
+    experiment = controller.get("ab")
+    assert experiment.to_json() == dataclasses.asdict(experiment)
+    running = experiment.status()["arms"]
+    controller.stop("ab")
+    assert all(tally.buckets == [] for tally in experiment.arms.values())
+    saved = json.loads(json.dumps(experiment.to_json()))
+    assert all(arm["buckets"] == [] for arm in saved["arms"].values())
+    loaded = controller_module.Experiment.from_json(saved)
+    assert loaded.status()["arms"] == running and loaded.to_json() == saved
 
 
 def test_a_state_from_before_shopper_units_keeps_its_figures(tmp_path):
