@@ -50,6 +50,7 @@ from core._proto.shoprank.v1 import admin_pb2, ranking_pb2, ranking_pb2_grpc
 from core.personal_blend import GROUP_NAMES
 from core.weights import DEFAULT_WEIGHTS
 from orchestrator.admission import RETRY_AFTER
+from orchestrator.catalog.milvus import MilvusCatalog
 from orchestrator.harness import scratch_state
 
 from .conftest import DEMO_CATALOG, ServiceThread, demo_catalog_in_milvus
@@ -600,9 +601,10 @@ def plain(settings, triton, demo_index, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path):
+def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path, drop_after: bool = False):
     """The whole pipeline (cross-encoder on) over the demo catalog as `shop` in Milvus, with the admin API: its
-    Calls."""
+    Calls. `drop_after`: the shop's collections are dropped when it ends (a churned shop left in the session's
+    Milvus Lite server would slow the tests after this module)."""
     url = demo_catalog_in_milvus(milvus.url, shop, triton, settings)
     service = ServiceThread(dataclasses.replace(settings, catalog_store=url, shop=shop, triton_url=triton.url,
                                                 admin_token=TOKEN, admin_port=0, **scratch_state(scratch)))
@@ -613,6 +615,12 @@ def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path):
             yield Calls(channel, admin_channel, milvus=True)
     finally:
         service.stop()
+        if drop_after:
+            catalog = MilvusCatalog(url, shop)
+            try:
+                catalog.drop_all()
+            finally:
+                catalog.close()
 
 
 @pytest.fixture(scope="module")
@@ -628,7 +636,8 @@ def full(settings, triton, milvus, tmp_path_factory):
 def fresh_shops(settings, triton, milvus, tmp_path_factory):
     """Opens a service like `full`'s over a shop of its own, new each time (`with fresh_shops(name) as calls`)."""
     def open_shop(name: str):
-        return service_on_milvus(f"{SHOP}-{name}", settings, triton, milvus, tmp_path_factory.mktemp(f"fuzz-{name}"))
+        return service_on_milvus(f"{SHOP}-{name}", settings, triton, milvus, tmp_path_factory.mktemp(f"fuzz-{name}"),
+                                 drop_after=True)
     return open_shop
 
 
