@@ -50,7 +50,7 @@ from core._proto.shoprank.v1 import admin_pb2, ranking_pb2, ranking_pb2_grpc
 from core.personal_blend import GROUP_NAMES
 from core.weights import DEFAULT_WEIGHTS
 from orchestrator.admission import RETRY_AFTER
-from orchestrator.catalog.milvus import MilvusCatalog
+from orchestrator.catalog.milvus_process import LocalMilvus
 from orchestrator.harness import scratch_state
 
 from .conftest import DEMO_CATALOG, ServiceThread, demo_catalog_in_milvus
@@ -601,10 +601,9 @@ def plain(settings, triton, demo_index, tmp_path_factory):
 
 
 @contextlib.contextmanager
-def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path, drop_after: bool = False):
+def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path):
     """The whole pipeline (cross-encoder on) over the demo catalog as `shop` in Milvus, with the admin API: its
-    Calls. `drop_after`: the shop's collections are dropped when it ends (a churned shop left in the session's
-    Milvus Lite server would slow the tests after this module)."""
+    Calls."""
     url = demo_catalog_in_milvus(milvus.url, shop, triton, settings)
     service = ServiceThread(dataclasses.replace(settings, catalog_store=url, shop=shop, triton_url=triton.url,
                                                 admin_token=TOKEN, admin_port=0, **scratch_state(scratch)))
@@ -615,12 +614,6 @@ def service_on_milvus(shop: str, settings, triton, milvus, scratch: Path, drop_a
             yield Calls(channel, admin_channel, milvus=True)
     finally:
         service.stop()
-        if drop_after:
-            catalog = MilvusCatalog(url, shop)
-            try:
-                catalog.drop_all()
-            finally:
-                catalog.close()
 
 
 @pytest.fixture(scope="module")
@@ -633,11 +626,16 @@ def full(settings, triton, milvus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fresh_shops(settings, triton, milvus, tmp_path_factory):
-    """Opens a service like `full`'s over a shop of its own, new each time (`with fresh_shops(name) as calls`)."""
+def fresh_shops(settings, triton, tmp_path_factory):
+    """Opens a service like `full`'s over a shop of its own in a Milvus Lite server of its own, new each time
+    (`with fresh_shops(name) as calls`). The session's server never holds the churned shop: dropping one there made
+    Milvus Lite answer the next calls seconds late."""
+    @contextlib.contextmanager
     def open_shop(name: str):
-        return service_on_milvus(f"{SHOP}-{name}", settings, triton, milvus, tmp_path_factory.mktemp(f"fuzz-{name}"),
-                                 drop_after=True)
+        scratch = tmp_path_factory.mktemp(f"fuzz-{name}")
+        with LocalMilvus(scratch / "milvus") as server, \
+                service_on_milvus(f"{SHOP}-{name}", settings, triton, server, scratch) as calls:
+            yield calls
     return open_shop
 
 
@@ -917,7 +915,7 @@ def test_a_feed_repeating_one_product_2000_times_answers_within_a_second(full):
 
 # ------------------------------------------------------------------------ the catalog (last: it changes the shop)
 # Thousands of upserts and deletes slow Milvus Lite's reads down about tenfold (docs/fuzzing.md): the catalog calls
-# run on fresh shops of their own, never `full`'s, which the tests above read.
+# run on fresh Milvus Lite servers of their own, never the session's, which `full` and the other modules read.
 
 def check_upsert(calls: Calls, records: list[admin_pb2.ProductRecord], metadata) -> None:
     code, result, _ = calls("UpsertProducts", records, metadata=metadata)
@@ -928,9 +926,9 @@ def check_upsert(calls: Calls, records: list[admin_pb2.ProductRecord], metadata)
 
 
 def test_catalog_changes(fresh_shops):
-    """The catalog calls, in CATALOG_ROUNDS rounds, each on a fresh shop with examples of its own (a seed per round):
-    one shop churned by thousands of upserts and deletes slows Milvus Lite's reads down about tenfold (docs/fuzzing.md),
-    which is not what is fuzzed here."""
+    """The catalog calls, in CATALOG_ROUNDS rounds, each on a fresh shop in a fresh Milvus Lite server with examples of
+    its own (a seed per round): one shop churned by thousands of upserts and deletes slows Milvus Lite's reads down
+    about tenfold (docs/fuzzing.md), which is not what is fuzzed here."""
     for round_ in range(CATALOG_ROUNDS):
         with fresh_shops(f"catalog-{round_}") as calls:
             share = 1.0 / CATALOG_ROUNDS
@@ -962,4 +960,4 @@ def test_catalog_changes(fresh_shops):
             for prop in (enormous_upsert, upsert, get, delete):
                 prop()
             calls.check_health()
-            print("\n" + calls.report(f"catalog round {round_ + 1} of {CATALOG_ROUNDS} (a fresh shop in Milvus)"))
+            print("\n" + calls.report(f"catalog round {round_ + 1} of {CATALOG_ROUNDS} (a fresh Milvus Lite server)"))
