@@ -50,7 +50,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
@@ -73,7 +73,8 @@ from core.stats import paired_bootstrap  # noqa: E402
 from orchestrator.experiments.arms import Arm, parse_arm  # noqa: E402
 from orchestrator.experiments.interleave import CONTROL, TREATMENT, team_draft  # noqa: E402
 from orchestrator.experiments.stats import (  # noqa: E402
-    AB_PRIOR_RHO, ALPHA, MIN_AB_SEARCHES, Moments, ShopperMoments, ab_decision, interleaving_log_ratio, wilson,
+    AB_PRIOR_RHO, ALPHA, MIN_AB_SEARCHES, Moments, PerSearch, ShopperMoments, ab_decision, interleaving_log_ratio,
+    wilson,
 )
 from orchestrator.harness import cached_index, run_on_catalog  # noqa: E402
 from training.click_model import EPSILON, ETA, ClickModel  # noqa: E402
@@ -328,19 +329,20 @@ def simulate_interleaving(win, loss, experiments: int, cap: int, rng: np.random.
 
 
 def ab_log_ratio(n_c, total_c, squares_c, n_t, total_t, squares_t) -> tuple[np.ndarray, np.ndarray]:
-    """`ab_decision`'s log ratio and difference of means (treatment - control) over arrays of the arms' Moments,
-    computed as it computes them; -inf where it does not test (too few searches, no variance)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        variance_c = np.maximum(squares_c - total_c * total_c / n_c, 0.0) / (n_c - 1)
-        variance_t = np.maximum(squares_t - total_t * total_t / n_t, 0.0) / (n_t - 1)
-        variance = variance_c / n_c + variance_t / n_t
-        pair_variance = variance_c + variance_t
-        difference = total_t / n_t - total_c / n_c
-        z = difference / np.sqrt(variance)
-        spread = pair_variance / variance * AB_PRIOR_RHO
-        log_ratio = -0.5 * np.log1p(spread) + spread / (1.0 + spread) * z * z / 2.0
-    tested = (np.minimum(n_c, n_t) >= MIN_AB_SEARCHES) & (variance > 0.0) & (pair_variance > 0.0)
-    return np.where(tested, log_ratio, -np.inf), difference
+    """`ab_decision`'s log ratio and difference of means (treatment - control) over arrays of the arms' Moments:
+    `ab_log_ratio_units` with each search a unit of its own (as `ShopperMoments.from_json` reads saved Moments)."""
+    return ab_log_ratio_units(n_c, n_c, total_c, n_c, squares_c, total_c, n_t, n_t, total_t, n_t, squares_t, total_t)
+
+
+def confirm(decided: np.ndarray, arm_at: Callable[[int, int, int], PerSearch]) -> None:
+    """Keep, in each row of `decided` (rows x columns), the first column where the service's own `ab_decision`
+    decides on the arms `arm_at(row, column, arm)` (arm 0: the control, 1: the treatment), clearing the columns
+    before it that it does not confirm (rounding could part the arrays' figures from its near the threshold)."""
+    for row in np.flatnonzero(decided.any(axis=1)):
+        for column in np.flatnonzero(decided[row]):
+            if ab_decision(arm_at(row, column, 0), arm_at(row, column, 1)).decided:
+                break
+            decided[row, column] = False
 
 
 def simulate_ab(clicks_control: np.ndarray, clicks_treatment: np.ndarray, experiments: int, cap: int,
@@ -368,13 +370,8 @@ def simulate_ab(clicks_control: np.ndarray, clicks_treatment: np.ndarray, experi
                 moments.append(state[3 * index + power, rows, None] + np.cumsum(column, axis=1))
         log_ratio, difference = ab_log_ratio(*moments)
         decided = (log_ratio >= THRESHOLD) & (difference != 0.0)
-        for row in np.flatnonzero(decided.any(axis=1)):  # confirm with the service's own function
-            for column in np.flatnonzero(decided[row]):
-                control, treatment = (Moments(int(moments[3 * i][row, column]), moments[3 * i + 1][row, column],
-                                              moments[3 * i + 2][row, column]) for i in (0, 1))
-                if ab_decision(control, treatment).decided:
-                    break
-                decided[row, column] = False
+        confirm(decided, lambda row, column, arm: Moments(
+            int(moments[3 * arm][row, column]), moments[3 * arm + 1][row, column], moments[3 * arm + 2][row, column]))
         decisions.record(rows, decided, np.sign(difference), offset)
         for index, values in enumerate(moments):
             state[index, rows] = values[:, -1]
@@ -392,8 +389,11 @@ class Population:
     searches a shopper makes during an experiment (an empirical distribution)."""
 
     bins: tuple[Outcomes, ...]
-    searches: np.ndarray
     shoppers: Shoppers
+
+    @property
+    def searches(self) -> np.ndarray:
+        return np.asarray(self.shoppers.searches, dtype=np.int64)
 
     @property
     def pooled(self) -> Outcomes:
@@ -409,8 +409,7 @@ def population(replayed: Sequence[Replayed], model: ClickModel, shoppers: Shoppe
                bins: int = ACTIVITY_BINS) -> Population:
     """Each activity bin's outcomes: the click model with that bin's factor."""
     factors = shoppers.factors(bins)
-    return Population(tuple(outcomes(replayed, replace(model, factor=float(f))) for f in factors),
-                      np.asarray(shoppers.searches, dtype=np.int64), shoppers)
+    return Population(tuple(outcomes(replayed, replace(model, factor=float(f))) for f in factors), shoppers)
 
 
 class ShopperStream:
@@ -510,14 +509,8 @@ def simulate_ab_shoppers(clicks_control: np.ndarray, clicks_treatment: np.ndarra
         positions = seen[rows, None] + np.cumsum(made_f, axis=1)
         log_ratio, difference = ab_log_ratio_units(*sums)
         decided = (log_ratio >= THRESHOLD) & (difference != 0.0) & (positions <= cap)
-        for row in np.flatnonzero(decided.any(axis=1)):  # confirm with the service's own function
-            for column in np.flatnonzero(decided[row]):
-                control, treatment = (ShopperMoments(int(sums[6 * i][row, column]),
-                                                     *(float(sums[6 * i + j][row, column]) for j in range(1, 6)))
-                                      for i in (0, 1))
-                if ab_decision(control, treatment).decided:
-                    break
-                decided[row, column] = False
+        confirm(decided, lambda row, column, arm: ShopperMoments(
+            int(sums[6 * arm][row, column]), *(float(sums[6 * arm + j][row, column]) for j in range(1, 6))))
         decisions.record(rows, decided, np.sign(difference), 0, positions)
         for index, values in enumerate(sums):
             state[index, rows] = values[:, -1]
@@ -723,10 +716,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentPars
     return parser, args
 
 
+def replay_identity(args: argparse.Namespace) -> dict:
+    """What a saved replay must share with the run that simulates it: the arms, the catalog, judgments and split."""
+    return {"control": args.control_arm.text, "treatment": args.treatment_arm.text, "catalog": str(args.catalog),
+            "judgments": str(args.judgments), "split": args.split}
+
+
 def save_replay(path: Path, args: argparse.Namespace, replayed: Sequence[Replayed], counts: dict,
                 top_gain: float) -> None:
-    payload = {"control": args.control_arm.text, "treatment": args.treatment_arm.text, "catalog": str(args.catalog),
-               "judgments": str(args.judgments), "split": args.split, "counts": counts, "top_gain": top_gain,
+    payload = {**replay_identity(args), "counts": counts, "top_gain": top_gain,
                "replayed": [asdict(r) for r in replayed]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload))
@@ -738,12 +736,11 @@ def load_replay(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tu
         payload = json.loads(args.replay.read_text())
         replayed = [Replayed(r["query"], tuple(r["control"]), tuple(r["treatment"]), dict(r["judged"]))
                     for r in payload["replayed"]]
-        saved = {key: payload[key] for key in ("control", "treatment", "catalog", "judgments", "split")}
+        wanted = replay_identity(args)
+        saved = {key: payload[key] for key in wanted}
         top_gain = float(payload["top_gain"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         parser.error(f"--replay {args.replay}: not a replay this benchmark wrote ({error})")
-    wanted = {"control": args.control_arm.text, "treatment": args.treatment_arm.text, "catalog": str(args.catalog),
-              "judgments": str(args.judgments), "split": args.split}
     if saved != wanted:
         differ = ", ".join(f"{key} {saved[key]!r} (asked: {wanted[key]!r})"
                            for key in wanted if saved[key] != wanted[key])

@@ -5,9 +5,9 @@
     attractiveness(g)  = epsilon + (1 - epsilon) (2^g - 1) / (2^G - 1)        G: the judgments' highest gain
 
 epsilon is the chance of a click on an examined product judged irrelevant (noise clicks). `factor` is one shopper's
-activity (training/shoppers.py): their click chances are the model's times it, at most 1 (1: the model's shopper). The interleaving
-simulation (benchmarks/interleaving_sim.py) and the clicking shoppers of the load tests (loadtest/locustfile.py)
-draw their clicks from this one model.
+activity (training/shoppers.py): their click chances are the model's times it, at most 1 (1: the model's shopper).
+The interleaving simulation (benchmarks/interleaving_sim.py) and the clicking shoppers of the load tests
+(loadtest/locustfile.py) draw their clicks from this one model.
 """
 
 from __future__ import annotations

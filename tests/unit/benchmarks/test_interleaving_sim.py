@@ -264,7 +264,7 @@ def test_ab_log_ratio_over_shopper_units_is_the_services():
 
 def test_shoppers_alike_with_one_search_each_give_the_per_search_figures():
     result = sim.outcomes(synthetic(), MODEL)
-    alike = sim.Population((result,), np.array([1]), shoppers(0.0, (1,)))
+    alike = sim.Population((result,), shoppers(0.0, (1,)))
     assert sim.fixed_horizon_shoppers(alike) == sim.fixed_horizon(result)
     pooled = alike.pooled
     assert (pooled.win, pooled.loss, pooled.aa_win, pooled.aa_loss) == (result.win, result.loss, result.aa_win,
