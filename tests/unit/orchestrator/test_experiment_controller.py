@@ -330,6 +330,16 @@ def ab_controller() -> tuple[ExperimentController, str, str]:
 TWELVE = [f"p{number}" for number in range(1, 13)]
 
 
+def ab_searches(controller: ExperimentController, users, prefix: str = "r", clicks=lambda number, arm: 1) -> None:
+    """One search by each of `users` in the running A/B experiment, ranked by their arm, whose top `clicks(number,
+    arm)` products are clicked (number: the user's place in `users`)."""
+    for number, user in enumerate(users):
+        arm = controller.assign(user, "").arm
+        serve(controller, f"{prefix}{number}", TWELVE, [arm] * 12, user=user)
+        for position in range(1, clicks(number, arm) + 1):
+            controller.join(f"{prefix}{number}", f"p{position}", "click", position)
+
+
 def test_ab_counts_clicks_in_the_top_10_once_per_position_and_every_purchase():
     controller, control_user, treatment_user = ab_controller()
     serve(controller, "c1", TWELVE, [C] * 12, user=control_user)
@@ -357,12 +367,7 @@ def test_ab_counts_clicks_in_the_top_10_once_per_position_and_every_purchase():
 def test_ab_decides_for_the_arm_with_more_clicks_per_search():
     controller = ExperimentController(None)
     controller.start("ab", "default", "fused", "ab", 1.0)
-    for number, user in enumerate(USERS[:800]):
-        arm = controller.assign(user, "").arm
-        serve(controller, f"r{number}", TWELVE, [arm] * 12, user=user)
-        clicks = (number % 4 == 0) if arm == C else 1 + number % 3
-        for position in range(1, clicks + 1):
-            controller.join(f"r{number}", f"p{position}", "click", position)
+    ab_searches(controller, USERS[:800], clicks=lambda number, arm: (number % 4 == 0) if arm == C else 1 + number % 3)
     status = controller.status("ab")[0]
     assert status["arms"][T]["clicks_per_search"] > status["arms"][C]["clicks_per_search"]
     assert status["decision"] == BETTER
@@ -448,19 +453,12 @@ def test_a_restart_goes_on_with_the_running_experiment_and_its_figures(tmp_path)
 
 def test_an_ab_shopper_keeps_their_unit_across_a_restart(tmp_path):
     path = tmp_path / "experiments.json"
-    users = USERS[:300]
-
-    def searches(controller, prefix):
-        for number, user in enumerate(users):
-            assignment = controller.assign(user, "")
-            serve(controller, f"{prefix}{number}", TWELVE, [assignment.arm] * 12, user=user)
-            controller.join(f"{prefix}{number}", "p1", "click", 1)
 
     async def life(first: bool):
         controller = ExperimentController(path).open()
         if first:
             controller.start("ab", "default", "fused", "ab", 1.0)
-        searches(controller, "a" if first else "b")
+        ab_searches(controller, USERS[:300], prefix="a" if first else "b")
         await controller.close()
         return controller.status("ab")[0]["arms"]
 
@@ -475,10 +473,7 @@ def test_an_ab_shopper_keeps_their_unit_across_a_restart(tmp_path):
 def test_the_saved_form_is_every_field_and_a_stopped_ab_test_keeps_its_figures_without_buckets():
     controller = ExperimentController(None)
     controller.start("ab", "default", "fused", "ab", 1.0)
-    for number, user in enumerate(USERS[:300]):
-        arm = controller.assign(user, "").arm
-        serve(controller, f"r{number}", TWELVE, [arm] * 12, user=user)
-        controller.join(f"r{number}", "p1", "click", 1)
+    ab_searches(controller, USERS[:300])
     experiment = controller.get("ab")
     assert experiment.to_json() == dataclasses.asdict(experiment)
     running = experiment.status()["arms"]
