@@ -87,8 +87,8 @@ settings.register_profile("shoprank-fuzz", deadline=None, derandomize=True, data
 FUZZ = settings.get_profile("shoprank-fuzz")
 
 
-def examples(rpc: str, share: float = 1.0) -> settings:
-    """The fuzz profile with `share` of the RPC's examples."""
+def examples(share: float = 1.0) -> settings:
+    """The fuzz profile with `share` of an RPC's examples."""
     count = int(EXAMPLES) if EXAMPLES else DEFAULT_EXAMPLES
     return settings(FUZZ, max_examples=max(1, round(count * share)))
 
@@ -656,7 +656,7 @@ def check_search(calls: Calls, request: ranking_pb2.SearchRequest, deadline: flo
 
 
 def test_search_on_the_index_without_reranking(plain):
-    @examples("Search", 1 - FULL_PIPELINE_SHARE)
+    @examples(1 - FULL_PIPELINE_SHARE)
     @given(SEARCHES, DEADLINES)
     def search(request, deadline):
         check_search(plain, request, deadline)
@@ -666,7 +666,7 @@ def test_search_on_the_index_without_reranking(plain):
 
 
 def test_search_on_the_full_pipeline_over_milvus(full):
-    @examples("Search", FULL_PIPELINE_SHARE)
+    @examples(FULL_PIPELINE_SHARE)
     @given(SEARCHES, DEADLINES)
     def search(request, deadline):
         check_search(full, request, deadline)
@@ -676,12 +676,12 @@ def test_search_on_the_full_pipeline_over_milvus(full):
 
 
 def test_feedback(plain, full):
-    @examples("Feedback", 1 - MILVUS_SHARE)
+    @examples(1 - MILVUS_SHARE)
     @given(EVENTS)
     def feedback(event):
         plain("Feedback", event)
 
-    @examples("Feedback", MILVUS_SHARE)
+    @examples(MILVUS_SHARE)
     @given(EVENTS)
     def feedback_on_milvus(event):  # the product is looked up in Milvus
         full("Feedback", event)
@@ -705,12 +705,12 @@ def check_stream(calls: Calls, events: list[ranking_pb2.FeedbackEvent]) -> None:
     (ENORMOUS_STREAMS, MILVUS_STREAMS, ENORMOUS_SHARE, ENORMOUS_SHARE),
 ], ids=["streams", "enormous-streams"])
 def test_feedback_stream(plain, full, on_index, on_milvus, index_share, milvus_share):
-    @examples("FeedbackStream", index_share)
+    @examples(index_share)
     @given(on_index)
     def stream(events):
         check_stream(plain, events)
 
-    @examples("FeedbackStream", milvus_share)
+    @examples(milvus_share)
     @given(on_milvus)
     def stream_on_milvus(events):
         check_stream(full, events)
@@ -722,7 +722,7 @@ def test_feedback_stream(plain, full, on_index, on_milvus, index_share, milvus_s
 
 
 def test_forget_user(plain):
-    @examples("ForgetUser")
+    @examples()
     @given(st.sampled_from(USERS) | TEXT)
     def forget(user_id):
         plain("ForgetUser", ranking_pb2.ForgetUserRequest(user_id=user_id))
@@ -734,7 +734,7 @@ def test_forget_user(plain):
 # The admin API: every call also with a missing or wrong token now and then (UNAUTHENTICATED).
 
 def test_start_rollout(full):
-    @examples("StartRollout")
+    @examples()
     @given(MODELS, VERSIONS, INT32, st.booleans(), st.booleans(), METADATA)
     def start(model, version, percent, shadow, interleave, metadata):
         full("StartRollout", admin_pb2.StartRolloutRequest(model=model, version=version, percent=percent,
@@ -745,22 +745,22 @@ def test_start_rollout(full):
 
 
 def test_shift_promote_rollback_and_status_of_rollouts(full):
-    @examples("ShiftRollout")
+    @examples()
     @given(MODELS, INT32, METADATA)
     def shift(model, percent, metadata):
         full("ShiftRollout", admin_pb2.ShiftRolloutRequest(model=model, percent=percent), metadata=metadata)
 
-    @examples("PromoteRollout")
+    @examples()
     @given(MODELS, TEXT, METADATA)
     def promote(model, reason, metadata):
         full("PromoteRollout", admin_pb2.ModelRequest(model=model, reason=reason), metadata=metadata)
 
-    @examples("RollbackRollout")
+    @examples()
     @given(MODELS, TEXT, METADATA)
     def rollback(model, reason, metadata):
         full("RollbackRollout", admin_pb2.ModelRequest(model=model, reason=reason), metadata=metadata)
 
-    @examples("GetRolloutStatus")
+    @examples()
     @given(MODELS, METADATA)
     def status(model, metadata):
         full("GetRolloutStatus", admin_pb2.ModelRequest(model=model), metadata=metadata)
@@ -772,7 +772,7 @@ def test_shift_promote_rollback_and_status_of_rollouts(full):
 
 def test_experiments(full):
     """Start, stop and status; an experiment that started is stopped at once, so that the next one may start."""
-    @examples("StartExperiment")
+    @examples()
     @given(EXPERIMENTS, METADATA)
     def start(experiment, metadata):
         name, control, treatment, method, share = experiment
@@ -781,12 +781,12 @@ def test_experiments(full):
         if code == C.OK:
             full("StopExperiment", admin_pb2.ExperimentRequest(name=name), metadata=AUTH, allowed={C.OK})
 
-    @examples("StopExperiment")
+    @examples()
     @given(EXPERIMENT_NAMES, METADATA)
     def stop(name, metadata):
         full("StopExperiment", admin_pb2.ExperimentRequest(name=name), metadata=metadata)
 
-    @examples("GetExperimentStatus")
+    @examples()
     @given(EXPERIMENT_NAMES | st.just(""), METADATA)
     def status(name, metadata):
         full("GetExperimentStatus", admin_pb2.ExperimentRequest(name=name), metadata=metadata)
@@ -934,25 +934,25 @@ def test_catalog_changes(fresh_shops):
             share = 1.0 / CATALOG_ROUNDS
 
             @seed(round_)
-            @examples("UpsertProducts", share)
+            @examples(share)
             @given(RECORD_STREAMS, METADATA)
             def upsert(records, metadata):
                 check_upsert(calls, records, metadata)
 
             @seed(round_)
-            @examples("DeleteProducts", share)
+            @examples(share)
             @given(st.one_of(st.lists(IDS, max_size=5), many(SHORT_IDS, [1000, 5000])), METADATA)
             def delete(ids, metadata):
                 calls("DeleteProducts", admin_pb2.DeleteProductsRequest(product_ids=ids), metadata=metadata)
 
             @seed(round_)
-            @examples("GetProduct", share)
+            @examples(share)
             @given(IDS, METADATA)
             def get(product_id, metadata):
                 calls("GetProduct", admin_pb2.GetProductRequest(product_id=product_id), metadata=metadata)
 
             @seed(round_)
-            @examples("UpsertProducts", ENORMOUS_SHARE * share)
+            @examples(ENORMOUS_SHARE * share)
             @given(ENORMOUS_RECORD_STREAMS)
             def enormous_upsert(records):
                 check_upsert(calls, records, AUTH)
